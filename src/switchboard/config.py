@@ -1,0 +1,466 @@
+"""Start-up settings (protocol.md §6): one frozen value, read once, handed to everything.
+
+Core modules never read ``os.environ``; they receive a :class:`Settings`. The value is built by
+:func:`load_settings` from four sources, highest precedence first::
+
+    flag (--job-timeout 0.5)  >  environment (SWITCHBOARD_JOB_TIMEOUT)
+                              >  TOML file (--config, key job_timeout)  >  default
+
+Every key of §6 is here with its §6 default. Keys that §6 does not name are extensions; each is
+settable the same three ways:
+
+``reservation_lease`` (15.0 s)
+    how long a slot lease lives without renewal; live jobs renew it every third of it, so a
+    crashed scheduler's slots come back by themselves.
+``session_outbox_limit`` (1024 frames)
+    frames queued to one session before it is closed as a slow consumer.
+``handshake_timeout`` (10.0 s)
+    how long a connection may take to send its first frame.
+``log_level`` ("info")
+    one of debug, info, warning, error, critical (any case).
+``redis_namespace`` ("switchboard")
+    prefix of every Redis key, so several deployments can share one Redis.
+``snapshot_min_interval`` (0.005 s)
+    bursts of structural changes coalesce into one snapshot rebuild at most this often;
+    0 rebuilds on every change.
+
+Rules beyond plain values:
+
+* ``--redis-url`` implies ``--store redis`` (§6). If ``store = "memory"`` comes from a source
+  of higher or equal precedence than the URL, that is a contradiction and a ConfigError; a
+  ``memory`` from a *lower* source is simply overridden, like any other lower source.
+* A non-loopback ``host`` needs all three tokens unless ``insecure`` is set (§6); this is
+  checked when a Settings is built, so no Settings that breaks it can exist.
+* Secrets never reach logs or tracebacks (style.md 7): tokens and the password part of the
+  Redis URL appear as ``***`` in ``repr``, in :meth:`Settings.public_view` and in every error.
+* An empty token is an error rather than "no token": ``SWITCHBOARD_NODE_TOKEN=`` from an unset
+  template variable must not silently turn into a token every peer can guess.
+* The config file may also be named by ``SWITCHBOARD_CONFIG``, as every flag may (§6); an
+  explicit ``config_path`` wins over it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from switchboard.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings", "is_loopback_host", "load_settings", "redact_url"]
+
+ENV_PREFIX: Final = "SWITCHBOARD_"
+TOKEN_FIELDS: Final = ("node_token", "session_token", "admin_token")
+STORES: Final = ("memory", "redis")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+REDACTED: Final = "***"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything Switchboard reads at start-up; see the module docstring for each key."""
+
+    host: str = "127.0.0.1"
+    port: int = 5010
+    store: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    heartbeat_interval: float = 15.0
+    job_timeout: float = 30.0
+    pending_timeout: float = 10.0
+    max_attempts: int = 3
+    default_max_concurrency: int = 4
+    max_pending_per_session: int = 64
+    max_frame_bytes: int = 8388608
+    # repr=False is belt and braces: __repr__ below already redacts, but should it ever be
+    # removed the generated one must still leave the secrets out.
+    node_token: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    insecure: bool = False
+    # Extensions (not in §6).
+    reservation_lease: float = 15.0
+    session_outbox_limit: int = 1024
+    handshake_timeout: float = 10.0
+    log_level: str = "info"
+    redis_namespace: str = "switchboard"
+    snapshot_min_interval: float = 0.005
+
+    def __post_init__(self) -> None:
+        # Validate here, not only in load_settings, so a Settings built directly in code or a
+        # test obeys the same rules as one built from the command line.
+        for f in fields(self):
+            problem = _SPECS[f.name].check(getattr(self, f.name))
+            if problem is not None:
+                raise ConfigError(f"{flag_name(f.name)}: {problem}")
+        _check_exposure(self)
+
+    def __repr__(self) -> str:
+        # Hand-written so the Redis URL's password is redacted too, and so a set token shows
+        # as '***' (useful to know) rather than vanishing.
+        inner = ", ".join(f"{name}={value!r}" for name, value in self.public_view().items())
+        return f"Settings({inner})"
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when ``host`` only accepts connections from this machine."""
+        return is_loopback_host(self.host)
+
+    def public_view(self) -> dict[str, object]:
+        """Every setting, secrets replaced by ``***``: safe to log at start-up."""
+        view: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in TOKEN_FIELDS and value is not None:
+                value = REDACTED
+            elif f.name == "redis_url":
+                value = redact_url(value)
+            view[f.name] = value
+        return view
+
+
+def flag_name(key: str) -> str:
+    """``job_timeout`` → ``--job-timeout``: how §6 names a key to the operator."""
+    return "--" + key.replace("_", "-")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 (also IPv4-mapped) and ``localhost``; names are never resolved."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def redact_url(url: str) -> str:
+    """The URL with its user-info and any ``password=`` query parameter replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        host_port = parts.netloc.rpartition("@")[2]
+        netloc = f"{REDACTED}@{host_port}" if "@" in parts.netloc else parts.netloc
+        query = [
+            (key, REDACTED if "pass" in key.lower() else value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+    except ValueError:
+        # Unparseable: showing nothing is the only way to be sure nothing secret shows.
+        return "<unparseable URL>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class _Source(IntEnum):
+    """Where a value came from; a larger number wins."""
+
+    DEFAULT = 0
+    FILE = 1
+    ENV = 2
+    FLAG = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Given:
+    value: object
+    source: _Source
+    origin: str  # how to name it in a message: "--port", "SWITCHBOARD_PORT", "port in a.toml"
+
+
+def load_settings(
+    flags: Mapping[str, object],
+    *,
+    environ: Mapping[str, str],
+    config_path: str | None = None,
+) -> Settings:
+    """Build Settings from flags > environment > TOML file > defaults (protocol.md §6).
+
+    ``flags`` maps keys spelled as Settings fields (``job_timeout``) to what the user typed,
+    as strings or already typed values; a key that is absent or None was not given.
+    Raises ConfigError with a message fit to show the operator.
+    """
+    path = config_path if config_path is not None else environ.get(ENV_PREFIX + "CONFIG")
+    given: dict[str, _Given] = {}
+    # Lowest precedence first, so each later layer simply overwrites.
+    for layer in (_file_layer(path), _env_layer(environ), _flag_layer(flags)):
+        given.update(layer)
+    _imply_redis_store(given)
+    values: dict[str, Any] = {key: g.value for key, g in given.items()}
+    return Settings(**values)
+
+
+def _flag_layer(flags: Mapping[str, object]) -> dict[str, _Given]:
+    layer: dict[str, _Given] = {}
+    for key, raw in flags.items():
+        if raw is None:
+            continue
+        if key not in _SPECS:
+            raise ConfigError(f"unknown setting {key!r}")
+        layer[key] = _given(key, raw, _Source.FLAG, flag_name(key))
+    return layer
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, _Given]:
+    # Unknown SWITCHBOARD_* variables are not errors: tests and tools use the prefix too.
+    layer: dict[str, _Given] = {}
+    for key in _SPECS:
+        name = ENV_PREFIX + key.upper()
+        if name in environ:
+            layer[key] = _given(key, environ[name], _Source.ENV, name)
+    return layer
+
+
+def _file_layer(path: str | None) -> dict[str, _Given]:
+    if path is None:
+        return {}
+    table = _read_toml(path)
+    layer: dict[str, _Given] = {}
+    for key, raw in table.items():
+        if key not in _SPECS:
+            raise ConfigError(f"unknown key {key!r} in config file {path}{_suggest(key)}")
+        layer[key] = _given(key, raw, _Source.FILE, f"{key} in {path}")
+    return layer
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib names the line and column, never the offending value.
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key.replace("-", "_"), list(_SPECS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _given(key: str, raw: object, source: _Source, origin: str) -> _Given:
+    spec = _SPECS[key]
+    try:
+        value = spec.parse(raw)
+    except _Invalid as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    problem = spec.check(value)
+    if problem is not None:
+        raise ConfigError(f"{origin}: {problem}")
+    return _Given(value, source, origin)
+
+
+def _imply_redis_store(given: dict[str, _Given]) -> None:
+    """§6: giving a Redis URL implies ``store = "redis"``."""
+    url = given.get("redis_url")
+    if url is None:
+        return
+    store = given.get("store")
+    if store is None or (store.value == "memory" and store.source < url.source):
+        given["store"] = _Given("redis", url.source, url.origin)
+    elif store.value == "memory":
+        raise ConfigError(
+            "--store memory conflicts with --redis-url"
+            f" (store from {store.origin}, Redis URL from {url.origin})"
+        )
+
+
+def _check_exposure(settings: Settings) -> None:
+    """§6: listening beyond this machine without every token needs ``--insecure``."""
+    if settings.insecure or settings.is_loopback:
+        return
+    missing = [flag_name(key) for key in TOKEN_FIELDS if getattr(settings, key) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(
+            f"--host {settings.host} is not a loopback address and {', '.join(missing)}"
+            f" {verb} not set; set {'it' if len(missing) == 1 else 'them'}"
+            " (flag, SWITCHBOARD_* environment or config file) or pass --insecure"
+            " to accept peers without tokens"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-key parsing (strings from the environment or a file → typed) and checking (typed → ok?).
+# Messages name the value except for secrets, which are never echoed.
+
+
+class _Invalid(Exception):
+    """A raw value that cannot be turned into the key's type; the text is the reason."""
+
+
+_Parse = Callable[[object], object]
+_Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    parse: _Parse
+    check: _Check
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int in Python, but `port = true` is a mistake, not port 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_int(raw: object) -> object:
+    if _is_int(raw):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            pass
+    raise _Invalid(f"expected a whole number, got {raw!r}")
+
+
+def _parse_seconds(raw: object) -> object:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise _Invalid(f"expected a number of seconds, got {raw!r}") from None
+    else:
+        raise _Invalid(f"expected a number of seconds, got {raw!r}")
+    if not math.isfinite(value):
+        raise _Invalid(f"expected a finite number of seconds, got {raw!r}")
+    return value
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _parse_bool(raw: object) -> object:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise _Invalid(f"expected one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _parse_text(raw: object) -> object:
+    if isinstance(raw, str):
+        return raw.strip()
+    raise _Invalid(f"expected a string, got {raw!r}")
+
+
+def _parse_word(raw: object) -> object:
+    # Choices are matched case-insensitively: `--log-level INFO` is not worth an error.
+    if isinstance(raw, str):
+        return raw.strip().lower()
+    raise _Invalid(f"expected a string, got {raw!r}")
+
+
+def _parse_secret(raw: object) -> object:
+    # Kept verbatim (no strip): a token is compared byte for byte with what peers send.
+    if isinstance(raw, str):
+        return raw
+    raise _Invalid("expected a string (value not shown: it is a secret)")
+
+
+def _int_range(low: int, high: int | None = None) -> _Check:
+    def check(value: Any) -> str | None:
+        if not _is_int(value):
+            return f"expected a whole number, got {value!r}"
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            return f"must be {bounds}, got {value}"
+        return None
+
+    return check
+
+
+def _seconds(*, allow_zero: bool = False) -> _Check:
+    def check(value: Any) -> str | None:
+        if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+            return f"expected a finite number of seconds, got {value!r}"
+        if value < 0 or (value == 0 and not allow_zero):
+            return f"must be {'at least 0' if allow_zero else 'greater than 0'}, got {value}"
+        return None
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> _Check:
+    def check(value: Any) -> str | None:
+        if value not in choices:
+            return f"expected one of {', '.join(choices)}, got {value!r}"
+        return None
+
+    return check
+
+
+def _check_bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+
+
+def _check_name(value: Any) -> str | None:
+    # Hosts and key prefixes: whitespace inside is always a typo, and empty means nothing.
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        return f"expected a non-empty string without spaces, got {value!r}"
+    return None
+
+
+def _check_redis_url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "expected a URL string"
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        return f"expected a redis://, rediss:// or unix:// URL, got {redact_url(value)!r}"
+    return None
+
+
+def _check_secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        return "expected a non-empty string (value not shown: it is a secret)"
+    return None
+
+
+_SECONDS: Final = _Spec(_parse_seconds, _seconds())
+_COUNT: Final = _Spec(_parse_int, _int_range(1))
+_SECRET: Final = _Spec(_parse_secret, _check_secret)
+
+# One entry per Settings field; tests/unit/test_config.py checks the two stay in step.
+_SPECS: Final[Mapping[str, _Spec]] = {
+    "host": _Spec(_parse_text, _check_name),
+    "port": _Spec(_parse_int, _int_range(0, 65535)),  # 0: pick a free port (tests)
+    "store": _Spec(_parse_word, _one_of(STORES)),
+    "redis_url": _Spec(_parse_text, _check_redis_url),
+    "heartbeat_interval": _SECONDS,
+    "job_timeout": _SECONDS,
+    "pending_timeout": _SECONDS,
+    "max_attempts": _COUNT,
+    "default_max_concurrency": _COUNT,
+    "max_pending_per_session": _COUNT,
+    "max_frame_bytes": _COUNT,
+    "node_token": _SECRET,
+    "session_token": _SECRET,
+    "admin_token": _SECRET,
+    "insecure": _Spec(_parse_bool, _check_bool),
+    "reservation_lease": _SECONDS,
+    "session_outbox_limit": _COUNT,
+    "handshake_timeout": _SECONDS,
+    "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
+    "redis_namespace": _Spec(_parse_text, _check_name),
+    "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),
+}

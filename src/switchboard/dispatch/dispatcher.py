@@ -1,0 +1,459 @@
+"""The dispatcher: every accepted utterance from acceptance to its one answer (seed §6).
+
+One placement attempt, in the seed's order:
+
+1. read the snapshot (no lock);
+2–5. take the session's lock, decide pair and preferred pool, release it;
+6–8. language index → pool members → filter by the snapshot (``selection.candidates``);
+9. ``try_reserve`` in the store (the final word on capacity);
+then ``job_assign`` to the node.
+
+No candidate or no free slot: the job waits in a FIFO (per competing pair and services), woken
+when one of our reservations is released or a new snapshot is published, never by polling,
+until ``pending_timeout``.  Timeouts, failed sends and departed nodes fail the attempt over to
+the next one (contract §2 "Failures").  Answers go through the session's ``AnswerLine`` so that
+they leave in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import time
+from collections import Counter
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.dispatch import selection
+from switchboard.dispatch.jobs import Job, JobState, NodeLink, SessionLink
+from switchboard.errors import StoreUnavailable
+from switchboard.metrics import Metrics
+from switchboard.protocol import codec, langs
+from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted
+from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
+from switchboard.sessions.manager import SessionManager
+from switchboard.store.base import ReservationStore
+
+log = logging.getLogger("switchboard.dispatch")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    job_timeout: float
+    pending_timeout: float
+    max_attempts: int
+    reservation_lease: float
+
+
+class Placed(enum.Enum):
+    ASSIGNED = "assigned"
+    NO_SLOT = "no_slot"
+    FINISHED = "finished"  # answered (e.g. store down) or dropped meanwhile
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        sessions: SessionManager,
+        store: ReservationStore,
+        *,
+        settings: DispatchSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._holder = holder
+        self._sessions = sessions
+        self._store = store
+        self._cfg = settings
+        self._metrics = metrics
+        self._nodes: dict[str, NodeLink] = {}
+        self._node_jobs: dict[str, dict[str, Job]] = {}
+        self._waiting: dict[Job, None] = {}  # insertion-ordered set: the FIFO
+        self._waiting_keys: Counter[tuple[str, str, frozenset[str]]] = Counter()
+        self._wake_again = False
+        self._waker: asyncio.Task[None] | None = None
+        self._unreleased: set[tuple[str, str]] = set()  # releases the store refused; retried
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
+        self.idle.set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._rotation = itertools.count()
+        self.in_flight = 0
+        self.dispatched_total = 0
+        self.failed_total = 0
+        self.store_up = True
+        holder.subscribe(self._on_snapshot)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def attach_node(self, link: NodeLink) -> None:
+        self._nodes[link.node_id] = link
+        self._node_jobs.setdefault(link.node_id, {})
+
+    def detach_node(self, node_id: str) -> None:
+        """The node is gone: its jobs are retried at once (contract §2 "Failures")."""
+        self._nodes.pop(node_id, None)
+        for job in list(self._node_jobs.pop(node_id, {}).values()):
+            self._fail_over(
+                job, reason="node_offline", code=ErrorCode.NODE_UNAVAILABLE, cancel=False
+            )
+
+    def node_load(self) -> Mapping[str, int]:
+        """Jobs this scheduler has assigned per node (its own view; the store has the total)."""
+        return {node_id: len(jobs) for node_id, jobs in self._node_jobs.items()}
+
+    # --- jobs in ----------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Take an accepted utterance; it will get exactly one answer unless its session ends."""
+        self.in_flight += 1
+        self.idle.clear()
+        self._metrics.jobs_in_flight.inc()
+        job.session.line.enqueue(job.job_id)
+        job.session.pending[job.utterance_index] = job
+        job.wait_since = time.monotonic()
+        self._spawn(self._place_or_wait(job))
+
+    async def _place_or_wait(self, job: Job) -> None:
+        try:
+            if self._waiting_keys[job.wait_key()]:
+                self._wait(job)  # others are ahead of it for the same nodes: FIFO
+                return
+            if await self._try_place(job) is Placed.NO_SLOT:
+                self._wait(job)
+        except Exception:  # a bug must cost one answer, not the utterance
+            log.exception("placing job %s failed", job.job_id)
+            self._finish_error(job, ErrorCode.INTERNAL_ERROR, "internal error while placing")
+
+    async def _try_place(self, job: Job) -> Placed:
+        snapshot = self._holder.current
+        decision = await self._sessions.decide(
+            job.session.entry, snapshot, job.src_lang, job.tgt_lang
+        )
+        cands = selection.candidates(
+            snapshot, decision, job.services, tried=job.tried, start=next(self._rotation)
+        )
+        if not cands:
+            return Placed.NO_SLOT
+        attempt = job.attempt + 1
+        try:
+            node_id = await self._store.try_reserve(
+                cands, job.holder(attempt), lease_s=self._cfg.reservation_lease
+            )
+        except StoreUnavailable:
+            self._store_failed()
+            self._metrics.reservations.labels("store_down").inc()
+            self._finish_error(
+                job, ErrorCode.SCHEDULER_DEPENDENCY_DOWN, "the reservation store cannot be reached"
+            )
+            return Placed.FINISHED
+        self.store_up = True
+        if node_id is None:
+            self._metrics.reservations.labels("full").inc()
+            return Placed.NO_SLOT
+        link = self._nodes.get(node_id)
+        if job.state is JobState.DONE or link is None:
+            # The session ended, or the node left, while we were reserving.
+            self._release(node_id, job.holder(attempt))
+            return Placed.FINISHED if job.state is JobState.DONE else Placed.NO_SLOT
+        self._metrics.reservations.labels("reserved").inc()
+        await self._assign(job, link, attempt)
+        return Placed.ASSIGNED
+
+    async def _assign(self, job: Job, link: NodeLink, attempt: int) -> None:
+        job.attempt = attempt
+        job.node_id = link.node_id
+        job.tried.add(link.node_id)
+        job.state = JobState.ASSIGNED
+        self._node_jobs[link.node_id][job.job_id] = job
+        src, tgt = langs.normalize(job.src_lang), langs.normalize(job.tgt_lang)
+        frame = codec.job_assign(
+            job.raw,
+            job_id=job.job_id,
+            attempt_id=attempt,
+            session_id=job.session.session_id,
+            utterance_index=job.utterance_index,
+            src_lang=src,
+            tgt_lang=tgt,
+            pipeline=job.pipeline,
+            trace_id=job.trace_id,
+        )
+        sent = await link.send(frame)
+        if attempt == 1:
+            self._metrics.dispatch_latency.observe(time.perf_counter() - job.received_at)
+            self.dispatched_total += 1
+        if job.state is JobState.ASSIGNED and job.attempt == attempt:
+            if not sent:  # the node's socket broke; detach_node may not have run yet
+                self._fail_over(
+                    job, reason="send_failed", code=ErrorCode.NODE_UNAVAILABLE, cancel=False
+                )
+                return
+            loop = asyncio.get_running_loop()
+            job.timer = loop.call_later(self._cfg.job_timeout, self._timed_out, job, attempt)
+
+    # --- waiting (FIFO, woken by releases and snapshots) -------------------------------------
+
+    def _wait(self, job: Job) -> None:
+        if job.state is JobState.DONE:
+            return
+        job.state = JobState.WAITING
+        self._waiting[job] = None
+        self._waiting_keys[job.wait_key()] += 1
+        remaining = self._cfg.pending_timeout - (time.monotonic() - job.wait_since)
+        loop = asyncio.get_running_loop()
+        job.wait_deadline = loop.call_later(max(remaining, 0.0), self._wait_expired, job)
+
+    def _unwait(self, job: Job) -> None:
+        if self._waiting.pop(job, False) is None:
+            key = job.wait_key()
+            self._waiting_keys[key] -= 1
+            if self._waiting_keys[key] <= 0:
+                del self._waiting_keys[key]
+        if job.wait_deadline is not None:
+            job.wait_deadline.cancel()
+            job.wait_deadline = None
+
+    def _wait_expired(self, job: Job) -> None:
+        if job.state is JobState.WAITING:
+            self._unwait(job)
+            self._finish_error(job, job.wait_error, "no eligible node had a free slot in time")
+
+    def _on_snapshot(self, _snapshot: RuntimeSnapshot) -> None:
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self._waiting:
+            return
+        self._wake_again = True
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.create_task(self._drain_waiting())
+
+    async def _drain_waiting(self) -> None:
+        while self._wake_again:
+            self._wake_again = False
+            full: set[tuple[str, str, frozenset[str]]] = set()
+            for job in list(self._waiting):
+                key = job.wait_key()
+                if job.state is not JobState.WAITING or key in full:
+                    continue
+                self._unwait(job)
+                job.state = JobState.PLACING
+                try:
+                    placed = await self._try_place(job)
+                except Exception:
+                    log.exception("placing job %s failed", job.job_id)
+                    self._finish_error(job, ErrorCode.INTERNAL_ERROR, "internal error")
+                    continue
+                if placed is Placed.NO_SLOT:
+                    full.add(key)  # later jobs with this key stay behind it, in order
+                    self._requeue_front(job)
+
+    def _requeue_front(self, job: Job) -> None:
+        """Put a job that was woken but found no slot back at its place in the line."""
+        self._wait(job)
+        if len(self._waiting) > 1:
+            rest = [j for j in self._waiting if j is not job]
+            self._waiting = {job: None}
+            self._waiting.update(dict.fromkeys(rest))
+
+    # --- answers from nodes -----------------------------------------------------------------
+
+    def _current(self, node_id: str, job_id: str, attempt: int, session_id: str) -> Job | None:
+        """The job if this node holds its current attempt; else ``None`` (contract §1
+        "Identity": stale or foreign messages change nothing)."""
+        job = self._node_jobs.get(node_id, {}).get(job_id)
+        if job is None or job.attempt != attempt or job.session.session_id != session_id:
+            return None
+        return job
+
+    def on_ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
+        return self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id) is not None
+
+    def on_result(self, node_id: str, msg: JobResult, frame: str | bytes) -> bool:
+        job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
+        if job is None:
+            return False
+        self._end_attempt(job)
+        if msg.success:
+            out = codec.translation_result(
+                codec.raw_fields(frame),
+                session_id=job.session.session_id,
+                utterance_index=job.utterance_index,
+                job_id=job.job_id,
+                trace_id=job.trace_id,
+                node_id=node_id,
+            )
+            self._metrics.answers.labels("result").inc()
+            self._finish(job, out)
+            return True
+        err = msg.error
+        details: dict[str, object] = dict(err.details or {}) if err else {}
+        details.update(utterance_index=job.utterance_index, job_id=job.job_id, node_id=node_id)
+        code = (err.code if err and err.code else None) or ErrorCode.NODE_ERROR
+        message = (err.message if err and err.message else None) or "the node failed the job"
+        self._finish_error(job, code, message, details)
+        return True
+
+    def on_partial(self, node_id: str, msg: AsrPartial, frame: str | bytes) -> bool:
+        job = self._node_jobs.get(node_id, {}).get(msg.job_id)
+        if job is None or job.session.session_id != msg.session_id:
+            return False
+        job.session.push(
+            codec.asr_partial(
+                codec.raw_fields(frame),
+                session_id=job.session.session_id,
+                utterance_index=job.utterance_index,
+            )
+        )
+        return True
+
+    # --- failures ---------------------------------------------------------------------------
+
+    def _timed_out(self, job: Job, attempt: int) -> None:
+        if job.state is JobState.ASSIGNED and job.attempt == attempt:
+            self._fail_over(job, reason="timeout", code=ErrorCode.JOB_TIMEOUT, cancel=True)
+
+    def _fail_over(self, job: Job, *, reason: str, code: ErrorCode, cancel: bool) -> None:
+        node_id = job.node_id
+        self._end_attempt(job)
+        if cancel and node_id is not None:
+            self._send_cancel(node_id, job, reason)
+        self._metrics.failovers.labels(reason).inc()
+        if job.attempt >= self._cfg.max_attempts:
+            self._finish_error(job, code, f"gave up after {job.attempt} attempts ({reason})")
+            return
+        job.state = JobState.PLACING
+        job.wait_error = code
+        job.wait_since = time.monotonic()
+        self._spawn(self._place_or_wait(job))
+
+    def _end_attempt(self, job: Job) -> None:
+        """Stop the current attempt's timer and give its slot back."""
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        node_id = job.node_id
+        if node_id is not None:
+            self._node_jobs.get(node_id, {}).pop(job.job_id, None)
+            self._release(node_id, job.holder(job.attempt))
+            job.node_id = None
+
+    def _send_cancel(self, node_id: str, job: Job, reason: str) -> None:
+        link = self._nodes.get(node_id)
+        if link is not None:
+            self._spawn(link.send(codec.job_cancel(job.job_id, job.trace_id, reason)))
+
+    # --- answers to sessions ----------------------------------------------------------------
+
+    def _finish_error(
+        self, job: Job, code: str, message: str, details: dict[str, object] | None = None
+    ) -> None:
+        info: dict[str, object] = details or {
+            "utterance_index": job.utterance_index,
+            "job_id": job.job_id,
+        }
+        self.failed_total += 1
+        self._metrics.answers.labels(str(code)).inc()
+        self._finish(job, codec.error(code, message, info))
+
+    def _finish(self, job: Job, frame: bytes) -> None:
+        if job.state is JobState.DONE:
+            return
+        self._close_job(job)
+        session = job.session
+        session.line.answer(job.job_id, frame)
+        for ready in session.line.ready():
+            session.push(ready)
+
+    def _close_job(self, job: Job) -> None:
+        if job.state is JobState.WAITING:
+            self._unwait(job)
+        job.state = JobState.DONE
+        self._end_attempt(job)
+        if job.session.pending.get(job.utterance_index) is job:
+            del job.session.pending[job.utterance_index]
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.idle.set()
+        self._metrics.jobs_in_flight.dec()
+        self._metrics.queue_wait.observe(time.monotonic() - job.wait_since)
+
+    def drop_session(self, session: SessionLink) -> None:
+        """The session ended: its pending jobs are cancelled on their nodes, unanswered."""
+        for job in list(session.pending.values()):
+            if job.node_id is not None:
+                self._send_cancel(job.node_id, job, "session closed")
+            self._close_job(job)
+            session.line.drop(job.job_id)
+
+    def fail_session(self, session: SessionLink, code: ErrorCode, message: str) -> None:
+        """Answer every pending job of a session with an error (server shutdown)."""
+        for job in list(session.pending.values()):
+            if job.node_id is not None:
+                self._send_cancel(job.node_id, job, message)
+            self._finish_error(job, code, message)
+
+    # --- the store --------------------------------------------------------------------------
+
+    def _release(self, node_id: str, holder: str) -> None:
+        self._spawn(self._release_now(node_id, holder))
+
+    async def _release_now(self, node_id: str, holder: str) -> None:
+        try:
+            await self._store.release(node_id, holder)
+        except StoreUnavailable:
+            self._store_failed()
+            self._unreleased.add((node_id, holder))  # the lease expires anyway; retry sooner
+            return
+        self._kick()
+
+    def _store_failed(self) -> None:
+        if self.store_up:
+            log.warning("reservation store unreachable")
+        self.store_up = False
+
+    async def _maintain(self) -> None:
+        """Renew live jobs' leases, retry refused releases, and watch the store's health."""
+        period = min(self._cfg.reservation_lease / 3, 1.0)
+        while True:
+            await asyncio.sleep(period)
+            leases = [
+                (node_id, job.holder(job.attempt))
+                for node_id, jobs in self._node_jobs.items()
+                for job in jobs.values()
+            ]
+            try:
+                if leases:
+                    await self._store.renew(leases, lease_s=self._cfg.reservation_lease)
+                for node_id, holder in list(self._unreleased):
+                    await self._store.release(node_id, holder)
+                    self._unreleased.discard((node_id, holder))
+                if not self.store_up and await self._store.ping():
+                    log.info("reservation store reachable again")
+                    self.store_up = True
+                    self._kick()
+            except StoreUnavailable:
+                self._store_failed()

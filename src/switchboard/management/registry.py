@@ -1,0 +1,194 @@
+"""``ManagementRegistry``: nodes and pool config behind ONE management lock (seed §3).
+
+The lock is held only for in-memory changes, never across I/O, and never together with a
+session lock: this module knows nothing of sessions or dispatch (seed §7).  After a structural
+change (a node joins or leaves, its status, pairs, services or capacity change, pools are
+reconfigured) it marks the runtime snapshot dirty; one rebuilder task builds the new snapshot
+outside the lock and publishes it, at most once per ``min_rebuild_interval``, so a burst of
+changes costs one rebuild.  A routine heartbeat that changes nothing structural publishes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from switchboard.management.builder import build_snapshot
+from switchboard.management.nodes import NodeState, NodeStatus, pairs_from, ready_services
+from switchboard.management.pools import GeneratedPoolIds, Pool
+from switchboard.metrics import Metrics
+from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
+from switchboard.runtime.snapshot import NodeRuntime, SnapshotHolder
+
+log = logging.getLogger("switchboard.management")
+
+
+class ManagementRegistry:
+    def __init__(
+        self,
+        holder: SnapshotHolder,
+        *,
+        metrics: Metrics,
+        default_max_concurrency: int,
+        heartbeat_interval: float,
+        min_rebuild_interval: float = 0.005,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._holder = holder
+        self._metrics = metrics
+        self._default_max_concurrency = default_max_concurrency
+        self._heartbeat_interval = heartbeat_interval
+        self._min_rebuild_interval = min_rebuild_interval
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._nodes: dict[str, NodeState] = {}
+        self._views: dict[str, NodeRuntime] = {}
+        self._configured: tuple[Pool, ...] | None = None
+        self._generated_ids = GeneratedPoolIds()  # touched only by the rebuilder
+        self._version = 0
+        self._dirty = asyncio.Event()
+        self._rebuilder: asyncio.Task[None] | None = None
+
+    # --- the lock ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        async with self._lock:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._metrics.lock_hold.observe(time.perf_counter() - start)
+
+    def _refresh_view(self, node: NodeState) -> None:
+        """Recompute the node's runtime view; mark the snapshot dirty if it changed."""
+        view = NodeRuntime(
+            node_id=node.node_id,
+            status=node.status,
+            pairs=node.pairs,
+            services=node.services,
+            accept_public_jobs=node.accept_public_jobs,
+            max_concurrency=node.max_concurrency,
+        )
+        if self._views.get(node.node_id) != view:
+            self._views[node.node_id] = view
+            self._dirty.set()
+
+    # --- node lifecycle (contract §1) -------------------------------------------------------
+
+    async def register(self, node_id: str, msg: NodeRegister) -> bool:
+        """Add a node in ``registering``; ``False`` if the id is taken (NODE_ID_CONFLICT)."""
+        async with self._locked():
+            if node_id in self._nodes:
+                return False
+            node = NodeState.from_register(
+                node_id,
+                msg,
+                default_max_concurrency=self._default_max_concurrency,
+                now=self._clock(),
+            )
+            self._nodes[node_id] = node
+            self._refresh_view(node)
+        log.info(
+            "node %s registered: pairs=%s services=%s max_concurrency=%d",
+            node_id,
+            sorted(node.pairs),
+            sorted(node.services),
+            node.max_concurrency,
+        )
+        return True
+
+    async def heartbeat(self, node_id: str, msg: NodeHeartbeat) -> bool:
+        """Record a heartbeat; ``False`` for an unknown node."""
+        async with self._locked():
+            node = self._nodes.get(node_id)
+            if node is None:
+                return False
+            node.last_heartbeat = self._clock()
+            node.usage = msg.resource_usage  # information only: never touches reservations
+            if msg.capability_by_type is not None:
+                node.services = ready_services(msg.capability_by_type)
+            if msg.language_capabilities is not None:
+                node.pairs = pairs_from(msg.language_capabilities, node.installed_models)
+            node.set_status(node.health_status())
+            self._refresh_view(node)
+        return True
+
+    async def remove(self, node_id: str) -> bool:
+        """The node went offline (socket closed or heartbeats missed)."""
+        async with self._locked():
+            node = self._nodes.pop(node_id, None)
+            if node is None:
+                return False
+            node.set_status(NodeStatus.OFFLINE)
+            del self._views[node_id]
+            self._dirty.set()
+        return True
+
+    async def drain(self, node_id: str) -> bool:
+        """Operator drain: no new jobs; running ones finish. ``False`` for an unknown node."""
+        async with self._locked():
+            node = self._nodes.get(node_id)
+            if node is None:
+                return False
+            node.drained = True
+            node.set_status(NodeStatus.DRAINING)
+            self._refresh_view(node)
+        return True
+
+    async def expired(self) -> list[str]:
+        """Nodes that missed three heartbeat intervals (the caller closes and removes them)."""
+        limit = self._clock() - 3 * self._heartbeat_interval
+        async with self._locked():
+            return [n.node_id for n in self._nodes.values() if n.last_heartbeat < limit]
+
+    # --- pools (contract §4 PUT /api/v1/pools, §5) ------------------------------------------
+
+    async def set_pools(self, pools: Sequence[Pool]) -> None:
+        """Replace the configured pools; an empty list returns to generated pools."""
+        async with self._locked():
+            self._configured = tuple(pools) or None
+            self._dirty.set()
+
+    def node_states(self) -> list[NodeState]:
+        """For the operator API only (never dispatch)."""
+        return list(self._nodes.values())
+
+    # --- the rebuilder ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._rebuilder = asyncio.create_task(self._rebuild_loop(), name="snapshot-rebuilder")
+
+    async def stop(self) -> None:
+        if self._rebuilder is not None:
+            self._rebuilder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebuilder
+
+    async def rebuild_now(self) -> None:
+        """Build and publish at once (start-up, tests, and after PUT /api/v1/pools)."""
+        self._dirty.clear()
+        async with self._locked():
+            views = list(self._views.values())
+            configured = self._configured
+            self._version += 1
+            version = self._version
+        start = time.perf_counter()
+        snapshot = build_snapshot(
+            version, views, configured=configured, generated_ids=self._generated_ids
+        )
+        self._metrics.snapshot_build.observe(time.perf_counter() - start)
+        self._metrics.snapshot_rebuilds.inc()
+        self._metrics.nodes.set(len(views))
+        self._holder.publish(snapshot)
+
+    async def _rebuild_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await self.rebuild_now()
+            # Coalesce: changes arriving during this pause are folded into the next rebuild.
+            await asyncio.sleep(self._min_rebuild_interval)

@@ -1,0 +1,29 @@
+"""Error codes of contract §3 and WebSocket close codes."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    INVALID_SESSION = "INVALID_SESSION"
+    SESSION_CLOSED = "SESSION_CLOSED"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NODE_ID_CONFLICT = "NODE_ID_CONFLICT"
+    TOO_MANY_PENDING = "TOO_MANY_PENDING"
+    NO_AVAILABLE_NODE = "NO_AVAILABLE_NODE"
+    NODE_UNAVAILABLE = "NODE_UNAVAILABLE"
+    JOB_TIMEOUT = "JOB_TIMEOUT"
+    NODE_ERROR = "NODE_ERROR"
+    SCHEDULER_DEPENDENCY_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Extension (issue 5): a frame above --max-frame-bytes; the socket is then closed with 1009.
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+
+
+# RFC 6455 close codes the contract names (§3).
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_GOING_AWAY = 1001
+CLOSE_NORMAL = 1000

@@ -1,0 +1,85 @@
+"""``RuntimeSnapshot``: the frozen view of nodes and pools that dispatch reads (seed §4).
+
+The management domain builds a new snapshot after a structural change and publishes it by one
+reference assignment (``SnapshotHolder.publish``); dispatch reads ``holder.current`` once per
+attempt and never sees management state.  Nothing in a snapshot is ever mutated, except the
+language index's private lookup memo, which only caches a pure function of the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from switchboard.management.nodes import NodeStatus, Pair
+from switchboard.management.pools import Pool, PoolLanguageIndex
+from switchboard.protocol import langs
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRuntime:
+    """One node as dispatch sees it (seed §4.1 ``NodeRuntimeSnapshot``)."""
+
+    node_id: str
+    status: NodeStatus
+    pairs: frozenset[Pair]
+    services: frozenset[str]
+    accept_public_jobs: bool
+    max_concurrency: int
+
+    def serves(self, src: str, tgt: str) -> bool:
+        """Exact ordered pair, with ``zh`` serving ``zh-cn``; ``auto`` source: any source."""
+        auto = src == langs.AUTO
+        return any(
+            langs.serves(node_tgt, tgt) and (auto or langs.serves(node_src, src))
+            for node_src, node_tgt in self.pairs
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "node_id": self.node_id,
+            "status": self.status.value,
+            "language_pairs": [{"src": s, "tgt": t} for s, t in sorted(self.pairs)],
+            "services": sorted(self.services),
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSnapshot:
+    version: int = 0
+    nodes: Mapping[str, NodeRuntime] = field(default_factory=lambda: MappingProxyType({}))
+    pools: tuple[Pool, ...] = ()
+    pool_members: Mapping[int, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    lang_index: PoolLanguageIndex = field(
+        default_factory=lambda: PoolLanguageIndex((), generated=True)
+    )
+    generated_pools: bool = True
+
+    def pools_of(self, node_id: str) -> list[int]:
+        return [pid for pid, members in self.pool_members.items() if node_id in members]
+
+
+Listener = Callable[[RuntimeSnapshot], None]
+
+
+class SnapshotHolder:
+    """Holds the current snapshot; ``publish`` swaps it and tells listeners (e.g. the waiting
+    queue, which retries when new nodes or slots appear)."""
+
+    __slots__ = ("_listeners", "current")
+
+    def __init__(self) -> None:
+        self.current = RuntimeSnapshot()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, snapshot: RuntimeSnapshot) -> None:
+        self.current = snapshot  # the copy-on-write swap: one reference assignment
+        for listener in self._listeners:
+            listener(snapshot)

@@ -1,0 +1,205 @@
+"""The operator HTTP API of contract §4 (``/dashboard`` comes with a later issue)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from switchboard.dispatch import selection
+from switchboard.errors import StoreUnavailable
+from switchboard.management.pools import Pool
+from switchboard.protocol import langs
+from switchboard.server.auth import bearer, token_ok
+from switchboard.server.scheduler import SCHEDULER, Scheduler
+from switchboard.sessions.state import SessionRuntimeState
+
+routes = web.RouteTableDef()
+_json = msgspec.json.encode
+
+
+def _reply(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=_json(body), status=status, content_type="application/json")
+
+
+def _sched(request: web.Request) -> Scheduler:
+    sched: Scheduler = request.app[SCHEDULER]
+    return sched
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With ``--admin-token``, ``/api/v1/*`` and ``/dashboard`` need the bearer token."""
+    path = request.path
+    if path.startswith(("/api/", "/dashboard")):
+        expected = _sched(request).settings.admin_token
+        if not token_ok(bearer(request.headers.get("Authorization")), expected):
+            return _reply({"error": "UNAUTHORIZED", "message": "bearer token required"}, 401)
+    return await handler(request)
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    if _sched(request).dispatcher.store_up:
+        return _reply({"status": "ok"})
+    return _reply({"status": "degraded", "store": "down"}, 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=_sched(request).metrics.render(), content_type="text/plain", charset="utf-8"
+    )
+
+
+@routes.get("/api/v1/stats")
+async def stats(request: web.Request) -> web.Response:
+    sched = _sched(request)
+    snapshot = sched.snapshots.current
+    by_status = Counter(node.status.value for node in snapshot.nodes.values())
+    try:
+        held: int | None = await sched.store.held_total()
+    except StoreUnavailable:
+        held = None
+    return _reply(
+        {
+            "nodes": {
+                "total": len(snapshot.nodes),
+                **{
+                    s: by_status.get(s, 0) for s in ("ready", "registering", "degraded", "draining")
+                },
+            },
+            "sessions": len(sched.session_conns),
+            "pools": len(snapshot.pools),
+            "jobs_in_flight": sched.dispatcher.in_flight,
+            "reservations_held": held,
+            "dispatched_total": sched.dispatcher.dispatched_total,
+            "failed_total": sched.dispatcher.failed_total,
+            "snapshot_version": snapshot.version,
+            "store": {"kind": sched.store.name, "up": sched.dispatcher.store_up},
+        }
+    )
+
+
+async def _reserved(sched: Scheduler, node_ids: list[str]) -> dict[str, int | None]:
+    try:
+        counts = await sched.store.reserved(node_ids)
+    except StoreUnavailable:
+        return dict.fromkeys(node_ids)
+    return {node_id: counts.get(node_id, 0) for node_id in node_ids}
+
+
+@routes.get("/api/v1/nodes")
+async def nodes(request: web.Request) -> web.Response:
+    sched = _sched(request)
+    snapshot = sched.snapshots.current
+    reserved = await _reserved(sched, list(snapshot.nodes))
+    return _reply(
+        [
+            {**node.to_json(), "pools": snapshot.pools_of(node_id), "reserved": reserved[node_id]}
+            for node_id, node in sorted(snapshot.nodes.items())
+        ]
+    )
+
+
+@routes.get("/api/v1/pools")
+async def pools(request: web.Request) -> web.Response:
+    return _reply(_pools_json(_sched(request)))
+
+
+def _pools_json(sched: Scheduler) -> list[dict[str, object]]:
+    snapshot = sched.snapshots.current
+    return [
+        {**pool.to_json(), "members": list(snapshot.pool_members.get(pool.pool_id, ()))}
+        for pool in snapshot.pools
+    ]
+
+
+@routes.get("/api/v1/simulate")
+async def simulate(request: web.Request) -> web.Response:
+    """Dry run of dispatch for a pair, reserving nothing (contract §4)."""
+    sched = _sched(request)
+    src, tgt = request.query.get("src_lang"), request.query.get("tgt_lang")
+    if not src or not tgt:
+        return _reply({"error": "src_lang and tgt_lang are required"}, 400)
+    snapshot = sched.snapshots.current
+    decision = SessionRuntimeState().decide(snapshot, src, tgt)
+    services = selection.ALL_SERVICES
+    cands = selection.candidates(snapshot, decision, services)
+    excluded = dict(selection.explain(snapshot, src, tgt, services))
+    reserved = await _reserved(sched, [c.node_id for c in cands])
+    ranked = []
+    for position, cand in enumerate(cands):
+        load = reserved[cand.node_id]
+        if load is not None and load >= cand.capacity:
+            excluded[cand.node_id] = f"full ({load}/{cand.capacity})"
+            continue
+        ranked.append(((cand.tier, load or 0, position), cand.node_id))
+    for node_id in snapshot.nodes:
+        if node_id not in excluded and all(node_id != n for _, n in ranked):
+            excluded[node_id] = "in no pool serving the pair"
+    return _reply(
+        {
+            "pair": {"src": langs.normalize(src), "tgt": langs.normalize(tgt)},
+            "pools": list(decision.pools),
+            "candidates": [node_id for _, node_id in sorted(ranked)],
+            "excluded": excluded,
+        }
+    )
+
+
+class PoolSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    pool_id: Annotated[int, msgspec.Meta(ge=0, le=65535)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    languages: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)
+    ]
+    required_services: list[str] = []
+
+
+class PoolsBody(msgspec.Struct, frozen=True):
+    pools: list[PoolSpec]
+
+
+def _parse_pools(body: bytes) -> list[Pool]:
+    """Validated pools, or ``ValueError`` with the reason."""
+    try:
+        parsed = msgspec.json.decode(body, type=PoolsBody)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    ids = [p.pool_id for p in parsed.pools]
+    if len(set(ids)) != len(ids):
+        raise ValueError("pool_id values must be unique")
+    return [
+        Pool(
+            p.pool_id,
+            p.name,
+            frozenset(langs.normalize(c) for c in p.languages),
+            frozenset(s.lower() for s in p.required_services),
+        )
+        for p in parsed.pools
+    ]
+
+
+@routes.put("/api/v1/pools")
+async def put_pools(request: web.Request) -> web.Response:
+    sched = _sched(request)
+    try:
+        new = _parse_pools(await request.read())
+    except ValueError as exc:
+        return _reply({"error": "INVALID_MESSAGE", "message": str(exc)}, 400)
+    await sched.registry.set_pools(new)
+    await sched.registry.rebuild_now()
+    return _reply(_pools_json(sched))
+
+
+@routes.post("/api/v1/nodes/{node_id}/drain")
+async def drain(request: web.Request) -> web.Response:
+    node_id = request.match_info["node_id"]
+    if not await _sched(request).registry.drain(node_id):
+        return _reply({"error": "not found", "node_id": node_id}, 404)
+    await _sched(request).registry.rebuild_now()
+    return _reply({"node_id": node_id, "status": "draining"})

@@ -1,0 +1,120 @@
+"""Connection objects: what dispatch sees of a node socket and of a session socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from aiohttp import WSMsgType, web
+
+from switchboard.dispatch.jobs import Job
+from switchboard.sessions.manager import SessionEntry
+from switchboard.sessions.ordering import AnswerLine
+
+log = logging.getLogger("switchboard.server")
+
+_SEND_ERRORS = (ConnectionError, RuntimeError, OSError, asyncio.CancelledError)
+
+
+async def send(ws: web.WebSocketResponse, frame: bytes) -> bool:
+    """Write one JSON text frame; ``False`` if the socket is gone."""
+    if ws.closed:
+        return False
+    try:
+        await ws.send_frame(frame, WSMsgType.TEXT)
+    except (ConnectionError, RuntimeError, OSError):
+        return False
+    return True
+
+
+class NodeConnection:
+    """A registered node's socket (``dispatch.jobs.NodeLink``)."""
+
+    __slots__ = ("node_id", "ws")
+
+    def __init__(self, node_id: str, ws: web.WebSocketResponse) -> None:
+        self.node_id = node_id
+        self.ws = ws
+
+    async def send(self, frame: bytes) -> bool:
+        return await send(self.ws, frame)
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.ws.close(code=code, message=message)
+
+
+class SessionConnection:
+    """An open session (``dispatch.jobs.SessionLink``) with a bounded outgoing queue.
+
+    Frames are queued and written by a short-lived writer task, so a slow client never blocks
+    the node that produced its answer.  Past ``outbox_limit`` queued frames the session is a
+    slow consumer: ``on_overflow`` ends it (contract §2 "Ending": ``SESSION_CLOSED`` first).
+    """
+
+    __slots__ = (
+        "_outbox",
+        "_overflowed",
+        "_writer",
+        "entry",
+        "line",
+        "on_overflow",
+        "outbox_limit",
+        "pending",
+        "session_id",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        entry: SessionEntry,
+        ws: web.WebSocketResponse,
+        *,
+        outbox_limit: int,
+        on_overflow: Callable[[SessionConnection], None],
+    ) -> None:
+        self.session_id = entry.session_id
+        self.entry = entry
+        self.ws = ws
+        self.line = AnswerLine()
+        self.pending: dict[int, Job] = {}
+        self.outbox_limit = outbox_limit
+        self.on_overflow = on_overflow
+        self._outbox: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._overflowed = False
+
+    def push(self, frame: bytes) -> None:
+        if self._overflowed:
+            return
+        if len(self._outbox) >= self.outbox_limit:
+            self._overflowed = True
+            self.on_overflow(self)
+            return
+        self._outbox.append(frame)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._outbox:
+                if not await send(self.ws, self._outbox.popleft()):
+                    self._outbox.clear()
+        finally:
+            self._writer = None
+
+    async def drain(self) -> None:
+        """Wait until every queued frame was written (before a close)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def send_now(self, frame: bytes) -> bool:
+        """Bypass the queue (for the final frames of an overflowing session)."""
+        return await send(self.ws, frame)
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self.ws.close(code=code, message=message)

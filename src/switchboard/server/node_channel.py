@@ -1,0 +1,122 @@
+"""``/ws/node``: the node channel of contract §1."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from switchboard.errors import ProtocolError
+from switchboard.protocol import codec
+from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.messages import (
+    AsrPartial,
+    JobAck,
+    JobResult,
+    JobStarted,
+    NodeErrorMsg,
+    NodeHeartbeat,
+    NodeInbound,
+    NodeRegister,
+)
+from switchboard.server import ids
+from switchboard.server.auth import token_ok
+from switchboard.server.channel import first_frame, open_socket, refuse, report_bad_frame
+from switchboard.server.connections import NodeConnection, send
+from switchboard.server.scheduler import SCHEDULER, Scheduler
+
+log = logging.getLogger("switchboard.server.node")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    sched: Scheduler = request.app[SCHEDULER]
+    ws = await open_socket(request, sched.settings)
+    frame = await first_frame(ws, sched.settings.handshake_timeout)
+    if frame is None:
+        return ws
+    conn = await _register(sched, ws, frame)
+    if conn is None:
+        return ws
+    try:
+        await _serve(sched, conn)
+    finally:
+        await sched.node_gone(conn)
+    return ws
+
+
+async def _register(
+    sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
+) -> NodeConnection | None:
+    try:
+        msg = codec.decode_node(frame)
+    except ProtocolError as exc:
+        await refuse(ws, exc.code, exc.message)
+        return None
+    if not isinstance(msg, NodeRegister):
+        await refuse(ws, ErrorCode.INVALID_MESSAGE, "the first frame must be node_register")
+        return None
+    if not token_ok(msg.token, sched.settings.node_token):
+        await refuse(ws, ErrorCode.UNAUTHORIZED, "missing or wrong node token")
+        return None
+    node_id = msg.node_id or ids.node_id()
+    if node_id in sched.nodes or not await sched.registry.register(node_id, msg):
+        await refuse(ws, ErrorCode.NODE_ID_CONFLICT, f"node_id {node_id} is already connected")
+        return None
+    conn = NodeConnection(node_id, ws)
+    sched.node_joined(conn)
+    await send(ws, codec.node_register_ack(node_id))
+    return conn
+
+
+async def _serve(sched: Scheduler, conn: NodeConnection) -> None:
+    ws = conn.ws
+    async for message in ws:
+        if message.type is WSMsgType.TEXT:
+            await _on_frame(sched, conn, message.data)
+        elif message.type is WSMsgType.BINARY:
+            await send(
+                ws,
+                codec.error(
+                    ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
+                ),
+            )
+        elif message.type is WSMsgType.ERROR:
+            log.info("node %s: socket error: %s", conn.node_id, ws.exception())
+            break
+
+
+async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes) -> None:
+    try:
+        msg = codec.decode_node(frame)
+    except ProtocolError as exc:
+        await report_bad_frame(conn.ws, exc, frame)
+        return
+    await _dispatch(sched, conn, msg, frame)
+
+
+async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, frame: bytes) -> None:
+    node_id = conn.node_id
+    match msg:
+        case JobResult():
+            sched.dispatcher.on_result(node_id, msg, frame)
+        case JobAck() | JobStarted():
+            sched.dispatcher.on_ack(node_id, msg)
+        case AsrPartial():
+            sched.dispatcher.on_partial(node_id, msg, frame)
+        case NodeHeartbeat():
+            if msg.node_id != node_id:  # a node may only speak for itself (contract §1)
+                await send(
+                    conn.ws,
+                    codec.error(
+                        ErrorCode.INVALID_MESSAGE, "node_id does not match this connection"
+                    ),
+                )
+                return
+            await sched.registry.heartbeat(node_id, msg)
+        case NodeRegister():
+            await send(
+                conn.ws,
+                codec.error(ErrorCode.INVALID_MESSAGE, "this connection is already registered"),
+            )
+        case NodeErrorMsg():
+            log.warning("node %s reports %s: %s", node_id, msg.code, msg.message)

@@ -1,0 +1,145 @@
+"""``Scheduler``: one scheduler process's parts, wired together, with their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from switchboard.config import Settings
+from switchboard.dispatch.dispatcher import Dispatcher, DispatchSettings
+from switchboard.management.registry import ManagementRegistry
+from switchboard.metrics import Metrics
+from switchboard.protocol import codec
+from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
+from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.server.connections import NodeConnection, SessionConnection
+from switchboard.sessions.manager import SessionManager
+from switchboard.store.base import ReservationStore
+
+log = logging.getLogger("switchboard.server")
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, store: ReservationStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = Metrics()
+        self.snapshots = SnapshotHolder()
+        self.registry = ManagementRegistry(
+            self.snapshots,
+            metrics=self.metrics,
+            default_max_concurrency=settings.default_max_concurrency,
+            heartbeat_interval=settings.heartbeat_interval,
+            min_rebuild_interval=settings.snapshot_min_interval,
+        )
+        self.sessions = SessionManager()
+        self.dispatcher = Dispatcher(
+            self.snapshots,
+            self.sessions,
+            store,
+            metrics=self.metrics,
+            settings=DispatchSettings(
+                job_timeout=settings.job_timeout,
+                pending_timeout=settings.pending_timeout,
+                max_attempts=settings.max_attempts,
+                reservation_lease=settings.reservation_lease,
+            ),
+        )
+        self.nodes: dict[str, NodeConnection] = {}
+        self.session_conns: dict[str, SessionConnection] = {}
+        self.closing = False
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.registry.rebuild_now()
+        self.registry.start()
+        self.dispatcher.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def node_joined(self, conn: NodeConnection) -> None:
+        self.nodes[conn.node_id] = conn
+        self.dispatcher.attach_node(conn)
+
+    async def node_gone(self, conn: NodeConnection) -> None:
+        """Offline (contract §1): forget it, retry its jobs at once, free its node_id."""
+        if self.nodes.get(conn.node_id) is conn:
+            del self.nodes[conn.node_id]
+            self.dispatcher.detach_node(conn.node_id)
+            await self.registry.remove(conn.node_id)
+
+    async def _sweep(self) -> None:
+        """Nodes silent for three heartbeat intervals go offline; their socket is closed."""
+        period = max(self.settings.heartbeat_interval / 2, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            for node_id in await self.registry.expired():
+                conn = self.nodes.get(node_id)
+                log.info("node %s missed 3 heartbeats: offline", node_id)
+                if conn is None:
+                    await self.registry.remove(node_id)
+                    continue
+                await self.node_gone(conn)
+                await conn.close(CLOSE_GOING_AWAY, b"heartbeat timeout")
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def session_opened(self, session_id: str, ws: web.WebSocketResponse) -> SessionConnection:
+        entry = self.sessions.create(session_id)
+        conn = SessionConnection(
+            entry,
+            ws,
+            outbox_limit=self.settings.session_outbox_limit,
+            on_overflow=self._overflowed,
+        )
+        self.session_conns[session_id] = conn
+        self.metrics.sessions.set(len(self.session_conns))
+        return conn
+
+    def session_gone(self, conn: SessionConnection) -> None:
+        """Closed or disconnected: pending jobs cancelled on their nodes, slots released."""
+        self.dispatcher.drop_session(conn)
+        self.sessions.remove(conn.session_id)
+        self.session_conns.pop(conn.session_id, None)
+        self.metrics.sessions.set(len(self.session_conns))
+
+    def _overflowed(self, conn: SessionConnection) -> None:
+        log.warning("session %s: outgoing queue full (slow consumer): closing", conn.session_id)
+        asyncio.get_running_loop().create_task(self._end_session(conn, "outgoing queue full"))
+
+    async def _end_session(self, conn: SessionConnection, why: str) -> None:
+        """The server ends a session itself: ``SESSION_CLOSED`` first (contract §2)."""
+        self.session_gone(conn)
+        await conn.send_now(codec.error(ErrorCode.SESSION_CLOSED, why))
+        await conn.close(CLOSE_GOING_AWAY)
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking work, let running jobs finish for ``grace`` s, fail the rest, release
+        every slot, close every socket."""
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.dispatcher.idle.wait(), grace)
+        for conn in list(self.session_conns.values()):
+            self.dispatcher.fail_session(
+                conn, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
+            )
+            conn.push(codec.error(ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.drain(), 1.0)
+            await conn.close(CLOSE_GOING_AWAY)
+        for node in list(self.nodes.values()):
+            await node.close(CLOSE_GOING_AWAY)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.dispatcher.stop()
+        await self.registry.stop()
+        await self.store.close()
+
+
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -1,0 +1,169 @@
+"""``/ws/session``: the session channel of contract §2."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from switchboard.dispatch.jobs import Job
+from switchboard.dispatch.selection import services_for
+from switchboard.errors import ProtocolError
+from switchboard.protocol import codec
+from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
+from switchboard.protocol.messages import (
+    ClientHeartbeat,
+    SessionClose,
+    SessionInbound,
+    SessionInit,
+    Utterance,
+)
+from switchboard.server import ids
+from switchboard.server.auth import token_ok
+from switchboard.server.channel import first_frame, open_socket, refuse, report_bad_frame
+from switchboard.server.connections import SessionConnection
+from switchboard.server.scheduler import SCHEDULER, Scheduler
+
+log = logging.getLogger("switchboard.server.session")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    sched: Scheduler = request.app[SCHEDULER]
+    ws = await open_socket(request, sched.settings)
+    frame = await first_frame(ws, sched.settings.handshake_timeout)
+    if frame is None:
+        return ws
+    conn = await _open(sched, ws, frame)
+    if conn is None:
+        return ws
+    try:
+        await _serve(sched, conn)
+    finally:
+        sched.session_gone(conn)
+    return ws
+
+
+async def _open(
+    sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
+) -> SessionConnection | None:
+    try:
+        msg = codec.decode_session(frame)
+    except ProtocolError as exc:
+        await refuse(ws, exc.code, exc.message)
+        return None
+    if not isinstance(msg, SessionInit):
+        await refuse(ws, ErrorCode.INVALID_MESSAGE, "the first frame must be session_init")
+        return None
+    if not token_ok(msg.token, sched.settings.session_token):
+        await refuse(ws, ErrorCode.UNAUTHORIZED, "missing or wrong session token")
+        return None
+    if sched.closing:
+        await refuse(ws, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
+        return None
+    conn = sched.session_opened(ids.session_id(), ws)
+    # session_init_ack is always the first frame the server sends on a session (contract §2).
+    conn.push(codec.session_init_ack(conn.session_id, msg.trace_id or ids.trace_id()))
+    return conn
+
+
+async def _serve(sched: Scheduler, conn: SessionConnection) -> None:
+    ws = conn.ws
+    async for message in ws:
+        received = time.perf_counter()
+        if message.type is WSMsgType.TEXT:
+            if await _on_frame(sched, conn, message.data, received):
+                break
+        elif message.type is WSMsgType.BINARY:
+            conn.push(
+                codec.error(ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract")
+            )
+        elif message.type is WSMsgType.ERROR:
+            break
+
+
+async def _on_frame(
+    sched: Scheduler, conn: SessionConnection, frame: bytes, received: float
+) -> bool:
+    """Handle one frame; ``True`` when the session is over."""
+    try:
+        msg = codec.decode_session(frame)
+    except ProtocolError as exc:
+        await report_bad_frame(conn.ws, exc, frame)
+        return False
+    return await _dispatch(sched, conn, msg, frame, received)
+
+
+async def _dispatch(
+    sched: Scheduler, conn: SessionConnection, msg: SessionInbound, frame: bytes, received: float
+) -> bool:
+    match msg:
+        case Utterance():
+            _accept(sched, conn, msg, frame, received)
+        case ClientHeartbeat():
+            if _mine(conn, msg.session_id, None):
+                conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
+        case SessionClose():
+            if _mine(conn, msg.session_id, None):
+                sched.dispatcher.drop_session(conn)
+                conn.push(codec.session_close_ack(conn.session_id))
+                await conn.drain()
+                await conn.close(CLOSE_NORMAL)
+                return True
+        case SessionInit():
+            conn.push(codec.error(ErrorCode.INVALID_MESSAGE, "the session is already open"))
+    return False
+
+
+def _mine(conn: SessionConnection, session_id: str, index: int | None) -> bool:
+    """A session may only speak for itself (contract §2 "Accepting")."""
+    if session_id == conn.session_id:
+        return True
+    details: dict[str, object] = {} if index is None else {"utterance_index": index}
+    conn.push(
+        codec.error(
+            ErrorCode.INVALID_SESSION, "session_id does not name this connection's session", details
+        )
+    )
+    return False
+
+
+def _reject(conn: SessionConnection, code: ErrorCode, message: str, index: int) -> None:
+    conn.push(codec.error(code, message, {"utterance_index": index}))
+
+
+def _accept(
+    sched: Scheduler, conn: SessionConnection, msg: Utterance, frame: bytes, received: float
+) -> None:
+    index = msg.utterance_index
+    if not _mine(conn, msg.session_id, index):
+        return
+    if index in conn.pending:
+        _reject(
+            conn, ErrorCode.INVALID_MESSAGE, f"utterance_index {index} is already pending", index
+        )
+        return
+    if len(conn.pending) >= sched.settings.max_pending_per_session:
+        _reject(conn, ErrorCode.TOO_MANY_PENDING, "too many pending utterances", index)
+        return
+    if sched.closing:
+        _reject(conn, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down", index)
+        return
+    pipeline = msg.pipeline
+    job = Job(
+        job_id=ids.job_id(),
+        session=conn,
+        utterance_index=index,
+        src_lang=msg.src_lang,
+        tgt_lang=msg.tgt_lang,
+        services=services_for(pipeline),
+        pipeline={
+            "use_asr": pipeline.use_asr if pipeline else True,
+            "use_nmt": pipeline.use_nmt if pipeline else True,
+            "use_tts": pipeline.use_tts if pipeline else True,
+        },
+        raw=codec.raw_fields(frame),
+        trace_id=msg.trace_id or ids.trace_id(),
+        received_at=received,
+    )
+    sched.dispatcher.submit(job)

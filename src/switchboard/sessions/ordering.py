@@ -1,0 +1,49 @@
+"""Answers in the order utterances were received (contract §2 "Exactly one answer, in order").
+
+Pure: each accepted utterance takes a place in line; an answer fills its place; ``ready``
+yields the frames that can go out now, from the head of the line.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+
+class AnswerLine:
+    __slots__ = ("_answers", "_line")
+
+    def __init__(self) -> None:
+        self._line: OrderedDict[str, None] = OrderedDict()  # job ids in arrival order
+        self._answers: dict[str, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._line)
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._line
+
+    def enqueue(self, job_id: str) -> None:
+        self._line[job_id] = None
+
+    def answer(self, job_id: str, frame: bytes) -> bool:
+        """Fill ``job_id``'s place; ``False`` if it has none or was answered already."""
+        if job_id not in self._line or job_id in self._answers:
+            return False
+        self._answers[job_id] = frame
+        return True
+
+    def drop(self, job_id: str) -> None:
+        """Forget a place (the session is ending; the utterance goes unanswered)."""
+        self._line.pop(job_id, None)
+        self._answers.pop(job_id, None)
+
+    def ready(self) -> Iterator[bytes]:
+        """Pop and yield the answered frames at the head of the line, in order."""
+        while self._line:
+            head = next(iter(self._line))
+            frame = self._answers.pop(head, None)
+            if frame is None:
+                return
+            del self._line[head]
+            yield frame

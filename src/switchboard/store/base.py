@@ -1,0 +1,68 @@
+"""The reservation store interface shared by the in-process and the Redis store.
+
+Semantics (both stores, pinned by ``tests/store/test_contract.py``):
+
+- A *slot* is a lease ``(node_id, holder)`` with an expiry.  ``holder`` names one attempt of one
+  job (``"<job_id>:<attempt_id>"``), so reserve and release are idempotent per job+attempt.
+- Expired leases do not count; a scheduler that crashed leaks a slot for at most one lease.
+- ``try_reserve`` is choose-and-reserve in one step (one round trip on Redis): among the
+  candidates whose live leases are fewer than the capacity passed in *now* (so a changed
+  capacity applies at once), it takes the one with the smallest ``(tier, reserved, position)``
+  and returns its node id; it returns ``None`` when none has a free slot.  If ``holder`` already
+  holds a live lease on one of the candidates, that lease is renewed and its node returned.
+- Heartbeats never touch reservations: only reserve, release, renew and expiry change counts.
+- A store that cannot be reached raises ``StoreUnavailable`` within its timeout; other
+  libraries' exceptions never leave the store module.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One node the dispatcher would accept, in its order of preference."""
+
+    node_id: str
+    capacity: int
+    # Lower tiers are preferred over any load difference: 0 = preferred pool, 1 = other pools,
+    # 2 = nodes already tried by this job (seed §6 steps 6–8; contract §2 "Failures").
+    tier: int = 0
+
+
+class ReservationStore(abc.ABC):
+    """One interface, two implementations with identical semantics."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def try_reserve(
+        self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
+    ) -> str | None:
+        """Reserve a slot on the best candidate with room; ``None`` when all are full."""
+
+    @abc.abstractmethod
+    async def release(self, node_id: str, holder: str) -> bool:
+        """Drop ``holder``'s lease on ``node_id``; ``False`` if it held none (idempotent)."""
+
+    @abc.abstractmethod
+    async def renew(self, leases: Iterable[tuple[str, str]], *, lease_s: float) -> int:
+        """Extend the given live ``(node_id, holder)`` leases; returns how many were live."""
+
+    @abc.abstractmethod
+    async def reserved(self, node_ids: Iterable[str]) -> Mapping[str, int]:
+        """Live lease counts for the given nodes (0 for a node with none)."""
+
+    @abc.abstractmethod
+    async def held_total(self) -> int:
+        """Live leases across every node and every scheduler sharing this store."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """``True`` while the store answers; never raises."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the in-process store has none."""
