@@ -59,7 +59,7 @@ _RESULT_DEFAULTS: Mapping[str, object] = {
     "text_asr": "",
     "text_translated": "",
     "tts_audio": "",
-    "tts_format": "",
+    "tts_format": "pcm16",
 }
 
 

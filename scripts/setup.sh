@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine (Python 3.11): the venv with the locked
+# dependencies, and — with --redis — Debian's redis-server for the Redis store's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--redis" ]] && ! command -v redis-server >/dev/null 2>&1; then
+    echo "setup: installing redis-server from Debian's packages" >&2
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    "$PY" -m venv .venv
+fi
+# Reinstall only when the lock or the project metadata changed since the last install.
+stamp=.venv/.switchboard-installed
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,192 @@
+"""In-process peers for driving the real Dispatcher without sockets.
+
+These are not doubles of a service: they stand where the server's connection objects stand
+(``NodeLink``/``SessionLink``), recording frames the dispatcher sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from switchboard.dispatch.dispatcher import Dispatcher, DispatchSettings
+from switchboard.dispatch.jobs import Job
+from switchboard.dispatch.selection import ALL_SERVICES
+from switchboard.management.registry import ManagementRegistry
+from switchboard.metrics import Metrics
+from switchboard.protocol import codec
+from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
+from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.sessions.manager import SessionEntry, SessionManager
+from switchboard.sessions.ordering import AnswerLine
+from switchboard.store.memory import MemoryStore
+
+
+class LinkNode:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.sent: list[dict[str, Any]] = []
+        self.assigned: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def send(self, frame: bytes) -> bool:
+        msg = json.loads(frame)
+        self.sent.append(msg)
+        if msg["type"] == "job_assign":
+            self.assigned.put_nowait(msg)
+        return True
+
+
+class LinkSession:
+    def __init__(self, entry: SessionEntry) -> None:
+        self.session_id = entry.session_id
+        self.entry = entry
+        self.line = AnswerLine()
+        self.pending: dict[int, Job] = {}
+        self.out: list[dict[str, Any]] = []
+
+    def push(self, frame: bytes) -> None:
+        self.out.append(json.loads(frame))
+
+
+def register_msg(pairs: list[tuple[str, str]], capacity: int) -> NodeRegister:
+    frame = {
+        "type": "node_register",
+        "version": "1",
+        "platform": "test",
+        "hardware": {"cpu_cores": 1, "memory_gb": 1},
+        "installed_models": [],
+        "capability_by_type": [{"type": s, "ready": True} for s in sorted(ALL_SERVICES)],
+        "features_supported": {},
+        "accept_public_jobs": True,
+        "max_concurrency": capacity,
+        "language_capabilities": {
+            "supported_language_pairs": [{"src": s, "tgt": t} for s, t in pairs]
+        },
+    }
+    msg = codec.decode_node(json.dumps(frame))
+    assert isinstance(msg, NodeRegister)
+    return msg
+
+
+def heartbeat_msg(node_id: str, *, ready: bool = True) -> NodeHeartbeat:
+    frame = {
+        "type": "node_heartbeat",
+        "node_id": node_id,
+        "timestamp": 1,
+        "resource_usage": {"cpu_percent": 1, "mem_percent": 1, "running_jobs": 0},
+        "capability_by_type": [{"type": s, "ready": ready} for s in sorted(ALL_SERVICES)],
+    }
+    msg = codec.decode_node(json.dumps(frame))
+    assert isinstance(msg, NodeHeartbeat)
+    return msg
+
+
+class Rig:
+    """Registry + snapshot + sessions + dispatcher on the in-process store."""
+
+    def __init__(
+        self,
+        *,
+        job_timeout: float = 5.0,
+        pending_timeout: float = 5.0,
+        max_attempts: int = 3,
+        min_rebuild_interval: float = 0.0,
+    ) -> None:
+        self.metrics = Metrics()
+        self.holder = SnapshotHolder()
+        self.store = MemoryStore()
+        self.registry = ManagementRegistry(
+            self.holder,
+            metrics=self.metrics,
+            default_max_concurrency=4,
+            heartbeat_interval=60,
+            min_rebuild_interval=min_rebuild_interval,
+        )
+        self.sessions = SessionManager()
+        self.dispatcher = Dispatcher(
+            self.holder,
+            self.sessions,
+            self.store,
+            metrics=self.metrics,
+            settings=DispatchSettings(
+                job_timeout=job_timeout,
+                pending_timeout=pending_timeout,
+                max_attempts=max_attempts,
+                reservation_lease=30,
+            ),
+        )
+        self.nodes: dict[str, LinkNode] = {}
+        self._jobs = 0
+
+    async def start(self) -> None:
+        self.registry.start()
+        self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        await self.registry.stop()
+
+    async def add_node(
+        self, node_id: str, pairs: list[tuple[str, str]], capacity: int = 2
+    ) -> LinkNode:
+        assert await self.registry.register(node_id, register_msg(pairs, capacity))
+        await self.registry.heartbeat(node_id, heartbeat_msg(node_id))
+        link = LinkNode(node_id)
+        self.nodes[node_id] = link
+        self.dispatcher.attach_node(link)
+        await self.registry.rebuild_now()
+        return link
+
+    def open_session(self, session_id: str) -> LinkSession:
+        return LinkSession(self.sessions.create(session_id))
+
+    def utter(self, session: LinkSession, index: int, src: str = "zh", tgt: str = "en") -> Job:
+        self._jobs += 1
+        frame = json.dumps(
+            {
+                "type": "utterance",
+                "session_id": session.session_id,
+                "utterance_index": index,
+                "src_lang": src,
+                "tgt_lang": tgt,
+                "audio": "",
+                "audio_format": "pcm16",
+                "sample_rate": 16000,
+            }
+        )
+        job = Job(
+            job_id=f"job-{self._jobs}",
+            session=session,
+            utterance_index=index,
+            src_lang=src,
+            tgt_lang=tgt,
+            services=ALL_SERVICES,
+            pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
+            raw=codec.raw_fields(frame),
+            trace_id=f"t-{self._jobs}",
+            received_at=time.perf_counter(),
+        )
+        self.dispatcher.submit(job)
+        return job
+
+    def answer(self, node: LinkNode, assign: dict[str, Any], *, success: bool = True) -> bool:
+        frame = json.dumps(
+            {
+                "type": "job_result",
+                "job_id": assign["job_id"],
+                "attempt_id": assign["attempt_id"],
+                "node_id": node.node_id,
+                "session_id": assign["session_id"],
+                "utterance_index": assign["utterance_index"],
+                "success": success,
+                "trace_id": assign["trace_id"],
+                "text_translated": "ok",
+            }
+        )
+        msg = codec.decode_node(frame)
+        from switchboard.protocol.messages import JobResult
+
+        assert isinstance(msg, JobResult)
+        return self.dispatcher.on_result(node.node_id, msg, frame.encode())

@@ -1,0 +1,120 @@
+"""Seed §7: no path holds the management lock and a session lock together.
+
+Two proofs: the import graph makes it structural (management never sees sessions or dispatch;
+dispatch and sessions never see the registry that owns the management lock), and a concurrent
+run with instrumented locks shows no task ever holds both kinds at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import pathlib
+import random
+
+import switchboard
+from switchboard.sessions.manager import SessionEntry
+from tests.unit.fakes import Rig, heartbeat_msg, register_msg
+
+SRC = pathlib.Path(switchboard.__file__).parent
+
+
+def _imports(package: str) -> set[str]:
+    found: set[str] = set()
+    for path in (SRC / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_management_never_imports_sessions_or_dispatch() -> None:
+    """The management domain cannot reach a session lock: it cannot even name one."""
+    bad = {
+        m
+        for m in _imports("management")
+        if m.startswith(("switchboard.sessions", "switchboard.dispatch", "switchboard.server"))
+    }
+    assert bad == set()
+
+
+def test_dispatch_and_sessions_never_import_the_registry() -> None:
+    """Dispatch reads only the snapshot: it cannot reach the management lock."""
+    for package in ("dispatch", "sessions", "runtime"):
+        assert "switchboard.management.registry" not in _imports(package), package
+
+
+class _TrackingLock(asyncio.Lock):
+    held: dict[asyncio.Task[object] | None, set[str]] = {}
+    violations: list[str] = []
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def acquire(self) -> bool:
+        task = asyncio.current_task()
+        mine = self.held.setdefault(task, set())  # type: ignore[arg-type]
+        if mine - {self.kind}:
+            self.violations.append(f"{self.kind} taken while holding {sorted(mine)}")
+        await super().acquire()
+        mine.add(self.kind)
+        return True
+
+    def release(self) -> None:
+        self.held.get(asyncio.current_task(), set()).discard(self.kind)  # type: ignore[arg-type]
+        super().release()
+
+
+async def test_no_task_ever_holds_both_lock_kinds_under_concurrent_load() -> None:
+    """Heartbeats, joins, leaves and dispatch interleaved: never both locks; all answered."""
+    _TrackingLock.violations.clear()
+    rig = Rig(min_rebuild_interval=0.001)
+    rig.registry._lock = _TrackingLock("management")
+    original_create = rig.sessions.create
+
+    def create(session_id: str) -> SessionEntry:
+        entry = original_create(session_id)
+        entry.lock = _TrackingLock("session")
+        return entry
+
+    rig.sessions.create = create  # type: ignore[method-assign]
+    await rig.start()
+    nodes = [await rig.add_node(f"n{i}", [("zh", "en")], 2) for i in range(4)]
+    stop = asyncio.Event()
+
+    async def storm() -> None:
+        rng = random.Random(1)
+        while not stop.is_set():
+            node = rng.choice(nodes)
+            await rig.registry.heartbeat(
+                node.node_id, heartbeat_msg(node.node_id, ready=rng.random() > 0.1)
+            )
+            await rig.registry.register("flap", register_msg([("zh", "en")], 1))
+            await rig.registry.remove("flap")
+            await asyncio.sleep(0)
+
+    async def answer_all() -> None:
+        while not stop.is_set():
+            for node in nodes:
+                while not node.assigned.empty():
+                    rig.answer(node, node.assigned.get_nowait())
+            await asyncio.sleep(0.001)
+
+    workers = [asyncio.create_task(storm()), asyncio.create_task(answer_all())]
+    sessions = [rig.open_session(f"s{i}") for i in range(20)]
+    for index in range(10):
+        for session in sessions:
+            rig.utter(session, index)
+        await asyncio.sleep(0.002)
+    async with asyncio.timeout(10):  # a deadlock would hang here
+        while rig.dispatcher.in_flight:
+            await asyncio.sleep(0.005)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert _TrackingLock.violations == []
+    for session in sessions:
+        assert [m["utterance_index"] for m in session.out] == list(range(10))
+    await rig.stop()

@@ -1,0 +1,115 @@
+"""ManagementRegistry: lifecycle, structural changes and snapshot publication (seed §3–§4)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from switchboard.management.nodes import NodeStatus
+from switchboard.management.registry import ManagementRegistry
+from switchboard.metrics import Metrics
+from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
+from tests.unit.fakes import heartbeat_msg, register_msg
+
+
+def _registry(holder: SnapshotHolder, interval: float = 0.0) -> ManagementRegistry:
+    return ManagementRegistry(
+        holder,
+        metrics=Metrics(),
+        default_max_concurrency=4,
+        heartbeat_interval=60,
+        min_rebuild_interval=interval,
+    )
+
+
+async def _publishes(holder: SnapshotHolder) -> list[RuntimeSnapshot]:
+    seen: list[RuntimeSnapshot] = []
+    holder.subscribe(seen.append)
+    return seen
+
+
+async def test_lifecycle_registering_ready_degraded_draining_offline() -> None:
+    """Status follows contract §1 and every change reaches the snapshot."""
+    holder = SnapshotHolder()
+    reg = _registry(holder)
+    assert await reg.register("n", register_msg([("zh", "en")], 2))
+    assert not await reg.register("n", register_msg([("zh", "en")], 2))  # id taken
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.REGISTERING
+    await reg.heartbeat("n", heartbeat_msg("n"))
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.READY
+    await reg.heartbeat("n", heartbeat_msg("n", ready=False))
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.DEGRADED
+    assert await reg.drain("n")
+    await reg.heartbeat("n", heartbeat_msg("n"))  # a heartbeat does not undo a drain
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.DRAINING
+    assert await reg.remove("n")
+    await reg.rebuild_now()
+    assert "n" not in holder.current.nodes
+    assert not await reg.drain("n")
+
+
+async def test_routine_heartbeat_publishes_nothing() -> None:
+    """A heartbeat that changes nothing structural builds no snapshot (design.md)."""
+    holder = SnapshotHolder()
+    reg = _registry(holder)
+    reg.start()
+    await reg.register("n", register_msg([("zh", "en")], 2))
+    await reg.heartbeat("n", heartbeat_msg("n"))
+    await asyncio.sleep(0.02)
+    version = holder.current.version
+    for _ in range(50):
+        await reg.heartbeat("n", heartbeat_msg("n"))
+    await asyncio.sleep(0.02)
+    assert holder.current.version == version
+    await reg.heartbeat("n", heartbeat_msg("n", ready=False))  # a health flip is structural
+    await asyncio.sleep(0.02)
+    assert holder.current.version == version + 1
+    await reg.stop()
+
+
+async def test_burst_of_changes_coalesces_into_few_rebuilds() -> None:
+    """A burst of joins inside one coalescing window costs one or two rebuilds, not 30."""
+    holder = SnapshotHolder()
+    seen = await _publishes(holder)
+    reg = _registry(holder, interval=0.2)
+    reg.start()
+    for i in range(30):
+        await reg.register(f"n{i}", register_msg([("zh", "en")], 2))
+    await asyncio.sleep(0.05)
+    assert 1 <= len(seen) <= 2
+    await asyncio.sleep(0.3)
+    assert len(holder.current.nodes) == 30
+    assert len(seen) <= 3
+    await reg.stop()
+
+
+async def test_heartbeat_usage_never_touches_capacity() -> None:
+    """running_jobs in a heartbeat is information only (contract §1 "Capacity")."""
+    holder = SnapshotHolder()
+    reg = _registry(holder)
+    await reg.register("n", register_msg([("zh", "en")], 3))
+    await reg.heartbeat("n", heartbeat_msg("n"))
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].max_concurrency == 3
+    (state,) = reg.node_states()
+    assert state.usage is not None and state.usage.running_jobs == 0
+
+
+async def test_expired_lists_silent_nodes() -> None:
+    """A node silent for three intervals is reported for removal."""
+    now = [100.0]
+    reg = ManagementRegistry(
+        SnapshotHolder(),
+        metrics=Metrics(),
+        default_max_concurrency=4,
+        heartbeat_interval=1.0,
+        clock=lambda: now[0],
+    )
+    await reg.register("n", register_msg([("zh", "en")], 2))
+    now[0] += 2.9
+    assert await reg.expired() == []
+    now[0] += 0.2
+    assert await reg.expired() == ["n"]
