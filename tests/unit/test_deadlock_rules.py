@@ -11,6 +11,7 @@ import ast
 import asyncio
 import pathlib
 import random
+from typing import ClassVar
 
 import switchboard
 from switchboard.sessions.manager import SessionEntry
@@ -47,8 +48,8 @@ def test_dispatch_and_sessions_never_import_the_registry() -> None:
 
 
 class _TrackingLock(asyncio.Lock):
-    held: dict[asyncio.Task[object] | None, set[str]] = {}
-    violations: list[str] = []
+    held: ClassVar[dict[asyncio.Task[object] | None, set[str]]] = {}
+    violations: ClassVar[list[str]] = []
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -110,8 +111,7 @@ async def test_no_task_ever_holds_both_lock_kinds_under_concurrent_load() -> Non
             rig.utter(session, index)
         await asyncio.sleep(0.002)
     async with asyncio.timeout(10):  # a deadlock would hang here
-        while rig.dispatcher.in_flight:
-            await asyncio.sleep(0.005)
+        await rig.dispatcher.idle.wait()
     stop.set()
     await asyncio.gather(*workers)
     assert _TrackingLock.violations == []
