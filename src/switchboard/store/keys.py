@@ -1,0 +1,68 @@
+"""Every Redis key the reservation store uses, in one place.
+
+Layout (``<ns>`` is the namespace, default ``switchboard``)::
+
+    sb:{<ns>}:slots:<node_id>   sorted set: member = holder, score = lease expiry in ms
+                                (Redis server time, from ``TIME`` inside the scripts)
+    sb:{<ns>}:nodes             set of node ids that may have a slots key (for held_total)
+
+Why every key carries the *same* hash tag ``{<ns>}``: ``try_reserve`` chooses among all
+candidate nodes and reserves on the winner in one Lua script, i.e. one round trip and one atomic
+step.  A script may only touch keys in one hash slot on Redis Cluster, so all keys of a namespace
+must hash to the same slot.  Cluster therefore still works (the namespace lives on one shard),
+and one slot's throughput (tens of thousands of scripts per second) is far above what a fleet of
+GPU nodes needs: a reservation costs one script call per job attempt, not per audio frame.
+Several deployments can share one Cluster by using different namespaces, which spread over
+shards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from switchboard.errors import ConfigError
+
+KEY_ROOT = "sb"
+DEFAULT_NAMESPACE = "switchboard"
+SLOTS = "slots"
+NODES = "nodes"
+
+
+def validate_namespace(namespace: str) -> str:
+    """Return ``namespace`` if it can sit inside a hash tag; raise ``ConfigError`` otherwise.
+
+    A brace inside the namespace would end (or start) the hash tag early, scattering one
+    namespace's keys over several slots and breaking the scripts on Cluster.
+    """
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ConfigError(f"store namespace must be non-empty and brace-free, got {namespace!r}")
+    return namespace
+
+
+@dataclass(frozen=True, slots=True)
+class StoreKeys:
+    """The keys of one namespace; all of them share the hash tag ``{namespace}``."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+
+    @property
+    def tag(self) -> str:
+        """The hash-tagged prefix every key starts with: ``sb:{<ns>}``."""
+        return f"{KEY_ROOT}:{{{self.namespace}}}"
+
+    @property
+    def slots_prefix(self) -> str:
+        """Prefix of the per-node sorted sets; ``held_total`` appends node ids to it in Lua."""
+        return f"{self.tag}:{SLOTS}:"
+
+    @property
+    def nodes(self) -> str:
+        """The set of node ids that have (or recently had) a slots key."""
+        return f"{self.tag}:{NODES}"
+
+    def slots(self, node_id: str) -> str:
+        """The sorted set of ``node_id``'s leases."""
+        return self.slots_prefix + node_id

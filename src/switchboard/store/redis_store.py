@@ -1,0 +1,211 @@
+"""The Redis reservation store: several schedulers share one set of leases.
+
+Each operation is one Lua script (``store/lua/*.lua``), so it is atomic and costs one round
+trip.  Scripts are registered once with redis-py's ``register_script``: calls go out as
+``EVALSHA`` and, after a ``SCRIPT FLUSH`` or a Redis restart (``NOSCRIPT``), redis-py loads the
+script again and retries by itself.  Lease expiry uses Redis server time (``TIME`` inside the
+scripts), never this process's clock, so schedulers on different hosts agree.
+
+Failure contract: every call is bounded by ``timeout_s`` (socket timeouts *and* an
+``asyncio.timeout`` around the whole call, because a paused Redis accepts bytes but never
+answers).  Whatever redis-py or the socket raises is translated here into ``StoreUnavailable``
+(cannot reach Redis right now) or ``StoreError`` (Redis answered with an error); no redis-py
+exception leaves this module.  A connection error is retried once at once: after a restart the
+pooled connection is dead but a fresh one works, and every script is idempotent per holder, so
+repeating it is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any, Final, TypeVar
+
+from redis import exceptions as rexc
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from switchboard.config import redact_url
+from switchboard.errors import ConfigError, StoreError, StoreUnavailable
+from switchboard.store.base import Candidate, ReservationStore
+from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
+from switchboard.store.memory import check_lease
+
+T = TypeVar("T")
+
+# Redis errors that mean "the server cannot serve us right now" rather than "the request was
+# wrong": connection/timeout (incl. LOADING and auth, which subclass ConnectionError), a replica
+# after failover, a cluster mid-reshard, and a server out of memory.
+_UNAVAILABLE: Final = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    rexc.ReadOnlyError,
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+    rexc.OutOfMemoryError,
+    TimeoutError,  # asyncio.timeout() and socket timeouts (asyncio.TimeoutError is this in 3.11)
+    OSError,
+)
+# A script still running past busy-reply-threshold answers every other client with "BUSY ...";
+# redis-py has no class for it.  (LOADING and MASTERDOWN have classes, covered above.)
+_BUSY_PREFIX: Final = "BUSY "
+
+
+@functools.cache
+def _load_lua(name: str) -> str:
+    """Read a script shipped as package data (``switchboard/store/lua/<name>.lua``)."""
+    return resources.files("switchboard.store").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _translate(exc: BaseException) -> StoreError:
+    """Map any failure of a Redis call onto the Switchboard exception tree."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailable(f"redis unavailable ({detail})")
+    if isinstance(exc, rexc.ResponseError) and str(exc).startswith(_BUSY_PREFIX):
+        return StoreUnavailable(f"redis busy ({detail})")
+    return StoreError(f"redis error ({detail})")
+
+
+def _lease_ms(lease_s: float) -> int:
+    """Lease length in whole ms, rounded up so a short lease never becomes zero."""
+    # round() first so float noise (0.7 * 1000 = 700.0000000000001) does not add a ms.
+    return max(1, math.ceil(round(check_lease(lease_s) * 1000, 6)))
+
+
+def _check_timeout(timeout_s: float) -> None:
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise ConfigError(f"store timeout must be a positive number of seconds, got {timeout_s!r}")
+
+
+def _as_int(value: object) -> int:
+    """A script's integer reply; anything else means the server is not what we think."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise StoreError(f"unexpected reply from redis script: {value!r}")
+
+
+class RedisStore(ReservationStore):
+    """Leases as sorted sets in Redis; see ``keys.py`` for the layout."""
+
+    name = "redis"
+
+    def __init__(
+        self, client: Redis, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
+    ) -> None:
+        """Wrap ``client``, which must use ``decode_responses=True`` (node ids come back as str).
+
+        Prefer ``from_url``, which also sets the socket timeouts and the retry policy.
+        """
+        _check_timeout(timeout_s)
+        if not client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ConfigError("RedisStore needs a client with decode_responses=True")
+        self._client = client
+        self._keys = StoreKeys(namespace)
+        self._timeout_s = timeout_s
+        self._try_reserve = self._script("try_reserve")
+        self._release = self._script("release")
+        self._renew = self._script("renew")
+        self._reserved = self._script("reserved")
+        self._held_total = self._script("held_total")
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
+    ) -> RedisStore:
+        """A store on its own connection pool; nothing connects until the first call."""
+        _check_timeout(timeout_s)
+        try:
+            client = Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                # One immediate retry on a connection error: enough to replace a pooled
+                # connection that died with a Redis restart, short enough to fail fast.
+                # (It must be redis.asyncio.retry.Retry: the sync class silently never retries.)
+                retry=Retry(NoBackoff(), retries=1),
+            )
+        except (ValueError, rexc.RedisError) as exc:
+            raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
+        return cls(client, namespace=namespace, timeout_s=timeout_s)
+
+    @property
+    def namespace(self) -> str:
+        return self._keys.namespace
+
+    def _script(self, name: str) -> AsyncScript:
+        return self._client.register_script(_load_lua(name))
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation within the timeout; translate every failure."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await op()
+        except StoreError:
+            raise
+        except TimeoutError as exc:  # our asyncio.timeout: a paused or black-holed Redis
+            raise StoreUnavailable(f"redis gave no answer within {self._timeout_s:g} s") from exc
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._call(lambda: script(keys=keys, args=args))
+
+    async def try_reserve(
+        self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
+    ) -> str | None:
+        lease_ms = _lease_ms(lease_s)
+        if not candidates:
+            return None
+        keys = [self._keys.nodes, *(self._keys.slots(c.node_id) for c in candidates)]
+        args: list[Any] = [holder, lease_ms]
+        for cand in candidates:
+            args += [cand.node_id, cand.capacity, cand.tier]
+        reply = await self._run(self._try_reserve, keys, args)
+        if reply is None or isinstance(reply, str):
+            return reply
+        raise StoreError(f"unexpected reply from try_reserve: {reply!r}")
+
+    async def release(self, node_id: str, holder: str) -> bool:
+        reply = await self._run(self._release, [self._keys.slots(node_id)], [holder])
+        return _as_int(reply) > 0
+
+    async def renew(self, leases: Iterable[tuple[str, str]], *, lease_s: float) -> int:
+        lease_ms = _lease_ms(lease_s)
+        unique = list(dict.fromkeys(leases))  # a lease listed twice is still one lease
+        if not unique:
+            return 0
+        keys = [self._keys.slots(node_id) for node_id, _ in unique]
+        holders = [holder for _, holder in unique]
+        return _as_int(await self._run(self._renew, keys, [lease_ms, *holders]))
+
+    async def reserved(self, node_ids: Iterable[str]) -> Mapping[str, int]:
+        nodes = list(dict.fromkeys(node_ids))
+        if not nodes:
+            return {}
+        reply = await self._run(self._reserved, [self._keys.slots(n) for n in nodes], [])
+        if not isinstance(reply, list) or len(reply) != len(nodes):
+            raise StoreError(f"unexpected reply from reserved: {reply!r}")
+        return {node: _as_int(count) for node, count in zip(nodes, reply, strict=True)}
+
+    async def held_total(self) -> int:
+        keys, args = [self._keys.nodes], [self._keys.slots_prefix]
+        return _as_int(await self._run(self._held_total, keys, args))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self._client.ping))
+        except StoreError:
+            return False
+
+    async def close(self) -> None:
+        """Close the pool.  Best effort: a dead connection needs no clean goodbye."""
+        with contextlib.suppress(Exception):
+            await self._client.aclose()

@@ -1,0 +1,259 @@
+"""Fixtures shared by every test directory: timeout scaling, a real redis-server, stores.
+
+- ``timeout_scale``: multiply every wall-clock bound a test uses by this factor
+  (``--timeout-scale`` or ``SWITCHBOARD_TEST_TIMEOUT_SCALE``, default 1) so slow CI machines
+  can stretch them without editing tests.
+- ``redis_server``: one real ``redis-server`` per session on a free loopback port, with no
+  persistence.  Tests must not stop or pause it; ``own_redis_server`` gives a private one that a
+  test may stop, restart, pause or freeze.
+- ``store``: parametrized over the in-process and the Redis store, so the same contract tests run
+  on both; ``advance`` moves time forward for it (the memory store's manual clock, a real sleep
+  on Redis, whose leases run on server time).
+
+A missing ``redis-server`` binary makes every test marked ``redis`` *fail*, not skip: CI installs
+it, and a silently skipped Redis suite would hide exactly the failures it exists to catch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from switchboard.store.base import ReservationStore
+from switchboard.store.memory import MemoryStore
+from switchboard.store.redis_store import RedisStore
+
+TIMEOUT_SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
+REDIS_BINARY = "redis-server"
+MISSING_REDIS = (
+    f"{REDIS_BINARY} not found on PATH: tests marked 'redis' need a real Redis 7 server "
+    "(apt-get install redis-server); they fail rather than skip so CI cannot silently lose them"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--timeout-scale",
+        type=float,
+        default=None,
+        help=f"multiply test timeouts by this factor (default: ${TIMEOUT_SCALE_ENV} or 1)",
+    )
+
+
+def _timeout_scale(config: pytest.Config) -> float:
+    option = config.getoption("--timeout-scale")
+    scale = float(option if option is not None else os.environ.get(TIMEOUT_SCALE_ENV, "1"))
+    if scale <= 0:
+        raise pytest.UsageError(f"timeout scale must be positive, got {scale}")
+    return scale
+
+
+@pytest.fixture(scope="session")
+def timeout_scale(pytestconfig: pytest.Config) -> float:
+    """Factor for every wall-clock bound in tests (slow machines raise it)."""
+    return _timeout_scale(pytestconfig)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Covers redis-marked tests that never request a server fixture, too.
+    if item.get_closest_marker("redis") is not None and shutil.which(REDIS_BINARY) is None:
+        pytest.fail(MISSING_REDIS, pytrace=False)
+
+
+# --------------------------------------------------------------------------- redis-server
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One ``redis-server`` process that a test can stop, restart on the same port, pause or
+    freeze.  No persistence: a restart starts empty, as after a crash, script cache included."""
+
+    def __init__(self, binary: str, workdir: Path, *, scale: float = 1.0) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.scale = scale
+        self.port = _free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def client(self) -> redis.Redis:
+        """A synchronous client for test set-up and inspection (not the code under test)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5 * self.scale)
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--logfile", str(self.workdir / "redis.log")]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready(deadline=time.monotonic() + 10 * self.scale)
+
+    def _wait_ready(self, *, deadline: float) -> None:
+        while True:
+            if not self.running:
+                raise RuntimeError(f"redis-server exited early; see {self.workdir}/redis.log")
+            try:
+                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                    if probe.ping():
+                        return
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server on port {self.port} never answered") from exc
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Terminate the process and wait until the port is free again."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a frozen server cannot handle SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(timeout=5 * self.scale)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port; the new server knows no keys and no scripts."""
+        self.stop()
+        self.start()
+
+    def pause(self, ms: int) -> None:
+        """``CLIENT PAUSE <ms> ALL``: the server keeps connections open but answers nothing."""
+        with self.client() as admin:
+            admin.client_pause(ms, all=True)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, but nothing ever answers."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+
+def _launch(tmp_path_factory: pytest.TempPathFactory, scale: float) -> RedisServer:
+    binary = shutil.which(REDIS_BINARY)
+    if binary is None:
+        pytest.fail(MISSING_REDIS, pytrace=False)
+    for _ in range(3):  # the free port can be taken between probing and binding
+        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), scale=scale)
+        try:
+            server.start()
+        except RuntimeError:
+            continue
+        return server
+    pytest.fail("could not start redis-server on a free loopback port (3 tries)")
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory, timeout_scale: float
+) -> Iterator[RedisServer]:
+    """The shared server; never stop or pause it (use ``own_redis_server`` for that)."""
+    server = _launch(tmp_path_factory, timeout_scale)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis_server(
+    tmp_path_factory: pytest.TempPathFactory, timeout_scale: float
+) -> Iterator[RedisServer]:
+    """A private server for one test, free to stop, restart, pause or freeze."""
+    server = _launch(tmp_path_factory, timeout_scale)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def unique_namespace() -> str:
+    """A namespace no other test uses, so tests sharing one server never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh store namespace for this test."""
+    return unique_namespace()
+
+
+# --------------------------------------------------------------------------- stores
+
+
+class ManualClock:
+    """A clock that moves only when told to, for the memory store's lease expiry."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(
+    request: pytest.FixtureRequest, manual_clock: ManualClock
+) -> AsyncIterator[ReservationStore]:
+    """A fresh, empty store of each kind (Redis: a unique namespace on the shared server)."""
+    if request.param == "memory":
+        yield MemoryStore(clock=manual_clock)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    redis_store = RedisStore.from_url(server.url, namespace=unique_namespace())
+    try:
+        yield redis_store
+    finally:
+        await redis_store.close()
+
+
+@pytest.fixture
+def advance(
+    store: ReservationStore, manual_clock: ManualClock
+) -> Callable[[float], Awaitable[None]]:
+    """``await advance(s)``: let ``s`` seconds pass for ``store``'s leases."""
+
+    async def _advance(seconds: float) -> None:
+        if isinstance(store, MemoryStore):
+            manual_clock.advance(seconds)
+        else:
+            await asyncio.sleep(seconds)  # Redis leases run on the server's clock
+
+    return _advance
