@@ -32,7 +32,7 @@ from switchboard.dispatch import selection
 from switchboard.dispatch.jobs import Job, JobState, NodeLink, SessionLink
 from switchboard.errors import StoreUnavailable
 from switchboard.metrics import Metrics
-from switchboard.protocol import codec, langs
+from switchboard.protocol import codec
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
@@ -40,6 +40,7 @@ from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 
 log = logging.getLogger("switchboard.dispatch")
+_OUR_CODES = frozenset(c.value for c in ErrorCode)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,15 +190,14 @@ class Dispatcher:
         job.tried.add(link.node_id)
         job.state = JobState.ASSIGNED
         self._node_jobs[link.node_id][job.job_id] = job
-        src, tgt = langs.normalize(job.src_lang), langs.normalize(job.tgt_lang)
         frame = codec.job_assign(
             job.raw,
             job_id=job.job_id,
             attempt_id=attempt,
             session_id=job.session.session_id,
             utterance_index=job.utterance_index,
-            src_lang=src,
-            tgt_lang=tgt,
+            src_lang=job.src_lang,
+            tgt_lang=job.tgt_lang,
             pipeline=job.pipeline,
             trace_id=job.trace_id,
         )
@@ -376,7 +376,9 @@ class Dispatcher:
             "job_id": job.job_id,
         }
         self.failed_total += 1
-        self._metrics.answers.labels(str(code)).inc()
+        # Nodes choose their own codes: label only ours, so a node cannot grow the metric.
+        kind = code if code in _OUR_CODES else "node_error"
+        self._metrics.answers.labels(kind).inc()
         self._finish(job, codec.error(code, message, info))
 
     def _finish(self, job: Job, frame: bytes) -> None:

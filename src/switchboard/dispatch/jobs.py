@@ -46,7 +46,7 @@ class Job:
     job_id: str
     session: SessionLink
     utterance_index: int
-    src_lang: str
+    src_lang: str  # normalised (contract §2 "Binding")
     tgt_lang: str
     services: frozenset[str]
     pipeline: dict[str, bool]

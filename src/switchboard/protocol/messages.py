@@ -115,7 +115,7 @@ class NodeHeartbeat(_Msg, tag="node_heartbeat", frozen=True):
     language_capabilities: LanguageCapabilities | None = None
 
 
-class JobAck(_Msg, tag="job_ack", frozen=True):
+class _JobEvent(_Msg, frozen=True):
     job_id: Id
     attempt_id: PosInt
     node_id: Id
@@ -123,12 +123,12 @@ class JobAck(_Msg, tag="job_ack", frozen=True):
     trace_id: str
 
 
-class JobStarted(_Msg, tag="job_started", frozen=True):
-    job_id: Id
-    attempt_id: PosInt
-    node_id: Id
-    session_id: Id
-    trace_id: str
+class JobAck(_JobEvent, tag="job_ack", frozen=True):
+    pass
+
+
+class JobStarted(_JobEvent, tag="job_started", frozen=True):
+    pass
 
 
 class JobResult(_Msg, tag="job_result", frozen=True):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -12,6 +15,56 @@ from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, ErrorCode
 from switchboard.server.connections import send
+from switchboard.server.scheduler import SCHEDULER, Scheduler
+
+Conn = TypeVar("Conn")
+
+
+class Channel(Generic[Conn]):
+    """One WebSocket channel: how its first frame opens a peer, how later frames are handled,
+    and what happens when the peer is gone.  ``handle`` is the part both channels share."""
+
+    def __init__(
+        self,
+        *,
+        open_peer: Callable[[Scheduler, web.WebSocketResponse, bytes], Awaitable[Conn | None]],
+        on_text: Callable[[Scheduler, Conn, bytes, float], Awaitable[bool]],
+        gone: Callable[[Scheduler, Conn], Awaitable[None]],
+    ) -> None:
+        self._open = open_peer
+        self._on_text = on_text
+        self._gone = gone
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        sched = request.app[SCHEDULER]
+        ws = await open_socket(request, sched.settings)
+        frame = await first_frame(ws, sched.settings.handshake_timeout)
+        if frame is None:
+            return ws
+        conn = await self._open(sched, ws, frame)
+        if conn is None:
+            return ws
+        try:
+            await self._serve(sched, ws, conn)
+        finally:
+            await self._gone(sched, conn)
+        return ws
+
+    async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
+        async for message in ws:
+            received = time.perf_counter()  # "read off the socket" for the latency metric
+            if message.type is WSMsgType.TEXT:
+                if await self._on_text(sched, conn, message.data, received):
+                    return
+            elif message.type is WSMsgType.BINARY:
+                await send(
+                    ws,
+                    codec.error(
+                        ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
+                    ),
+                )
+            elif message.type is WSMsgType.ERROR:
+                return
 
 
 async def open_socket(request: web.Request, settings: Settings) -> web.WebSocketResponse:

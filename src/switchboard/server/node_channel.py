@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
@@ -21,27 +21,11 @@ from switchboard.protocol.messages import (
 )
 from switchboard.server import ids
 from switchboard.server.auth import token_ok
-from switchboard.server.channel import first_frame, open_socket, refuse, report_bad_frame
+from switchboard.server.channel import Channel, refuse, report_bad_frame
 from switchboard.server.connections import NodeConnection, send
-from switchboard.server.scheduler import SCHEDULER, Scheduler
+from switchboard.server.scheduler import Scheduler
 
 log = logging.getLogger("switchboard.server.node")
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    sched: Scheduler = request.app[SCHEDULER]
-    ws = await open_socket(request, sched.settings)
-    frame = await first_frame(ws, sched.settings.handshake_timeout)
-    if frame is None:
-        return ws
-    conn = await _register(sched, ws, frame)
-    if conn is None:
-        return ws
-    try:
-        await _serve(sched, conn)
-    finally:
-        await sched.node_gone(conn)
-    return ws
 
 
 async def _register(
@@ -68,30 +52,21 @@ async def _register(
     return conn
 
 
-async def _serve(sched: Scheduler, conn: NodeConnection) -> None:
-    ws = conn.ws
-    async for message in ws:
-        if message.type is WSMsgType.TEXT:
-            await _on_frame(sched, conn, message.data)
-        elif message.type is WSMsgType.BINARY:
-            await send(
-                ws,
-                codec.error(
-                    ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
-                ),
-            )
-        elif message.type is WSMsgType.ERROR:
-            log.info("node %s: socket error: %s", conn.node_id, ws.exception())
-            break
-
-
-async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes) -> None:
+async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes, _: float) -> bool:
     try:
         msg = codec.decode_node(frame)
     except ProtocolError as exc:
         await report_bad_frame(conn.ws, exc, frame)
-        return
+        return False
     await _dispatch(sched, conn, msg, frame)
+    return False
+
+
+async def _gone(sched: Scheduler, conn: NodeConnection) -> None:
+    await sched.node_gone(conn)
+
+
+handle = Channel(open_peer=_register, on_text=_on_frame, gone=_gone).handle
 
 
 async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, frame: bytes) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from switchboard.dispatch.jobs import Job
 from switchboard.dispatch.selection import services_for
 from switchboard.errors import ProtocolError
-from switchboard.protocol import codec
+from switchboard.protocol import codec, langs
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
     ClientHeartbeat,
@@ -21,27 +21,11 @@ from switchboard.protocol.messages import (
 )
 from switchboard.server import ids
 from switchboard.server.auth import token_ok
-from switchboard.server.channel import first_frame, open_socket, refuse, report_bad_frame
+from switchboard.server.channel import Channel, refuse, report_bad_frame
 from switchboard.server.connections import SessionConnection
-from switchboard.server.scheduler import SCHEDULER, Scheduler
+from switchboard.server.scheduler import Scheduler
 
 log = logging.getLogger("switchboard.server.session")
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    sched: Scheduler = request.app[SCHEDULER]
-    ws = await open_socket(request, sched.settings)
-    frame = await first_frame(ws, sched.settings.handshake_timeout)
-    if frame is None:
-        return ws
-    conn = await _open(sched, ws, frame)
-    if conn is None:
-        return ws
-    try:
-        await _serve(sched, conn)
-    finally:
-        sched.session_gone(conn)
-    return ws
 
 
 async def _open(
@@ -67,21 +51,6 @@ async def _open(
     return conn
 
 
-async def _serve(sched: Scheduler, conn: SessionConnection) -> None:
-    ws = conn.ws
-    async for message in ws:
-        received = time.perf_counter()
-        if message.type is WSMsgType.TEXT:
-            if await _on_frame(sched, conn, message.data, received):
-                break
-        elif message.type is WSMsgType.BINARY:
-            conn.push(
-                codec.error(ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract")
-            )
-        elif message.type is WSMsgType.ERROR:
-            break
-
-
 async def _on_frame(
     sched: Scheduler, conn: SessionConnection, frame: bytes, received: float
 ) -> bool:
@@ -92,6 +61,10 @@ async def _on_frame(
         await report_bad_frame(conn.ws, exc, frame)
         return False
     return await _dispatch(sched, conn, msg, frame, received)
+
+
+async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
+    sched.session_gone(conn)
 
 
 async def _dispatch(
@@ -154,8 +127,8 @@ def _accept(
         job_id=ids.job_id(),
         session=conn,
         utterance_index=index,
-        src_lang=msg.src_lang,
-        tgt_lang=msg.tgt_lang,
+        src_lang=langs.normalize(msg.src_lang),
+        tgt_lang=langs.normalize(msg.tgt_lang),
         services=services_for(pipeline),
         pipeline={
             "use_asr": pipeline.use_asr if pipeline else True,
@@ -167,3 +140,6 @@ def _accept(
         received_at=received,
     )
     sched.dispatcher.submit(job)
+
+
+handle = Channel(open_peer=_open, on_text=_on_frame, gone=_gone).handle
