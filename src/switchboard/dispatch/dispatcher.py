@@ -371,6 +371,8 @@ class Dispatcher:
     def _finish_error(
         self, job: Job, code: str, message: str, details: dict[str, object] | None = None
     ) -> None:
+        if job.state is JobState.DONE:
+            return
         info: dict[str, object] = details or {
             "utterance_index": job.utterance_index,
             "job_id": job.job_id,
@@ -438,24 +440,35 @@ class Dispatcher:
         self.store_up = False
 
     async def _maintain(self) -> None:
-        """Renew live jobs' leases, retry refused releases, and watch the store's health."""
-        period = min(self._cfg.reservation_lease / 3, 1.0)
+        """Renew live jobs' leases every third of a lease, retry refused releases, and probe
+        the store every second so ``/health`` notices an outage even while idle."""
+        tick = min(self._cfg.reservation_lease / 3, 1.0)
+        renew_every = self._cfg.reservation_lease / 3
+        last_renewal = time.monotonic()
         while True:
-            await asyncio.sleep(period)
-            leases = [
-                (node_id, job.holder(job.attempt))
-                for node_id, jobs in self._node_jobs.items()
-                for job in jobs.values()
-            ]
+            await asyncio.sleep(tick)
             try:
-                if leases:
-                    await self._store.renew(leases, lease_s=self._cfg.reservation_lease)
+                if time.monotonic() - last_renewal >= renew_every:
+                    last_renewal = time.monotonic()
+                    await self._renew_all()
                 for node_id, holder in list(self._unreleased):
                     await self._store.release(node_id, holder)
                     self._unreleased.discard((node_id, holder))
-                if not self.store_up and await self._store.ping():
-                    log.info("reservation store reachable again")
-                    self.store_up = True
-                    self._kick()
             except StoreUnavailable:
                 self._store_failed()
+            up = await self._store.ping()
+            if up and not self.store_up:
+                log.info("reservation store reachable again")
+                self.store_up = True
+                self._kick()
+            elif not up:
+                self._store_failed()
+
+    async def _renew_all(self) -> None:
+        leases = [
+            (node_id, job.holder(job.attempt))
+            for node_id, jobs in self._node_jobs.items()
+            for job in jobs.values()
+        ]
+        if leases:
+            await self._store.renew(leases, lease_s=self._cfg.reservation_lease)
