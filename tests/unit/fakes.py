@@ -142,7 +142,9 @@ class Rig:
     def open_session(self, session_id: str) -> LinkSession:
         return LinkSession(self.sessions.create(session_id))
 
-    def utter(self, session: LinkSession, index: int, src: str = "zh", tgt: str = "en") -> Job:
+    async def utter(
+        self, session: LinkSession, index: int, src: str = "zh", tgt: str = "en"
+    ) -> Job:
         self._jobs += 1
         frame = json.dumps(
             {
@@ -168,7 +170,7 @@ class Rig:
             trace_id=f"t-{self._jobs}",
             received_at=time.perf_counter(),
         )
-        self.dispatcher.submit(job)
+        await self.dispatcher.submit(job)
         return job
 
     def answer(self, node: LinkNode, assign: dict[str, Any], *, success: bool = True) -> bool:

@@ -108,7 +108,7 @@ async def test_no_task_ever_holds_both_lock_kinds_under_concurrent_load() -> Non
     sessions = [rig.open_session(f"s{i}") for i in range(20)]
     for index in range(10):
         for session in sessions:
-            rig.utter(session, index)
+            await rig.utter(session, index)
         await asyncio.sleep(0.002)
     async with asyncio.timeout(10):  # a deadlock would hang here
         await rig.dispatcher.idle.wait()

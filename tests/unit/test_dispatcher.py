@@ -29,7 +29,7 @@ async def _run_workload(capacities: list[int], per_session: list[int], seed: int
     }
     for session, count in zip(sessions, per_session, strict=True):
         for index in range(count):
-            rig.utter(session, index)
+            await rig.utter(session, index)
     total = sum(per_session)
     answered = 0
     running: dict[str, list[dict[str, object]]] = {n.node_id: [] for n in nodes}
@@ -75,7 +75,7 @@ async def test_silent_node_times_out_and_job_moves_with_next_attempt() -> None:
     a = await rig.add_node("a", [("zh", "en")], 1)
     b = await rig.add_node("b", [("zh", "en")], 1)
     session = rig.open_session("s")
-    rig.utter(session, 0)
+    await rig.utter(session, 0)
     first = await asyncio.wait_for(_first_assign(a, b), 1)
     other = b if first[0] is a else a
     second = await asyncio.wait_for(other.assigned.get(), 1)
@@ -102,7 +102,7 @@ async def test_waiting_job_is_woken_by_a_new_node_not_by_polling() -> None:
     rig = Rig(pending_timeout=2.0)
     await rig.start()
     session = rig.open_session("s")
-    rig.utter(session, 0)
+    await rig.utter(session, 0)
     await _settle()
     assert session.out == []
     node = await rig.add_node("late", [("zh", "en")], 1)
@@ -116,7 +116,7 @@ async def test_pending_timeout_answers_no_available_node() -> None:
     rig = Rig(pending_timeout=0.05)
     await rig.start()
     session = rig.open_session("s")
-    job = rig.utter(session, 4)
+    job = await rig.utter(session, 4)
     await asyncio.sleep(0.15)
     assert session.out == [
         {
@@ -135,7 +135,7 @@ async def test_node_gone_retries_at_once_and_session_drop_releases() -> None:
     await rig.start()
     a = await rig.add_node("a", [("zh", "en")], 1)
     session = rig.open_session("s")
-    rig.utter(session, 0)
+    await rig.utter(session, 0)
     await asyncio.wait_for(a.assigned.get(), 1)
     b = await rig.add_node("b", [("zh", "en")], 1)
     rig.dispatcher.detach_node("a")

@@ -74,6 +74,7 @@ class Dispatcher:
         self._metrics = metrics
         self._nodes: dict[str, NodeLink] = {}
         self._node_jobs: dict[str, dict[str, Job]] = {}
+        self._load: Counter[str] = Counter()  # this scheduler's jobs per node
         self._waiting: dict[Job, None] = {}  # insertion-ordered set: the FIFO
         self._waiting_keys: Counter[tuple[str, str, frozenset[str]]] = Counter()
         self._wake_again = False
@@ -117,6 +118,7 @@ class Dispatcher:
     def detach_node(self, node_id: str) -> None:
         """The node is gone: its jobs are retried at once (contract §2 "Failures")."""
         self._nodes.pop(node_id, None)
+        self._load.pop(node_id, None)
         for job in list(self._node_jobs.pop(node_id, {}).values()):
             self._fail_over(
                 job, reason="node_offline", code=ErrorCode.NODE_UNAVAILABLE, cancel=False
@@ -124,19 +126,27 @@ class Dispatcher:
 
     def node_load(self) -> Mapping[str, int]:
         """Jobs this scheduler has assigned per node (its own view; the store has the total)."""
-        return {node_id: len(jobs) for node_id, jobs in self._node_jobs.items()}
+        return dict(self._load)
 
     # --- jobs in ----------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> None:
-        """Take an accepted utterance; it will get exactly one answer unless its session ends."""
+    async def submit(self, job: Job) -> None:
+        """Take an accepted utterance; it will get exactly one answer unless its session ends.
+
+        With a store whose calls never suspend (the in-process one) the first placement runs
+        inline, saving a task switch per job; otherwise in a task of its own, so a session's
+        utterances are placed concurrently while their reservations are in flight.
+        """
         self.in_flight += 1
         self.idle.clear()
         self._metrics.jobs_in_flight.inc()
         job.session.line.enqueue(job.job_id)
         job.session.pending[job.utterance_index] = job
         job.wait_since = time.monotonic()
-        self._spawn(self._place_or_wait(job))
+        if self._store.synchronous:
+            await self._place_or_wait(job)
+        else:
+            self._spawn(self._place_or_wait(job))
 
     async def _place_or_wait(self, job: Job) -> None:
         try:
@@ -155,7 +165,12 @@ class Dispatcher:
             job.session.entry, snapshot, job.src_lang, job.tgt_lang
         )
         cands = selection.candidates(
-            snapshot, decision, job.services, tried=job.tried, start=next(self._rotation)
+            snapshot,
+            decision,
+            job.services,
+            tried=job.tried,
+            load=self._load,
+            start=next(self._rotation),
         )
         if not cands:
             return Placed.NO_SLOT
@@ -190,6 +205,7 @@ class Dispatcher:
         job.tried.add(link.node_id)
         job.state = JobState.ASSIGNED
         self._node_jobs[link.node_id][job.job_id] = job
+        self._load[link.node_id] += 1
         frame = codec.job_assign(
             job.raw,
             job_id=job.job_id,
@@ -357,7 +373,10 @@ class Dispatcher:
             job.timer = None
         node_id = job.node_id
         if node_id is not None:
-            self._node_jobs.get(node_id, {}).pop(job.job_id, None)
+            if self._node_jobs.get(node_id, {}).pop(job.job_id, None) is not None:
+                self._load[node_id] -= 1
+                if self._load[node_id] <= 0:
+                    del self._load[node_id]
             self._release(node_id, job.holder(job.attempt))
             job.node_id = None
 

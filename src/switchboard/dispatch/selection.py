@@ -2,14 +2,21 @@
 
 Candidates come in tiers: the session's preferred pool (0), the other pools serving the pair in
 index order (1), and nodes this job already tried (2; contract §2: "the same node only if no
-other is eligible").  The store then takes the candidate with the smallest
-``(tier, reserved, position)``; positions are rotated per job, so equally loaded nodes take
-turns instead of the first one always winning.
+other is eligible").  Within a tier, candidates are ranked by this scheduler's own count of
+jobs on the node (least loaded first), then by a position rotated per job so equally loaded
+nodes take turns.  Only the best few go to the store, which takes the one with the smallest
+``(tier, reserved, position)`` by its own, authoritative count: the local count can only be
+lower than the store's (the store also holds other instances' leases), so a node the local
+count calls full is full.
+
+A pool's eligible members for a pair and services are a pure function of the snapshot and are
+memoised in it, so the per-job work is one pass over precomputed ``(node_id, capacity)`` pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
+from itertools import repeat
 
 from switchboard.management.nodes import NodeStatus
 from switchboard.protocol import langs
@@ -20,6 +27,14 @@ from switchboard.store.base import Candidate
 
 ALL_SERVICES = frozenset({"asr", "nmt", "tts"})
 TIER_PREFERRED, TIER_OTHER, TIER_TRIED = 0, 1, 2
+# How many candidates one reservation considers.  More only helps when the local count is
+# stale (another instance's leases); fewer keeps the store's work per job constant.
+DEFAULT_LIMIT = 4
+_MEMO_LIMIT = 1024
+_NO_LOAD: Mapping[str, int] = {}
+
+# A pool's eligible members for one pair and services: node ids and capacities, member order.
+Eligible = tuple[tuple[str, ...], tuple[int, ...]]
 
 
 def services_for(pipeline: Pipeline | None) -> frozenset[str]:
@@ -44,11 +59,58 @@ def exclusion(node: NodeRuntime, src: str, tgt: str, services: frozenset[str]) -
     return None
 
 
-def _rotated(ids: tuple[str, ...], start: int) -> Iterable[str]:
-    if not ids:
-        return ()
-    cut = start % len(ids)
-    return ids[cut:] + ids[:cut]
+def eligible_members(
+    snapshot: RuntimeSnapshot, pool_id: int, src: str, tgt: str, services: frozenset[str]
+) -> Eligible:
+    """The pool's members that may take a ``src → tgt`` job needing ``services`` (memoised)."""
+    key = (pool_id, src, tgt, services)
+    memo = snapshot.memo
+    hit = memo.get(key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    nodes = snapshot.nodes
+    members = [
+        node
+        for node_id in snapshot.pool_members.get(pool_id, ())
+        if (node := nodes.get(node_id)) is not None and exclusion(node, src, tgt, services) is None
+    ]
+    result = (tuple(n.node_id for n in members), tuple(n.max_concurrency for n in members))
+    if len(memo) >= _MEMO_LIMIT:  # clients choose pairs: bound what they can make us keep
+        memo.clear()
+    memo[key] = result
+    return result
+
+
+def _best(
+    eligible: Eligible, *, start: int, load: Mapping[str, int], skip: Collection[str], limit: int
+) -> list[tuple[str, int]]:
+    """Up to ``limit`` ``(node_id, capacity)`` with room, least loaded first; among equals,
+    in member order rotated to ``start``.
+
+    Written with C-level list operations (``map``, ``set``, ``list.index``) rather than a
+    Python loop per node: a 200-node pool costs a few microseconds, not a few hundred.
+    """
+    ids, caps = eligible
+    count = len(ids)
+    found: list[tuple[str, int]] = []
+    if not count or limit <= 0:
+        return found
+    start %= count
+    loads = list(map(load.get, ids, repeat(0, count)))
+    for level in sorted(set(loads)):
+        for low, high in ((start, count), (0, start)):
+            pos = low
+            while len(found) < limit:
+                try:
+                    i = loads.index(level, pos, high)
+                except ValueError:
+                    break
+                pos = i + 1
+                if level < caps[i] and ids[i] not in skip:
+                    found.append((ids[i], caps[i]))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def candidates(
@@ -57,34 +119,50 @@ def candidates(
     services: frozenset[str],
     *,
     tried: Collection[str] = (),
+    load: Mapping[str, int] = _NO_LOAD,
     start: int = 0,
+    limit: int = DEFAULT_LIMIT,
 ) -> list[Candidate]:
+    """The candidates to offer the store for one attempt, in tier order."""
     src, tgt = decision.pair
-    nodes = snapshot.nodes
-    seen: set[str] = set()
-    first: list[Candidate] = []
-    retry: list[Candidate] = []
-    groups: list[tuple[int, tuple[str, ...]]] = []
-    if decision.preferred_pool is not None:
-        groups.append((TIER_PREFERRED, decision.members))
-    groups.extend(
-        (TIER_OTHER, snapshot.pool_members.get(pool, ()))
-        for pool in decision.pools
-        if pool != decision.preferred_pool
-    )
-    for tier, ids in groups:
-        for node_id in _rotated(ids, start):
-            if node_id in seen:
-                continue
+    pools = list(decision.pools)
+    if decision.preferred_pool is not None and decision.preferred_pool in pools:
+        pools.remove(decision.preferred_pool)
+        pools.insert(0, decision.preferred_pool)
+    chosen: list[Candidate] = []
+    seen: set[str] = set(tried)
+    for pool_id in pools:
+        tier = TIER_PREFERRED if pool_id == decision.preferred_pool else TIER_OTHER
+        eligible = eligible_members(snapshot, pool_id, src, tgt, services)
+        for node_id, capacity in _best(
+            eligible, start=start, load=load, skip=seen, limit=limit - len(chosen)
+        ):
             seen.add(node_id)
-            node = nodes.get(node_id)
-            if node is None or exclusion(node, src, tgt, services) is not None:
-                continue
-            if node_id in tried:
-                retry.append(Candidate(node_id, node.max_concurrency, TIER_TRIED))
-            else:
-                first.append(Candidate(node_id, node.max_concurrency, tier))
-    return first + retry
+            chosen.append(Candidate(node_id, capacity, tier))
+        if len(chosen) >= limit:
+            return chosen
+    return chosen + _tried(snapshot, tried, src, tgt, services, load)
+
+
+def _tried(
+    snapshot: RuntimeSnapshot,
+    tried: Collection[str],
+    src: str,
+    tgt: str,
+    services: frozenset[str],
+    load: Mapping[str, int],
+) -> list[Candidate]:
+    """Nodes this job already tried, still eligible and not full: the last resort."""
+    found = []
+    for node_id in sorted(tried):
+        node = snapshot.nodes.get(node_id)
+        if (
+            node is not None
+            and exclusion(node, src, tgt, services) is None
+            and load.get(node_id, 0) < node.max_concurrency
+        ):
+            found.append(Candidate(node_id, node.max_concurrency, TIER_TRIED))
+    return found
 
 
 def explain(

@@ -58,6 +58,9 @@ class RuntimeSnapshot:
         default_factory=lambda: PoolLanguageIndex((), generated=True)
     )
     generated_pools: bool = True
+    # Memo of pure functions of this snapshot (e.g. a pool's eligible members for a pair),
+    # filled on first use by dispatch; never part of the snapshot's value.
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     def pools_of(self, node_id: str) -> list[int]:
         return [pid for pid, members in self.pool_members.items() if node_id in members]

@@ -128,24 +128,26 @@ async def simulate(request: web.Request) -> web.Response:
     snapshot = sched.snapshots.current
     decision = SessionRuntimeState().decide(snapshot, src, tgt)
     services = selection.ALL_SERVICES
-    cands = selection.candidates(snapshot, decision, services)
+    counts = await _reserved(sched, list(snapshot.nodes))
+    load = {node_id: n for node_id, n in counts.items() if n is not None}
+    cands = selection.candidates(
+        snapshot, decision, services, load=load, limit=max(len(snapshot.nodes), 1)
+    )
+    chosen = {c.node_id for c in cands}
     excluded = dict(selection.explain(snapshot, src, tgt, services))
-    reserved = await _reserved(sched, [c.node_id for c in cands])
-    ranked = []
-    for position, cand in enumerate(cands):
-        load = reserved[cand.node_id]
-        if load is not None and load >= cand.capacity:
-            excluded[cand.node_id] = f"full ({load}/{cand.capacity})"
+    for node_id, node in snapshot.nodes.items():
+        if node_id in chosen or node_id in excluded:
             continue
-        ranked.append(((cand.tier, load or 0, position), cand.node_id))
-    for node_id in snapshot.nodes:
-        if node_id not in excluded and all(node_id != n for _, n in ranked):
-            excluded[node_id] = "in no pool serving the pair"
+        used = load.get(node_id, 0)
+        in_pools = any(node_id in snapshot.pool_members.get(p, ()) for p in decision.pools)
+        excluded[node_id] = (
+            f"full ({used}/{node.max_concurrency})" if in_pools else "in no pool serving the pair"
+        )
     return _reply(
         {
-            "pair": {"src": langs.normalize(src), "tgt": langs.normalize(tgt)},
+            "pair": {"src": decision.pair[0], "tgt": decision.pair[1]},
             "pools": list(decision.pools),
-            "candidates": [node_id for _, node_id in sorted(ranked)],
+            "candidates": [c.node_id for c in cands],
             "excluded": excluded,
         }
     )

@@ -46,6 +46,8 @@ async def _open(
         await refuse(ws, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
         return None
     conn = sched.session_opened(ids.session_id(), ws)
+    if sched.recorder is not None:
+        sched.recorder.opened(conn.session_id, msg)
     # session_init_ack is always the first frame the server sends on a session (contract §2).
     conn.push(codec.session_init_ack(conn.session_id, msg.trace_id or ids.trace_id()))
     return conn
@@ -72,7 +74,7 @@ async def _dispatch(
 ) -> bool:
     match msg:
         case Utterance():
-            _accept(sched, conn, msg, frame, received)
+            await _accept(sched, conn, msg, frame, received)
         case ClientHeartbeat():
             if _mine(conn, msg.session_id, None):
                 conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
@@ -105,7 +107,7 @@ def _reject(conn: SessionConnection, code: ErrorCode, message: str, index: int) 
     conn.push(codec.error(code, message, {"utterance_index": index}))
 
 
-def _accept(
+async def _accept(
     sched: Scheduler, conn: SessionConnection, msg: Utterance, frame: bytes, received: float
 ) -> None:
     index = msg.utterance_index
@@ -139,7 +141,9 @@ def _accept(
         trace_id=msg.trace_id or ids.trace_id(),
         received_at=received,
     )
-    sched.dispatcher.submit(job)
+    if sched.recorder is not None:
+        sched.recorder.accepted(job)
+    await sched.dispatcher.submit(job)
 
 
 handle = Channel(open_peer=_open, on_text=_on_frame, gone=_gone).handle

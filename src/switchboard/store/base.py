@@ -37,6 +37,9 @@ class ReservationStore(abc.ABC):
     """One interface, two implementations with identical semantics."""
 
     name: str
+    # True when no method ever suspends (the in-process store): callers may then run a
+    # placement inline instead of in a task of its own.
+    synchronous: bool = False
 
     @abc.abstractmethod
     async def try_reserve(

@@ -29,6 +29,7 @@ class MemoryStore(ReservationStore):
     costs O(candidates x capacity), independent of how many nodes exist."""
 
     name = "memory"
+    synchronous = True
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
