@@ -89,6 +89,7 @@ class Dispatcher:
         self.dispatched_total = 0
         self.failed_total = 0
         self.store_up = True
+        self._closing = False
         holder.subscribe(self._on_snapshot)
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -103,6 +104,13 @@ class Dispatcher:
                 await self._maintenance
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def close_intake(self) -> None:
+        """Shutdown: jobs waiting for a slot are answered ``SESSION_CLOSED`` now (and so are
+        any that would start waiting), so the grace period goes to jobs that are running."""
+        self._closing = True
+        for job in list(self._waiting):
+            self._finish_error(job, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -234,6 +242,9 @@ class Dispatcher:
 
     def _wait(self, job: Job) -> None:
         if job.state is JobState.DONE:
+            return
+        if self._closing:  # shutting down: nothing will free a slot for it in time
+            self._finish_error(job, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
             return
         job.state = JobState.WAITING
         self._waiting[job] = None
