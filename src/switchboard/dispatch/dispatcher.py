@@ -43,6 +43,10 @@ log = logging.getLogger("switchboard.dispatch")
 _OUR_CODES = frozenset(c.value for c in ErrorCode)
 
 
+def _by_seq(job: Job) -> int:
+    return job.seq
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchSettings:
     job_timeout: float
@@ -85,6 +89,7 @@ class Dispatcher:
         self.idle.set()
         self._maintenance: asyncio.Task[None] | None = None
         self._rotation = itertools.count()
+        self._accepted = itertools.count()
         self.in_flight = 0
         self.dispatched_total = 0
         self.failed_total = 0
@@ -145,6 +150,7 @@ class Dispatcher:
         inline, saving a task switch per job; otherwise in a task of its own, so a session's
         utterances are placed concurrently while their reservations are in flight.
         """
+        job.seq = next(self._accepted)
         self.in_flight += 1
         self.idle.clear()
         self._metrics.jobs_in_flight.inc()
@@ -247,7 +253,13 @@ class Dispatcher:
             self._finish_error(job, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
             return
         job.state = JobState.WAITING
-        self._waiting[job] = None
+        waiting = self._waiting
+        if waiting and job.seq < next(reversed(waiting)).seq:
+            # Concurrent placements can fail in any order (Redis answers them in any order,
+            # and a woken job goes back in line): keep the line in acceptance order.
+            self._waiting = dict.fromkeys(sorted([*waiting, job], key=_by_seq))
+        else:
+            waiting[job] = None
         self._waiting_keys[job.wait_key()] += 1
         remaining = self._cfg.pending_timeout - (time.monotonic() - job.wait_since)
         loop = asyncio.get_running_loop()
@@ -296,15 +308,7 @@ class Dispatcher:
                     continue
                 if placed is Placed.NO_SLOT:
                     full.add(key)  # later jobs with this key stay behind it, in order
-                    self._requeue_front(job)
-
-    def _requeue_front(self, job: Job) -> None:
-        """Put a job that was woken but found no slot back at its place in the line."""
-        self._wait(job)
-        if len(self._waiting) > 1:
-            rest = [j for j in self._waiting if j is not job]
-            self._waiting = {job: None}
-            self._waiting.update(dict.fromkeys(rest))
+                    self._wait(job)
 
     # --- answers from nodes -----------------------------------------------------------------
 

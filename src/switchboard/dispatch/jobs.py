@@ -53,6 +53,7 @@ class Job:
     raw: RawFields
     trace_id: str
     received_at: float  # perf_counter() when the frame was read off the socket
+    seq: int = 0  # acceptance order: the waiting line is kept in it
     state: JobState = JobState.PLACING
     attempt: int = 0
     node_id: str | None = None

@@ -18,6 +18,9 @@ from switchboard.server.connections import send
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 
 Conn = TypeVar("Conn")
+_BINARY_REFUSED = codec.error(
+    ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
+)
 
 
 class Channel(Generic[Conn]):
@@ -29,10 +32,12 @@ class Channel(Generic[Conn]):
         *,
         open_peer: Callable[[Scheduler, web.WebSocketResponse, bytes], Awaitable[Conn | None]],
         on_text: Callable[[Scheduler, Conn, bytes, float], Awaitable[bool]],
+        reply: Callable[[Conn, bytes], Awaitable[None]],
         gone: Callable[[Scheduler, Conn], Awaitable[None]],
     ) -> None:
         self._open = open_peer
         self._on_text = on_text
+        self._reply = reply  # the peer's own outgoing path, so replies keep their order
         self._gone = gone
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -57,12 +62,7 @@ class Channel(Generic[Conn]):
                 if await self._on_text(sched, conn, message.data, received):
                     return
             elif message.type is WSMsgType.BINARY:
-                await send(
-                    ws,
-                    codec.error(
-                        ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
-                    ),
-                )
+                await self._reply(conn, _BINARY_REFUSED)
             elif message.type is WSMsgType.ERROR:
                 return
 
@@ -114,10 +114,10 @@ async def too_big_or_broken(ws: web.WebSocketResponse) -> None:
             await ws.close(code=CLOSE_MESSAGE_TOO_BIG)
 
 
-async def report_bad_frame(ws: web.WebSocketResponse, exc: ProtocolError, frame: bytes) -> None:
-    """A bad frame gets an ``error`` and the connection lives on (contract §3)."""
+def bad_frame_error(exc: ProtocolError, frame: bytes) -> bytes:
+    """The ``error`` for a bad frame; the connection lives on (contract §3)."""
     details: dict[str, object] = dict(exc.details)
     index = codec.peek_utterance_index(frame)
     if index is not None:
         details["utterance_index"] = index
-    await send(ws, codec.error(exc.code, exc.message, details))
+    return codec.error(exc.code, exc.message, details)

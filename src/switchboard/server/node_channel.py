@@ -21,7 +21,7 @@ from switchboard.protocol.messages import (
 )
 from switchboard.server import ids
 from switchboard.server.auth import token_ok
-from switchboard.server.channel import Channel, refuse, report_bad_frame
+from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import NodeConnection, send
 from switchboard.server.scheduler import Scheduler
 
@@ -56,7 +56,7 @@ async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes, _: flo
     try:
         msg = codec.decode_node(frame)
     except ProtocolError as exc:
-        await report_bad_frame(conn.ws, exc, frame)
+        await send(conn.ws, bad_frame_error(exc, frame))
         return False
     await _dispatch(sched, conn, msg, frame)
     return False
@@ -66,7 +66,11 @@ async def _gone(sched: Scheduler, conn: NodeConnection) -> None:
     await sched.node_gone(conn)
 
 
-handle = Channel(open_peer=_register, on_text=_on_frame, gone=_gone).handle
+async def _reply(conn: NodeConnection, frame: bytes) -> None:
+    await send(conn.ws, frame)
+
+
+handle = Channel(open_peer=_register, on_text=_on_frame, reply=_reply, gone=_gone).handle
 
 
 async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, frame: bytes) -> None:

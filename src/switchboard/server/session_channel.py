@@ -21,7 +21,7 @@ from switchboard.protocol.messages import (
 )
 from switchboard.server import ids
 from switchboard.server.auth import token_ok
-from switchboard.server.channel import Channel, refuse, report_bad_frame
+from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
 from switchboard.server.scheduler import Scheduler
 
@@ -60,13 +60,17 @@ async def _on_frame(
     try:
         msg = codec.decode_session(frame)
     except ProtocolError as exc:
-        await report_bad_frame(conn.ws, exc, frame)
+        conn.push(bad_frame_error(exc, frame))  # behind session_init_ack, in order
         return False
     return await _dispatch(sched, conn, msg, frame, received)
 
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
     sched.session_gone(conn)
+
+
+async def _reply(conn: SessionConnection, frame: bytes) -> None:
+    conn.push(frame)
 
 
 async def _dispatch(
@@ -146,4 +150,4 @@ async def _accept(
     await sched.dispatcher.submit(job)
 
 
-handle = Channel(open_peer=_open, on_text=_on_frame, gone=_gone).handle
+handle = Channel(open_peer=_open, on_text=_on_frame, reply=_reply, gone=_gone).handle
