@@ -41,10 +41,22 @@ from switchboard.store.base import ReservationStore
 
 log = logging.getLogger("switchboard.dispatch")
 _OUR_CODES = frozenset(c.value for c in ErrorCode)
+# Waiting jobs tried together per wake-up on a store with round trips (one batch's worth).
+_WAKE_BATCH = 64
 
 
 def _by_seq(job: Job) -> int:
     return job.seq
+
+
+def drive_sync(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (a ``synchronous`` store's call) to its end, now."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("a synchronous store call suspended")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +207,10 @@ class Dispatcher:
             )
         except StoreUnavailable:
             self._store_failed()
+            # No answer is not "no": a stalled Redis runs the script once it resumes (CLIENT
+            # PAUSE queues it), reserving a slot for a job we have answered.  Release the
+            # holder on every candidate once the store is back (idempotent where it got none).
+            self._unreleased.update((c.node_id, job.holder(attempt)) for c in cands)
             self._metrics.reservations.labels("store_down").inc()
             self._finish_error(
                 job, ErrorCode.SCHEDULER_DEPENDENCY_DOWN, "the reservation store cannot be reached"
@@ -246,15 +262,16 @@ class Dispatcher:
 
     # --- waiting (FIFO, woken by releases and snapshots) -------------------------------------
 
-    def _wait(self, job: Job) -> None:
+    def _wait(self, job: Job, *, reorder: bool = True) -> None:
         if job.state is JobState.DONE:
             return
         if self._closing:  # shutting down: nothing will free a slot for it in time
             self._finish_error(job, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
             return
         job.state = JobState.WAITING
+        job.queued_at = time.monotonic()
         waiting = self._waiting
-        if waiting and job.seq < next(reversed(waiting)).seq:
+        if reorder and waiting and job.seq < next(reversed(waiting)).seq:
             # Concurrent placements can fail in any order (Redis answers them in any order,
             # and a woken job goes back in line): keep the line in acceptance order.
             self._waiting = dict.fromkeys(sorted([*waiting, job], key=_by_seq))
@@ -267,6 +284,7 @@ class Dispatcher:
 
     def _unwait(self, job: Job) -> None:
         if self._waiting.pop(job, False) is None:
+            self._metrics.queue_wait.observe(time.monotonic() - job.queued_at)
             key = job.wait_key()
             self._waiting_keys[key] -= 1
             if self._waiting_keys[key] <= 0:
@@ -293,22 +311,46 @@ class Dispatcher:
     async def _drain_waiting(self) -> None:
         while self._wake_again:
             self._wake_again = False
-            full: set[tuple[str, str, frozenset[str]]] = set()
-            for job in list(self._waiting):
-                key = job.wait_key()
-                if job.state is not JobState.WAITING or key in full:
-                    continue
-                self._unwait(job)
-                job.state = JobState.PLACING
-                try:
-                    placed = await self._try_place(job)
-                except Exception:
-                    log.exception("placing job %s failed", job.job_id)
-                    self._finish_error(job, ErrorCode.INTERNAL_ERROR, "internal error")
-                    continue
-                if placed is Placed.NO_SLOT:
-                    full.add(key)  # later jobs with this key stay behind it, in order
-                    self._wait(job)
+            if self._store.synchronous:
+                await self._drain_in_turn()
+            else:
+                await self._drain_together()
+
+    async def _drain_in_turn(self) -> None:
+        """In-process store: try waiting jobs oldest first; once a job of a key finds no
+        room, later jobs of that key stay behind it (their turn would fail the same way)."""
+        full: set[tuple[str, str, frozenset[str]]] = set()
+        for job in list(self._waiting):
+            key = job.wait_key()
+            if job.state is not JobState.WAITING or key in full:
+                continue
+            self._unwait(job)
+            job.state = JobState.PLACING
+            if await self._retry_place(job) is Placed.NO_SLOT:
+                full.add(key)
+                self._wait(job)
+
+    async def _drain_together(self) -> None:
+        """Redis: the oldest waiting jobs try at once, so their reservations share one batch,
+        which the store runs in order: the line's order is kept, at one round trip."""
+        jobs = list(itertools.islice(self._waiting, _WAKE_BATCH))
+        for job in jobs:
+            self._unwait(job)
+            job.state = JobState.PLACING
+        placed = await asyncio.gather(*(self._retry_place(job) for job in jobs))
+        back = [job for job, outcome in zip(jobs, placed, strict=True) if outcome is Placed.NO_SLOT]
+        for job in back:
+            self._wait(job, reorder=False)
+        if back:  # one sort for the whole batch, not one per job
+            self._waiting = dict.fromkeys(sorted(self._waiting, key=_by_seq))
+
+    async def _retry_place(self, job: Job) -> Placed:
+        try:
+            return await self._try_place(job)
+        except Exception:
+            log.exception("placing job %s failed", job.job_id)
+            self._finish_error(job, ErrorCode.INTERNAL_ERROR, "internal error while placing")
+            return Placed.FINISHED
 
     # --- answers from nodes -----------------------------------------------------------------
 
@@ -388,11 +430,8 @@ class Dispatcher:
             job.timer = None
         node_id = job.node_id
         if node_id is not None:
-            if self._node_jobs.get(node_id, {}).pop(job.job_id, None) is not None:
-                self._load[node_id] -= 1
-                if self._load[node_id] <= 0:
-                    del self._load[node_id]
-            self._release(node_id, job.holder(job.attempt))
+            counted = self._node_jobs.get(node_id, {}).pop(job.job_id, None) is not None
+            self._release(node_id, job.holder(job.attempt), counted=counted)
             job.node_id = None
 
     def _send_cancel(self, node_id: str, job: Job, reason: str) -> None:
@@ -437,7 +476,6 @@ class Dispatcher:
         if not self.in_flight:
             self.idle.set()
         self._metrics.jobs_in_flight.dec()
-        self._metrics.queue_wait.observe(time.monotonic() - job.wait_since)
 
     def drop_session(self, session: SessionLink) -> None:
         """The session ended: its pending jobs are cancelled on their nodes, unanswered."""
@@ -456,16 +494,27 @@ class Dispatcher:
 
     # --- the store --------------------------------------------------------------------------
 
-    def _release(self, node_id: str, holder: str) -> None:
-        self._spawn(self._release_now(node_id, holder))
+    def _release(self, node_id: str, holder: str, *, counted: bool = False) -> None:
+        """Give a slot back.  ``counted``: the slot is in this scheduler's own load count,
+        which drops only once the store has released it, so the local count never shows a
+        slot free that the store still holds (a futile reservation and a wait would follow).
+        The in-process store releases at once, inline; Redis in the background (batched)."""
+        if self._store.synchronous:
+            drive_sync(self._release_now(node_id, holder, counted=counted))
+        else:
+            self._spawn(self._release_now(node_id, holder, counted=counted))
 
-    async def _release_now(self, node_id: str, holder: str) -> None:
+    async def _release_now(self, node_id: str, holder: str, *, counted: bool) -> None:
         try:
             await self._store.release(node_id, holder)
         except StoreUnavailable:
             self._store_failed()
             self._unreleased.add((node_id, holder))  # the lease expires anyway; retry sooner
-            return
+        finally:
+            if counted and node_id in self._load:
+                self._load[node_id] -= 1
+                if self._load[node_id] <= 0:
+                    del self._load[node_id]
         self._kick()
 
     def _store_failed(self) -> None:

@@ -60,7 +60,8 @@ class Job:
     tried: set[str] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
     wait_deadline: asyncio.TimerHandle | None = None
-    wait_since: float = 0.0
+    wait_since: float = 0.0  # start of the current placement (acceptance or failover)
+    queued_at: float = 0.0  # when it last joined the waiting line
     wait_error: ErrorCode = ErrorCode.NO_AVAILABLE_NODE
 
     def holder(self, attempt: int) -> str:

@@ -1,10 +1,13 @@
 """The Redis reservation store: several schedulers share one set of leases.
 
 Each operation is one Lua script (``store/lua/*.lua``), so it is atomic and costs one round
-trip.  Scripts are registered once with redis-py's ``register_script``: calls go out as
-``EVALSHA`` and, after a ``SCRIPT FLUSH`` or a Redis restart (``NOSCRIPT``), redis-py loads the
-script again and retries by itself.  Lease expiry uses Redis server time (``TIME`` inside the
-scripts), never this process's clock, so schedulers on different hosts agree.
+trip; reservations and releases made in the same event-loop tick share one script call
+(``batching.py``), which runs them in order, so a batch means what the calls would mean one by
+one while the redis-py CPU per call, by far the largest cost, is paid once per batch.  Scripts
+are registered once with redis-py's ``register_script``: calls go out as ``EVALSHA`` and, after
+a ``SCRIPT FLUSH`` or a Redis restart (``NOSCRIPT``), redis-py loads the script again and
+retries by itself.  Lease expiry uses Redis server time (``TIME`` inside the scripts), never
+this process's clock, so schedulers on different hosts agree.
 
 Failure contract: every call is bounded by ``timeout_s`` (socket timeouts *and* an
 ``asyncio.timeout`` around the whole call, because a paused Redis accepts bytes but never
@@ -26,7 +29,7 @@ from importlib import resources
 from typing import Any, Final, TypeVar
 
 from redis import exceptions as rexc
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -34,10 +37,12 @@ from redis.commands.core import AsyncScript
 from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
 from switchboard.store.base import Candidate, ReservationStore
+from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.memory import check_lease
 
 T = TypeVar("T")
+_ReserveRequest = tuple[tuple[Candidate, ...], str, int]  # candidates, holder, lease ms
 
 # Redis errors that mean "the server cannot serve us right now" rather than "the request was
 # wrong": connection/timeout (incl. LOADING and auth, which subclass ConnectionError), a replica
@@ -109,8 +114,11 @@ class RedisStore(ReservationStore):
         self._client = client
         self._keys = StoreKeys(namespace)
         self._timeout_s = timeout_s
-        self._try_reserve = self._script("try_reserve")
-        self._release = self._script("release")
+        self._try_reserve = self._script("try_reserve_many")
+        self._release = self._script("release_many")
+        # Requests made in the same loop tick share one script call (store/batching.py).
+        self._reserve_batch: Batcher[_ReserveRequest, str | None] = Batcher(self._reserve_many)
+        self._release_batch: Batcher[tuple[str, str], bool] = Batcher(self._release_many)
         self._renew = self._script("renew")
         self._reserved = self._script("reserved")
         self._held_total = self._script("held_total")
@@ -122,8 +130,13 @@ class RedisStore(ReservationStore):
         """A store on its own connection pool; nothing connects until the first call."""
         _check_timeout(timeout_s)
         try:
-            client = Redis.from_url(
+            # A blocking pool: past its size a call waits (bounded by our timeout) instead of
+            # failing at once, which redis-py's default pool would report as an outage.
+            # Batching keeps the number of calls in flight small, so the bound is rarely met.
+            pool = BlockingConnectionPool.from_url(
                 url,
+                max_connections=32,
+                timeout=timeout_s,
                 decode_responses=True,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
@@ -132,6 +145,7 @@ class RedisStore(ReservationStore):
                 # (It must be redis.asyncio.retry.Retry: the sync class silently never retries.)
                 retry=Retry(NoBackoff(), retries=1),
             )
+            client = Redis(connection_pool=pool)
         except (ValueError, rexc.RedisError) as exc:
             raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
         return cls(client, namespace=namespace, timeout_s=timeout_s)
@@ -164,18 +178,30 @@ class RedisStore(ReservationStore):
         lease_ms = _lease_ms(lease_s)
         if not candidates:
             return None
-        keys = [self._keys.nodes, *(self._keys.slots(c.node_id) for c in candidates)]
-        args: list[Any] = [holder, lease_ms]
-        for cand in candidates:
-            args += [cand.node_id, cand.capacity, cand.tier]
+        return await self._reserve_batch.call((tuple(candidates), holder, lease_ms))
+
+    async def _reserve_many(self, requests: Sequence[_ReserveRequest]) -> list[str | None]:
+        keys = [self._keys.nodes]
+        args: list[Any] = [len(requests)]
+        for candidates, holder, lease_ms in requests:
+            args += [holder, lease_ms, len(candidates)]
+            for cand in candidates:
+                keys.append(self._keys.slots(cand.node_id))
+                args += [cand.node_id, cand.capacity, cand.tier]
         reply = await self._run(self._try_reserve, keys, args)
-        if reply is None or isinstance(reply, str):
-            return reply
-        raise StoreError(f"unexpected reply from try_reserve: {reply!r}")
+        if not isinstance(reply, list) or len(reply) != len(requests):
+            raise StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
+        return [node or None for node in reply]
 
     async def release(self, node_id: str, holder: str) -> bool:
-        reply = await self._run(self._release, [self._keys.slots(node_id)], [holder])
-        return _as_int(reply) > 0
+        return await self._release_batch.call((node_id, holder))
+
+    async def _release_many(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
+        keys = [self._keys.slots(node_id) for node_id, _ in leases]
+        reply = await self._run(self._release, keys, [holder for _, holder in leases])
+        if not isinstance(reply, list) or len(reply) != len(leases):
+            raise StoreError(f"unexpected reply from release_many: {reply!r}")
+        return [_as_int(n) > 0 for n in reply]
 
     async def renew(self, leases: Iterable[tuple[str, str]], *, lease_s: float) -> int:
         lease_ms = _lease_ms(lease_s)

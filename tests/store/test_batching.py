@@ -1,0 +1,89 @@
+"""The Batcher: calls of one loop tick share one send; results and errors reach each caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from switchboard.errors import StoreUnavailable
+from switchboard.store.batching import Batcher
+
+
+async def test_calls_in_one_tick_share_one_send_and_keep_their_results() -> None:
+    """Ten concurrent calls go out as one batch; each caller gets its own result."""
+    sent: list[list[int]] = []
+
+    async def send(items: Sequence[int]) -> list[int]:
+        sent.append(list(items))
+        await asyncio.sleep(0)
+        return [i * 10 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(send)
+    results = await asyncio.gather(*(batcher.call(i) for i in range(10)))
+    assert results == [i * 10 for i in range(10)]
+    assert sent == [list(range(10))]
+
+
+async def test_calls_during_a_batch_in_flight_form_the_next_batch() -> None:
+    """With the in-flight limit reached, later calls wait and then go out together."""
+    sent: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def send(items: Sequence[int]) -> list[int]:
+        sent.append(list(items))
+        await gate.wait()
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(send, max_in_flight=1)
+    first = asyncio.ensure_future(batcher.call(0))
+    await asyncio.sleep(0.01)
+    later = [asyncio.ensure_future(batcher.call(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0.01)
+    assert sent == [[0]]
+    gate.set()
+    assert await asyncio.gather(first, *later) == [0, 1, 2, 3]
+    assert sent == [[0], [1, 2, 3]]
+
+
+async def test_a_failed_send_fails_every_caller_of_that_batch() -> None:
+    """The store's error reaches each caller; the next batch is unaffected."""
+    calls = 0
+
+    async def send(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StoreUnavailable("down")
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(send)
+    outcomes = await asyncio.gather(*(batcher.call(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+    assert await batcher.call(7) == 7
+
+
+async def test_batches_are_capped() -> None:
+    """No batch exceeds max_batch requests."""
+    sizes: list[int] = []
+
+    async def send(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(send, max_batch=4, max_in_flight=8)
+    assert await asyncio.gather(*(batcher.call(i) for i in range(10))) == list(range(10))
+    assert max(sizes) <= 4 and sum(sizes) == 10
+
+
+@pytest.mark.parametrize("bad", [[], [1, 2, 3, 4]])
+async def test_a_send_returning_the_wrong_count_fails_its_callers(bad: list[int]) -> None:
+    """A malformed reply never leaves a caller waiting forever."""
+
+    async def send(items: Sequence[int]) -> list[int]:
+        return bad
+
+    batcher: Batcher[int, int] = Batcher(send)
+    with pytest.raises(ValueError):
+        await asyncio.wait_for(asyncio.gather(*(batcher.call(i) for i in range(2))), 1)
