@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import click
 
 from switchboard import __version__
+from switchboard.bench import cli as bench_cli
+from switchboard.chaos import command as chaos_command
 from switchboard.config import Settings, flag_name, load_settings
 from switchboard.errors import ConfigError
 
@@ -42,12 +44,23 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("reservation_lease", "SECONDS", "Slot lease lifetime without renewal."),
     ("session_outbox_limit", "FRAMES", "Frames queued to a session before it is dropped."),
     ("handshake_timeout", "SECONDS", "Time a connection has to send its first frame."),
+    ("max_sessions", "N", "Open sessions before TOO_MANY_SESSIONS."),
+    (
+        "max_connections_per_address",
+        "N",
+        "Open connections from one address (loopback too) before TOO_MANY_CONNECTIONS; 0: off.",
+    ),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
+    ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
+    ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
+
+# switchboard.client.urls.DEFAULT_URL, spelled out so that `serve` imports no client code.
+DEFAULT_URL = "ws://127.0.0.1:5010"
 
 
 def _valued_options(command: _F) -> _F:
@@ -96,6 +109,190 @@ def serve(config_path: str | None, **flags: object) -> None:
     from switchboard.server.runner import run  # type: ignore[import-not-found, unused-ignore]
 
     sys.exit(run(settings))
+
+
+@main.command()
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The scheduler.")
+@click.option(
+    "--pair",
+    "pairs",
+    multiple=True,
+    default=("en:de",),
+    show_default=True,
+    metavar="SRC:TGT",
+    help="A language pair this node serves (repeat for more).",
+)
+@click.option(
+    "--services", default="asr,nmt,tts", show_default=True, help="Services reported ready."
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, 100_000),
+    default=4,
+    show_default=True,
+    help="Jobs run at once; more are refused with NODE_BUSY.",
+)
+@click.option("--node-id", default=None, help="Stable id (default: assigned by the scheduler).")
+@click.option(
+    "--token",
+    envvar="SWITCHBOARD_NODE_TOKEN",
+    default=None,
+    help="Node token (prefer SWITCHBOARD_NODE_TOKEN).",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.01),
+    default=15.0,
+    show_default=True,
+    help="Seconds between heartbeats (the scheduler's --heartbeat-interval).",
+)
+@click.option(
+    "--reconnect-max",
+    type=click.FloatRange(min=0.5),
+    default=30.0,
+    show_default=True,
+    help="Longest wait between reconnection attempts (exponential backoff, jittered).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="On SIGTERM, how long running jobs may take to finish.",
+)
+@click.option(
+    "--backend",
+    default="pseudo",
+    show_default=True,
+    metavar="pseudo|MODULE:CLASS",
+    help="pseudo: the stand-in PseudoTranslateBackend (not a real model); or a Backend"
+    " subclass importable from the current directory or the environment.",
+)
+@click.option(
+    "--latency-median",
+    type=click.FloatRange(min=0),
+    default=0.15,
+    show_default=True,
+    help="Pseudo backend: median job latency, seconds.",
+)
+@click.option(
+    "--latency-p99",
+    type=click.FloatRange(min=0),
+    default=0.6,
+    show_default=True,
+    help="Pseudo backend: 99th percentile job latency, seconds.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the pseudo backend's latencies.")
+@click.option("--partials/--no-partials", default=False, help="Pseudo backend streams asr_partial.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def node(**options: Any) -> None:
+    """Run a node agent (contract §1): register, heartbeat, run jobs; drain on SIGTERM."""
+    from switchboard.agent.command import NodeOptions, run_node
+
+    sys.exit(run_node(NodeOptions(**options)))
+
+
+@main.command()
+@click.argument("audio", required=False, metavar="[AUDIO]")
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The scheduler.")
+@click.option("--src", "src_lang", default="en", show_default=True, help="Source language.")
+@click.option("--tgt", "tgt_lang", default="de", show_default=True, help="Target language.")
+@click.option(
+    "--token",
+    envvar="SWITCHBOARD_SESSION_TOKEN",
+    default=None,
+    help="Session token (prefer SWITCHBOARD_SESSION_TOKEN).",
+)
+@click.option("--raw", is_flag=True, help="AUDIO is raw mono PCM16 (needs --sample-rate).")
+@click.option(
+    "--sample-rate",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sample rate of --raw audio, or of the generated tone (16000).",
+)
+@click.option(
+    "--generate-seconds",
+    type=click.FloatRange(min=0.01, max=600),
+    default=None,
+    help="Send a generated sine tone of this length instead of a file.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.01),
+    default=60.0,
+    show_default=True,
+    help="Seconds allowed for connecting, sending and the answer.",
+)
+def translate(
+    audio: str | None,
+    raw: bool,
+    sample_rate: int | None,
+    generate_seconds: float | None,
+    **options: Any,
+) -> None:
+    """Translate one utterance (a mono 16-bit WAV file by default) and print the answer."""
+    from switchboard.client.audio import AudioError
+    from switchboard.client.translate import load_clip, run_translate
+
+    try:
+        clip = load_clip(audio, raw=raw, sample_rate=sample_rate, generate_seconds=generate_seconds)
+    except AudioError as exc:
+        click.echo(f"switchboard: error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(run_translate(clip, **options))
+
+
+@main.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds of client load.",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Node agents (stand-in backend), one process each.",
+)
+@click.option(
+    "--sessions",
+    type=click.IntRange(1, 5000),
+    default=50,
+    show_default=True,
+    help="Concurrent client sessions.",
+)
+@click.option(
+    "--store",
+    type=click.Choice(["memory", "redis"]),
+    default=None,
+    help="The scheduler's reservation store.  [default: memory]",
+)
+@click.option("--redis-url", default=None, help="Redis for --store redis; implies it.")
+def demo(**options: Any) -> None:
+    """Run a scheduler, local stand-in nodes and client sessions; show it live."""
+    from switchboard.demo import DemoOptions, run_demo
+
+    try:
+        demo_options = DemoOptions.from_flags(**options)
+    except ValueError as exc:
+        click.echo(f"switchboard: error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(run_demo(demo_options))
+
+
+# Issue 4's benchmarks; the bodies live in switchboard.bench.cli (only click until they run).
+main.add_command(bench_cli.bench)
+main.add_command(bench_cli.replay)
+# Issue 5's fault suite (docs/reliability.md); likewise only click until it runs.
+main.add_command(chaos_command.chaos)
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -16,6 +16,13 @@ settable the same three ways:
     frames queued to one session before it is closed as a slow consumer.
 ``handshake_timeout`` (10.0 s)
     how long a connection may take to send its first frame.
+``max_sessions`` (10000)
+    open sessions; one more ``session_init`` is refused with ``TOO_MANY_SESSIONS``.
+``max_connections_per_address`` (256)
+    open WebSocket connections (nodes and sessions, handshakes included) from one remote
+    address; one more is refused with ``TOO_MANY_CONNECTIONS``.  Loopback counts like any
+    other address (behind a local reverse proxy every peer is 127.0.0.1: raise it there);
+    0 turns the limit off.
 ``log_level`` ("info")
     one of debug, info, warning, error, critical (any case).
 ``redis_namespace`` ("switchboard")
@@ -23,6 +30,13 @@ settable the same three ways:
 ``snapshot_min_interval`` (0.005 s)
     bursts of structural changes coalesce into one snapshot rebuild at most this often;
     0 rebuilds on every change.
+``design`` ("snapshot")
+    ``global_lock`` runs the model of the scheduler before the seed (``switchboard.legacy``:
+    one global lock across selection, the reservation and heartbeats), so that the benchmark
+    can compare both in one run (docs/benchmarks.md).  Never for production.
+``record`` (none)
+    a file to which session events are appended as JSON lines (opened, utterance accepted,
+    answer sent, closed), for ``switchboard replay``; unset records nothing.
 
 Rules beyond plain values:
 
@@ -58,6 +72,7 @@ __all__ = ["ENV_PREFIX", "Settings", "is_loopback_host", "load_settings", "redac
 ENV_PREFIX: Final = "SWITCHBOARD_"
 TOKEN_FIELDS: Final = ("node_token", "session_token", "admin_token")
 STORES: Final = ("memory", "redis")
+DESIGNS: Final = ("snapshot", "global_lock")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 REDACTED: Final = "***"
 
@@ -87,9 +102,13 @@ class Settings:
     reservation_lease: float = 15.0
     session_outbox_limit: int = 1024
     handshake_timeout: float = 10.0
+    max_sessions: int = 10000
+    max_connections_per_address: int = 256
     log_level: str = "info"
     redis_namespace: str = "switchboard"
     snapshot_min_interval: float = 0.005
+    design: str = "snapshot"
+    record: str | None = None
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -428,6 +447,14 @@ def _check_redis_url(value: Any) -> str | None:
     return None
 
 
+def _check_optional_path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        return f"expected a non-empty file path, got {value!r}"
+    return None
+
+
 def _check_secret(value: Any) -> str | None:
     if value is None:
         return None
@@ -460,7 +487,11 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "reservation_lease": _SECONDS,
     "session_outbox_limit": _COUNT,
     "handshake_timeout": _SECONDS,
+    "max_sessions": _COUNT,
+    "max_connections_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "redis_namespace": _Spec(_parse_text, _check_name),
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),
+    "design": _Spec(_parse_word, _one_of(DESIGNS)),
+    "record": _Spec(_parse_text, _check_optional_path),
 }

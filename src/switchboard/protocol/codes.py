@@ -18,8 +18,15 @@ class ErrorCode(enum.StrEnum):
     NODE_ERROR = "NODE_ERROR"
     SCHEDULER_DEPENDENCY_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    # Extension (issue 5): a frame above --max-frame-bytes; the socket is then closed with 1009.
+    # Extensions (issue 5; docs/protocol.md §3).  Each is sent once, then the socket is closed:
+    # a frame above --max-frame-bytes (close 1009);
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # no node_register / session_init within --handshake-timeout (close 1008);
+    HANDSHAKE_TIMEOUT = "HANDSHAKE_TIMEOUT"
+    # --max-sessions sessions are open already (close 1008);
+    TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
+    # --max-connections-per-address connections from this address are open already (close 1008).
+    TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
 
 
 # RFC 6455 close codes the contract names (§3).

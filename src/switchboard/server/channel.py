@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from aiohttp import WSMsgType, web
 
-from switchboard.config import Settings
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, ErrorCode
+from switchboard.server import frames
 from switchboard.server.connections import send
 from switchboard.server.scheduler import SCHEDULER, Scheduler
+from switchboard.server.sockets import close_within, open_socket
+
+log = logging.getLogger("switchboard.server")
 
 Conn = TypeVar("Conn")
 _BINARY_REFUSED = codec.error(
     ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
 )
+_INTERNAL = codec.error(ErrorCode.INTERNAL_ERROR, "internal error while handling the frame")
 
 
 class Channel(Generic[Conn]):
@@ -42,49 +47,65 @@ class Channel(Generic[Conn]):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         sched = request.app[SCHEDULER]
-        ws = await open_socket(request, sched.settings)
+        # Counted from before the upgrade to the end of the handler (docs/security.md).
+        address = request.remote or "unknown"
+        admitted = sched.addresses.open(address)
+        try:
+            ws = await open_socket(request, sched.settings)
+            if not admitted:
+                limit = sched.settings.max_connections_per_address
+                await refuse(
+                    ws,
+                    ErrorCode.TOO_MANY_CONNECTIONS,
+                    f"too many connections from this address (limit {limit})",
+                )
+                return ws
+            await self._handshake_and_serve(sched, ws)
+            return ws
+        finally:
+            sched.addresses.close(address)
+
+    async def _handshake_and_serve(self, sched: Scheduler, ws: web.WebSocketResponse) -> None:
         frame = await first_frame(ws, sched.settings.handshake_timeout)
         if frame is None:
-            return ws
+            return
         conn = await self._open(sched, ws, frame)
         if conn is None:
-            return ws
+            return
         try:
             await self._serve(sched, ws, conn)
         finally:
             await self._gone(sched, conn)
-        return ws
 
     async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
         async for message in ws:
             received = time.perf_counter()  # "read off the socket" for the latency metric
             if message.type is WSMsgType.TEXT:
-                if await self._on_text(sched, conn, message.data, received):
+                if await self._text(sched, conn, message.data, received):
                     return
             elif message.type is WSMsgType.BINARY:
                 await self._reply(conn, _BINARY_REFUSED)
             elif message.type is WSMsgType.ERROR:
                 return
 
-
-async def open_socket(request: web.Request, settings: Settings) -> web.WebSocketResponse:
-    # Compression off: permessage-deflate costs ~4x memory per connection (issue 2 §8).
-    # decode_text=False hands us bytes, which msgspec decodes without an extra str copy.
-    ws = web.WebSocketResponse(
-        compress=False,
-        max_msg_size=settings.max_frame_bytes,
-        decode_text=False,
-        autoping=True,
-    )
-    await ws.prepare(request)
-    return ws
+    async def _text(self, sched: Scheduler, conn: Conn, data: bytes, received: float) -> bool:
+        # A bug in handling one frame costs that frame an INTERNAL_ERROR, not the connection
+        # (and with it every pending utterance of a session, or every job of a node).
+        try:
+            return await self._on_text(sched, conn, data, received)
+        except Exception:
+            log.exception("handling a frame failed")
+            await self._reply(conn, _INTERNAL)
+            return False
 
 
 async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
-    """A bad first frame or a wrong token: the error, then close 1008 (contract §3)."""
+    """A bad first frame, a wrong token or a limit: the error, then close 1008 (contract §3).
+
+    The close is bounded: a peer that reads nothing must not keep its handler alive.
+    """
     await send(ws, codec.error(code, message))
-    with contextlib.suppress(ConnectionError, RuntimeError, OSError):
-        await ws.close(code=CLOSE_POLICY_VIOLATION)
+    await close_within(ws, code=CLOSE_POLICY_VIOLATION)
 
 
 async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None:
@@ -93,7 +114,13 @@ async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None
         async with asyncio.timeout(limit_s):
             message = await ws.receive()
     except TimeoutError:
-        await refuse(ws, ErrorCode.UNAUTHORIZED, "no handshake frame in time")
+        # Its own code (not UNAUTHORIZED): nothing says the peer's credentials are wrong, and
+        # a node agent must retry after it rather than give up (docs/protocol.md §3).
+        await refuse(
+            ws,
+            ErrorCode.HANDSHAKE_TIMEOUT,
+            f"no node_register or session_init within {limit_s:g} s",
+        )
         return None
     if message.type is WSMsgType.TEXT:
         data: bytes = message.data
@@ -117,7 +144,7 @@ async def too_big_or_broken(ws: web.WebSocketResponse) -> None:
 def bad_frame_error(exc: ProtocolError, frame: bytes) -> bytes:
     """The ``error`` for a bad frame; the connection lives on (contract §3)."""
     details: dict[str, object] = dict(exc.details)
-    index = codec.peek_utterance_index(frame)
+    index = frames.peek_utterance_index(frame)
     if index is not None:
         details["utterance_index"] = index
     return codec.error(exc.code, exc.message, details)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from switchboard.dispatch.jobs import Job
+from switchboard.server.sockets import close_within
 from switchboard.sessions.manager import SessionEntry
 from switchboard.sessions.ordering import AnswerLine
 
@@ -43,8 +44,9 @@ class NodeConnection:
         return await send(self.ws, frame)
 
     async def close(self, code: int, message: bytes = b"") -> None:
+        # Bounded (sockets.py): a frozen node must not hold the heartbeat sweeper.
         with contextlib.suppress(*_SEND_ERRORS):
-            await self.ws.close(code=code, message=message)
+            await close_within(self.ws, code=code, message=message)
 
 
 class SessionConnection:
@@ -56,6 +58,7 @@ class SessionConnection:
     """
 
     __slots__ = (
+        "_finished",
         "_outbox",
         "_overflowed",
         "_writer",
@@ -86,6 +89,12 @@ class SessionConnection:
         self._outbox: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
+        self._finished: asyncio.Event | None = None  # set once end() is through
+
+    @property
+    def ended(self) -> bool:
+        """The server has ended this session (slow consumer): nothing more goes out."""
+        return self._overflowed
 
     def push(self, frame: bytes) -> None:
         if self._overflowed:
@@ -115,6 +124,27 @@ class SessionConnection:
         """Bypass the queue (for the final frames of an overflowing session)."""
         return await send(self.ws, frame)
 
+    async def end(self, frame: bytes, code: int) -> None:
+        """The server ends the session (contract §2 "Ending"): queued frames are dropped,
+        ``frame`` (``SESSION_CLOSED``) goes out ahead of the close, and a peer that takes
+        neither within the close timeout is cut off — a slow consumer holds no memory and no
+        connection for long (docs/reliability.md)."""
+        self._overflowed = True
+        self._outbox.clear()
+        self._finished = asyncio.Event()
+        try:
+            with contextlib.suppress(*_SEND_ERRORS):
+                await close_within(self.ws, code=code, message=b"", grace=None, farewell=frame)
+        finally:
+            self._finished.set()
+
+    async def ended_and_closed(self) -> None:
+        """Wait until :meth:`end` (if it began) is through.  The handler must live until
+        then: once it returns, aiohttp drops the connection, and with it the frames still
+        queued for a client that has only now started reading again."""
+        if self._finished is not None:
+            await self._finished.wait()
+
     async def close(self, code: int, message: bytes = b"") -> None:
         with contextlib.suppress(*_SEND_ERRORS):
-            await self.ws.close(code=code, message=message)
+            await close_within(self.ws, code=code, message=message)

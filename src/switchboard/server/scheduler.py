@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,8 +18,12 @@ from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
+from switchboard.server.limits import AddressCounter
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
+
+if TYPE_CHECKING:
+    from switchboard.bench.record import SessionRecorder
 
 log = logging.getLogger("switchboard.server")
 
@@ -28,30 +34,50 @@ class Scheduler:
         self.store = store
         self.metrics = Metrics()
         self.snapshots = SnapshotHolder()
-        self.registry = ManagementRegistry(
-            self.snapshots,
-            metrics=self.metrics,
-            default_max_concurrency=settings.default_max_concurrency,
-            heartbeat_interval=settings.heartbeat_interval,
-            min_rebuild_interval=settings.snapshot_min_interval,
-        )
         self.sessions = SessionManager()
-        self.dispatcher = Dispatcher(
-            self.snapshots,
-            self.sessions,
-            store,
-            metrics=self.metrics,
-            settings=DispatchSettings(
-                job_timeout=settings.job_timeout,
-                pending_timeout=settings.pending_timeout,
-                max_attempts=settings.max_attempts,
-                reservation_lease=settings.reservation_lease,
-            ),
+        dispatch = DispatchSettings(
+            job_timeout=settings.job_timeout,
+            pending_timeout=settings.pending_timeout,
+            max_attempts=settings.max_attempts,
+            reservation_lease=settings.reservation_lease,
         )
+        self.registry: ManagementRegistry
+        self.dispatcher: Dispatcher
+        if settings.design == "global_lock":
+            # The design before the seed, kept for the benchmark's ratios (docs/benchmarks.md).
+            from switchboard.legacy import build_legacy
+
+            self.registry, self.dispatcher = build_legacy(
+                self.snapshots,
+                self.sessions,
+                store,
+                metrics=self.metrics,
+                settings=settings,
+                dispatch=dispatch,
+            )
+        else:
+            self.registry = ManagementRegistry(
+                self.snapshots,
+                metrics=self.metrics,
+                default_max_concurrency=settings.default_max_concurrency,
+                heartbeat_interval=settings.heartbeat_interval,
+                min_rebuild_interval=settings.snapshot_min_interval,
+            )
+            self.dispatcher = Dispatcher(
+                self.snapshots, self.sessions, store, metrics=self.metrics, settings=dispatch
+            )
+        # ``--record``: session events to a file (switchboard replay); None costs nothing.
+        self.recorder: SessionRecorder | None = None
+        if settings.record is not None:
+            from switchboard.bench.record import SessionRecorder
+
+            self.recorder = SessionRecorder(settings.record, snapshots=self.snapshots)
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
+        self.addresses = AddressCounter(settings.max_connections_per_address)
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.registry.rebuild_now()
@@ -84,13 +110,19 @@ class Scheduler:
                     await self.registry.remove(node_id)
                     continue
                 await self.node_gone(conn)
-                await conn.close(CLOSE_GOING_AWAY, b"heartbeat timeout")
+                # Not awaited: a frozen node answers no close, and the sweep must go on.
+                closer = asyncio.create_task(conn.close(CLOSE_GOING_AWAY, b"heartbeat timeout"))
+                self._closers.add(closer)
+                closer.add_done_callback(self._closers.discard)
 
     # --- sessions ---------------------------------------------------------------------------
 
     def session_opened(self, session_id: str, ws: web.WebSocketResponse) -> SessionConnection:
         entry = self.sessions.create(session_id)
-        conn = SessionConnection(
+        make: Callable[..., SessionConnection] = (
+            SessionConnection if self.recorder is None else self.recorder.connection
+        )
+        conn = make(
             entry,
             ws,
             outbox_limit=self.settings.session_outbox_limit,
@@ -101,21 +133,30 @@ class Scheduler:
         return conn
 
     def session_gone(self, conn: SessionConnection) -> None:
-        """Closed or disconnected: pending jobs cancelled on their nodes, slots released."""
+        """Closed or disconnected: pending jobs cancelled on their nodes, slots released.
+        Idempotent: a session the server ended is gone again when its socket closes."""
+        if self.session_conns.get(conn.session_id) is not conn:
+            return
         self.dispatcher.drop_session(conn)
         self.sessions.remove(conn.session_id)
         self.session_conns.pop(conn.session_id, None)
         self.metrics.sessions.set(len(self.session_conns))
+        if self.recorder is not None:
+            self.recorder.closed(conn.session_id)
 
     def _overflowed(self, conn: SessionConnection) -> None:
         log.warning("session %s: outgoing queue full (slow consumer): closing", conn.session_id)
-        asyncio.get_running_loop().create_task(self._end_session(conn, "outgoing queue full"))
+        # Kept referenced: the loop holds tasks only weakly.
+        ender = asyncio.get_running_loop().create_task(
+            self._end_session(conn, "outgoing queue full")
+        )
+        self._closers.add(ender)
+        ender.add_done_callback(self._closers.discard)
 
     async def _end_session(self, conn: SessionConnection, why: str) -> None:
         """The server ends a session itself: ``SESSION_CLOSED`` first (contract §2)."""
         self.session_gone(conn)
-        await conn.send_now(codec.error(ErrorCode.SESSION_CLOSED, why))
-        await conn.close(CLOSE_GOING_AWAY)
+        await conn.end(codec.error(ErrorCode.SESSION_CLOSED, why), CLOSE_GOING_AWAY)
 
     # --- shutdown ---------------------------------------------------------------------------
 
@@ -123,6 +164,7 @@ class Scheduler:
         """Stop taking work, let running jobs finish for ``grace`` s, fail the rest, release
         every slot, close every socket."""
         self.closing = True
+        self.dispatcher.close_intake()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.dispatcher.idle.wait(), grace)
         for conn in list(self.session_conns.values()):
@@ -140,6 +182,8 @@ class Scheduler:
         await self.dispatcher.stop()
         await self.registry.stop()
         await self.store.close()
+        if self.recorder is not None:
+            self.recorder.close()
 
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)

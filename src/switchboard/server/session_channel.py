@@ -19,7 +19,7 @@ from switchboard.protocol.messages import (
     SessionInit,
     Utterance,
 )
-from switchboard.server import ids
+from switchboard.server import frames, ids
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -32,7 +32,7 @@ async def _open(
     sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
 ) -> SessionConnection | None:
     try:
-        msg = codec.decode_session(frame)
+        msg = frames.decode_session(frame)
     except ProtocolError as exc:
         await refuse(ws, exc.code, exc.message)
         return None
@@ -44,6 +44,10 @@ async def _open(
         return None
     if sched.closing:
         await refuse(ws, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
+        return None
+    if len(sched.session_conns) >= sched.settings.max_sessions:
+        limit = sched.settings.max_sessions
+        await refuse(ws, ErrorCode.TOO_MANY_SESSIONS, f"too many open sessions (limit {limit})")
         return None
     conn = sched.session_opened(ids.session_id(), ws)
     if sched.recorder is not None:
@@ -57,8 +61,10 @@ async def _on_frame(
     sched: Scheduler, conn: SessionConnection, frame: bytes, received: float
 ) -> bool:
     """Handle one frame; ``True`` when the session is over."""
+    if conn.ended:
+        return False  # ended by the server (slow consumer): read and drop until it closes
     try:
-        msg = codec.decode_session(frame)
+        msg = frames.decode_session(frame)
     except ProtocolError as exc:
         conn.push(bad_frame_error(exc, frame))  # behind session_init_ack, in order
         return False
@@ -67,6 +73,7 @@ async def _on_frame(
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
     sched.session_gone(conn)
+    await conn.ended_and_closed()
 
 
 async def _reply(conn: SessionConnection, frame: bytes) -> None:

@@ -1,0 +1,367 @@
+"""The load generator's fake nodes and sessions (contract §1 and §2, just enough of them).
+
+Both live in the generator process and stamp times with ``time.perf_counter`` — on Linux
+``CLOCK_MONOTONIC``, one clock for every process of the machine — so "session sent" and "node
+received" are comparable even when they sit in different generator processes.  The send time
+travels inside the utterance as the opaque field ``bench_t0``, which the scheduler relays
+unchanged in ``job_assign`` (contract §1), so no table has to match jobs to utterances.
+
+A fake node answers after a latency drawn from the stand-in backend's model
+(``switchboard.agent.pseudo.LatencyModel``: lognormal from a median and a p99, seeded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from switchboard.agent.pseudo import LatencyModel
+from switchboard.bench import wsclient
+
+SERVICES = ("asr", "nmt", "tts")
+Pair = tuple[str, str]
+_encode = msgspec.json.encode
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the fake peers of one generator process saw."""
+
+    ext: array[float] = field(default_factory=lambda: array("d"))  # (sent at, → node) pairs
+    rtt: array[float] = field(default_factory=lambda: array("d"))  # (sent at, → answer) pairs
+    failed: array[float] = field(default_factory=lambda: array("d"))  # sent at, error answers
+    sent: int = 0
+    results: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    out_of_order: int = 0
+    assigns: int = 0  # job_assign frames received by nodes, retries included
+    cancels: int = 0
+    node_errors: Counter[str] = field(default_factory=Counter)
+    dropped_unanswered: int = 0  # pending when its session ended on purpose
+
+    @property
+    def answered(self) -> int:
+        return self.results + sum(self.errors.values()) + sum(self.rejected.values())
+
+
+# --- nodes -------------------------------------------------------------------------------------
+
+
+class _Assign(msgspec.Struct):
+    type: str
+    job_id: str = ""
+    attempt_id: int = 0
+    session_id: str = ""
+    utterance_index: int = 0
+    trace_id: str = ""
+    bench_t0: float | None = None
+    code: str | None = None
+    node_id: str | None = None
+
+
+_assign_decoder = msgspec.json.Decoder(_Assign)
+
+
+class FakeNode:
+    def __init__(
+        self,
+        node_id: str,
+        pairs: Sequence[Pair],
+        *,
+        max_concurrency: int,
+        latency: LatencyModel,
+        tally: Tally,
+        rng: random.Random,
+    ) -> None:
+        self.node_id = node_id
+        self.pairs = tuple(pairs)
+        self.max_concurrency = max_concurrency
+        self.latency = latency
+        self.tally = tally
+        self.rng = rng
+        self.healthy = True
+        self.ws: wsclient.WSClient | None = None
+        self.running: dict[str, asyncio.TimerHandle] = {}
+        self._registered: asyncio.Future[None] | None = None
+
+    async def connect(self, host: str, port: int) -> None:
+        self._registered = asyncio.get_running_loop().create_future()
+        self.ws = await wsclient.connect(host, port, "/ws/node", self._on_message)
+        self.ws.send(_encode(self._register()))
+        async with asyncio.timeout(10):
+            await self._registered
+        self.heartbeat()  # registering → ready now, not at the first periodic beat
+
+    def _register(self) -> dict[str, Any]:
+        return {
+            "type": "node_register",
+            "node_id": self.node_id,
+            "version": "bench",
+            "platform": "linux-x64",
+            "hardware": {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "stand-in"}]},
+            "installed_models": [],
+            "capability_by_type": self._capabilities(),
+            "features_supported": {},
+            "accept_public_jobs": True,
+            "language_capabilities": {
+                "supported_language_pairs": [{"src": s, "tgt": t} for s, t in self.pairs]
+            },
+            "max_concurrency": self.max_concurrency,
+        }
+
+    def _capabilities(self) -> list[dict[str, Any]]:
+        return [{"type": s, "ready": self.healthy} for s in SERVICES]
+
+    def heartbeat(self) -> None:
+        if self.ws is None:
+            return
+        self.ws.send(
+            _encode(
+                {
+                    "type": "node_heartbeat",
+                    "node_id": self.node_id,
+                    "timestamp": int(time.time() * 1000),
+                    "resource_usage": {
+                        "cpu_percent": 20.0,
+                        "mem_percent": 30.0,
+                        "running_jobs": len(self.running),
+                    },
+                    "capability_by_type": self._capabilities(),
+                }
+            )
+        )
+
+    def _on_message(self, payload: bytes) -> None:
+        now = time.perf_counter()
+        msg = _assign_decoder.decode(payload)
+        if msg.type == "job_assign":
+            self._assigned(msg, now)
+        elif msg.type == "job_cancel":
+            self.tally.cancels += 1
+            handle = self.running.pop(msg.job_id, None)
+            if handle is not None:
+                handle.cancel()
+        elif msg.type == "node_register_ack" and self._registered is not None:
+            if not self._registered.done():
+                self._registered.set_result(None)
+        elif msg.type == "error":
+            self.tally.node_errors[msg.code or "?"] += 1
+
+    def _assigned(self, msg: _Assign, now: float) -> None:
+        self.tally.assigns += 1
+        if msg.attempt_id == 1 and msg.bench_t0 is not None:
+            self.tally.ext.append(msg.bench_t0)
+            self.tally.ext.append(now - msg.bench_t0)
+        delay = self.latency.draw(self.rng)
+        loop = asyncio.get_running_loop()
+        self.running[msg.job_id] = loop.call_later(delay, self._finish, msg)
+
+    def _finish(self, msg: _Assign) -> None:
+        self.running.pop(msg.job_id, None)
+        if self.ws is None:
+            return
+        self.ws.send(
+            _encode(
+                {
+                    "type": "job_result",
+                    "job_id": msg.job_id,
+                    "attempt_id": msg.attempt_id,
+                    "node_id": self.node_id,
+                    "session_id": msg.session_id,
+                    "utterance_index": msg.utterance_index,
+                    "success": True,
+                    "trace_id": msg.trace_id,
+                    "text_asr": "stand-in",
+                    "text_translated": "[bench] stand-in",
+                    "tts_audio": "",
+                    "tts_format": "pcm16",
+                }
+            )
+        )
+
+    def leave(self) -> None:
+        """Disconnect at once (running jobs are retried elsewhere by the scheduler)."""
+        for handle in self.running.values():
+            handle.cancel()
+        self.running.clear()
+        if self.ws is not None:
+            self.ws.abort()
+            self.ws = None
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+class _Answer(msgspec.Struct):
+    type: str
+    session_id: str | None = None
+    utterance_index: int | None = None
+    job_id: str | None = None
+    node_id: str | None = None
+    code: str | None = None
+    details: dict[str, Any] | None = None
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer as the client saw it (kept only when a session logs answers: replay)."""
+
+    index: int
+    kind: str  # "result", "error" or "rejected"
+    job_id: str | None
+    node_id: str | None
+    code: str | None
+    at: float
+
+
+def audio_b64(size: int, *, seed: int = 0) -> bytes:
+    """``size`` bytes of stand-in audio, base64 (as the wire carries it)."""
+    return base64.b64encode(random.Random(seed).randbytes(size))
+
+
+class FakeSession:
+    """One client session.  ``on_answer(session)`` runs after every answer (closed loops)."""
+
+    def __init__(
+        self,
+        pair: Pair,
+        *,
+        tally: Tally,
+        audio: bytes,
+        on_answer: Callable[[FakeSession], None] | None = None,
+        log_answers: bool = False,
+    ) -> None:
+        self.pair = pair
+        self.tally = tally
+        self.audio = audio
+        self.on_answer = on_answer
+        self.session_id = ""
+        self.next_index = 0
+        self.pending: dict[int, float] = {}  # index → sent at
+        self.order: deque[int] = deque()  # pending indexes in send order
+        self.answers: list[Answer] | None = [] if log_answers else None
+        self.ws: wsclient.WSClient | None = None
+        self._acked: asyncio.Future[str] | None = None
+        self.closed = asyncio.Event()
+        self.close_acked = False
+
+    async def connect(
+        self, host: str, port: int, init: dict[str, Any] | None = None, within: float = 10.0
+    ) -> None:
+        self._acked = asyncio.get_running_loop().create_future()
+        self.ws = await wsclient.connect(
+            host, port, "/ws/session", self._on_message, on_close=self.closed.set, within=within
+        )
+        first = init or {"src_lang": self.pair[0], "tgt_lang": self.pair[1]}
+        self.ws.send(
+            _encode(
+                {"type": "session_init", "client_version": "bench", "platform": "bench", **first}
+            )
+        )
+        async with asyncio.timeout(within):
+            self.session_id = await self._acked
+
+    def send(self, index: int | None = None, pair: Pair | None = None) -> int:
+        """Send one utterance now; returns its index."""
+        if index is None:
+            index = self.next_index
+        self.next_index = max(self.next_index, index + 1)
+        src, tgt = pair or self.pair
+        sent = time.perf_counter()
+        frame = b'{"type":"utterance","session_id":"%s","utterance_index":%d,' % (
+            self.session_id.encode(),
+            index,
+        )
+        frame += b'"src_lang":"%s","tgt_lang":"%s","audio_format":"pcm16",' % (
+            src.encode(),
+            tgt.encode(),
+        )
+        frame += b'"sample_rate":16000,"bench_t0":%r,"audio":"%s"}' % (sent, self.audio)
+        if self.ws is None or not self.ws.send(frame):
+            return index
+        self.pending[index] = sent
+        self.order.append(index)
+        self.tally.sent += 1
+        return index
+
+    def _on_message(self, payload: bytes) -> None:
+        now = time.perf_counter()
+        msg = _answer_decoder.decode(payload)
+        kind = msg.type
+        if kind == "translation_result" and msg.utterance_index is not None:
+            self._answered(msg.utterance_index, "result", msg, now)
+        elif kind == "error":
+            self._error(msg, now)
+        elif kind == "session_init_ack" and self._acked is not None and not self._acked.done():
+            self._acked.set_result(msg.session_id or "")
+        elif kind == "session_close_ack":
+            self.close_acked = True
+
+    def _error(self, msg: _Answer, now: float) -> None:
+        details = msg.details or {}
+        index = details.get("utterance_index")
+        if not isinstance(index, int):
+            if self._acked is not None and not self._acked.done():
+                self._acked.set_exception(ConnectionError(f"refused: {msg.code}"))
+            return
+        self._answered(index, "error" if "job_id" in details else "rejected", msg, now)
+
+    def _answered(self, index: int, kind: str, msg: _Answer, now: float) -> None:
+        sent = self.pending.pop(index, None)
+        if kind != "result":
+            self.tally.failed.append(sent if sent is not None else now)
+        if kind == "rejected":
+            self.tally.rejected[msg.code or "?"] += 1
+            if sent is not None:
+                self.order.remove(index)
+        else:
+            if self.order and self.order[0] != index:
+                self.tally.out_of_order += 1  # contract §2: answers in arrival order
+            if sent is not None:
+                self.order.remove(index)
+            if kind == "result":
+                self.tally.results += 1
+                if sent is not None:
+                    self.tally.rtt.append(sent)
+                    self.tally.rtt.append(now - sent)
+            else:
+                self.tally.errors[msg.code or "?"] += 1
+        if self.answers is not None:
+            job_id = msg.job_id or _str((msg.details or {}).get("job_id"))
+            node_id = msg.node_id or _str((msg.details or {}).get("node_id"))
+            self.answers.append(Answer(index, kind, job_id, node_id, msg.code, now))
+        if self.on_answer is not None:
+            self.on_answer(self)
+
+    def close(self) -> None:
+        """``session_close``; pending utterances go unanswered (contract §2 "Ending")."""
+        if self.ws is not None:
+            self.tally.dropped_unanswered += len(self.pending)
+            self.ws.send(
+                _encode({"type": "session_close", "session_id": self.session_id, "reason": "done"})
+            )
+            # The server acknowledges, then closes the socket; do not wait forever for it.
+            asyncio.get_running_loop().call_later(5.0, self.ws.abort)
+
+    def abandon(self) -> None:
+        """Disconnect without a word, as a crashed client does."""
+        if self.ws is not None:
+            self.tally.dropped_unanswered += len(self.pending)
+            self.ws.abort()
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,270 @@
+"""One load-generator process: its share of the fake nodes and sessions, and a plan to run.
+
+Plans:
+
+``closed``  (E1) each session keeps ``window`` utterances outstanding, sending the next when an
+            answer arrives, until it has sent ``utterances`` or ``duration`` has passed.
+``open``    (E2) each session speaks in bursts of 1–3 utterances at ``rate`` utterances per
+            second on average (Poisson bursts), whatever the scheduler does; the storm is
+            switched on and off by ``phases``.
+``idle``    (memory) sessions connect, say nothing, and wait for the orchestrator.
+
+The orchestrator (``orchestrate.py``) starts every generator process, waits until each reports
+``ready`` (all connected), then sets ``go`` so that every process starts its plan at once.
+Progress and the final :class:`GenResult` travel back on a multiprocessing queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.agent.pseudo import LatencyModel
+from switchboard.bench.fakes import FakeNode, FakeSession, Pair, Tally, audio_b64
+from switchboard.bench.storm import Storm, StormCounts, StormSpec
+from switchboard.bench.sysutil import loop_factory, raise_open_files_limit
+
+Phase = tuple[str, float, float]  # (name, start, end) on perf_counter
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    node_id: str
+    pairs: tuple[Pair, ...]
+    max_concurrency: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenSpec:
+    host: str
+    port: int
+    index: int
+    nodes: tuple[NodeSpec, ...]
+    session_pairs: tuple[Pair, ...]
+    plan: str  # "closed", "open" or "idle"
+    latency_median: float = 0.15
+    latency_p99: float = 0.6
+    seed: int = 1
+    audio_bytes: int = 1024
+    utterances: int = 100  # closed
+    window: int = 1  # closed
+    duration: float = 10.0  # closed: send no new utterance after this
+    rate: float = 0.5  # open: utterances per second per session
+    phases: tuple[tuple[str, float], ...] = ()  # open: ("warmup" | "calm" | "storm", s)
+    storm: StormSpec = field(default_factory=StormSpec)
+    churn_profiles: tuple[tuple[Pair, ...], ...] = ()
+    drain_timeout: float = 20.0
+    connect_concurrency: int = 100
+
+
+@dataclass(slots=True)
+class GenResult:
+    index: int
+    tally: Tally
+    phases: list[Phase]
+    started: float
+    ended: float
+    cpu_s: float
+    sessions: int
+    nodes: int
+    unanswered: int
+    connect_failures: Counter[str]
+    storm: StormCounts
+
+
+Queue = Any  # multiprocessing queue / event: untyped in the standard library
+
+
+def main(spec: GenSpec, queue: Queue, go: Any, release: Any) -> None:
+    """Process entry point (multiprocessing, spawn)."""
+    raise_open_files_limit()
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        result = runner.run(_run(spec, queue, go, release))
+    queue.put(("done", spec.index, result))
+
+
+class _Run:
+    """The state of one generator process while it runs its plan."""
+
+    def __init__(self, spec: GenSpec, queue: Queue) -> None:
+        self.spec = spec
+        self.queue = queue
+        self.tally = Tally()
+        self.rng = random.Random(spec.seed * 7919 + spec.index)
+        self.latency = LatencyModel(spec.latency_median, spec.latency_p99)
+        self.audio = audio_b64(spec.audio_bytes, seed=spec.seed)
+        self.failures: Counter[str] = Counter()
+        self.nodes = [self._node(n) for n in spec.nodes]
+        self.sessions = [
+            FakeSession(p, tally=self.tally, audio=self.audio) for p in spec.session_pairs
+        ]
+        self.phases: list[Phase] = []
+        self.storm = Storm(
+            self.nodes, spec.storm, make_node=self._churn_node, connect=self._join, rng=self.rng
+        )
+
+    def _node(self, spec: NodeSpec) -> FakeNode:
+        return FakeNode(
+            spec.node_id,
+            spec.pairs,
+            max_concurrency=spec.max_concurrency,
+            latency=self.latency,
+            tally=self.tally,
+            rng=random.Random(self.rng.random()),
+        )
+
+    def _churn_node(self, serial: int) -> FakeNode:
+        pairs = self.rng.choice(self.spec.churn_profiles) if self.spec.churn_profiles else ()
+        max_conc = self.spec.nodes[0].max_concurrency if self.spec.nodes else 4
+        node_id = f"churn-{self.spec.index}-{serial}"
+        return self._node(NodeSpec(node_id, pairs or (("en", "de"),), max_conc))
+
+    def _join(self, node: FakeNode) -> asyncio.Task[None]:
+        return asyncio.ensure_future(node.connect(self.spec.host, self.spec.port))
+
+    async def connect_all(self) -> None:
+        limit = asyncio.Semaphore(self.spec.connect_concurrency)
+
+        async def one(connect: Awaitable[None], what: str) -> None:
+            async with limit:
+                try:
+                    await connect
+                except (OSError, TimeoutError) as exc:
+                    self.failures[f"{what}: {type(exc).__name__}"] += 1
+
+        host, port = self.spec.host, self.spec.port
+        await asyncio.gather(*(one(n.connect(host, port), "node") for n in self.nodes))
+        await asyncio.gather(*(one(s.connect(host, port), "session") for s in self.sessions))
+        self.sessions = [s for s in self.sessions if s.session_id]
+
+    async def report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.queue.put(("progress", self.spec.index, self.tally.sent, self.tally.answered))
+
+    def unanswered(self) -> int:
+        return sum(len(s.pending) for s in self.sessions)
+
+    async def drain(self) -> None:
+        """Wait for the answers still owed, up to ``drain_timeout``."""
+        deadline = time.perf_counter() + self.spec.drain_timeout
+        while self.unanswered() and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # polls counters spread over every session
+
+
+async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any) -> GenResult:
+    run = _Run(spec, queue)
+    await run.connect_all()
+    queue.put(("ready", spec.index, len(run.sessions), len(run.nodes)))
+    await asyncio.to_thread(go.wait)
+    cpu0, started = _cpu(), time.perf_counter()
+    progress = asyncio.create_task(run.report_progress())
+    run.storm.start()
+    try:
+        if spec.plan == "closed":
+            await _closed(run)
+        elif spec.plan == "open":
+            await _open(run)
+        else:
+            await asyncio.to_thread(release.wait)
+    finally:
+        progress.cancel()
+        await run.storm.stop()
+    ended = time.perf_counter()
+    result = GenResult(
+        index=spec.index,
+        tally=run.tally,
+        phases=run.phases,
+        started=started,
+        ended=ended,
+        cpu_s=_cpu() - cpu0,
+        sessions=len(run.sessions),
+        nodes=len(run.nodes),
+        unanswered=run.unanswered(),
+        connect_failures=run.failures,
+        storm=run.storm.counts,
+    )
+    for session in run.sessions:
+        session.close()
+    for node in run.nodes:
+        node.leave()
+    await asyncio.sleep(0.1)
+    return result
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+async def _closed(run: _Run) -> None:
+    spec = run.spec
+    deadline = time.perf_counter() + spec.duration
+    finished: set[FakeSession] = set()
+    done = asyncio.Event()
+
+    def answered(session: FakeSession) -> None:
+        if session.next_index < spec.utterances and time.perf_counter() < deadline:
+            session.send()
+        elif not session.pending and session not in finished:
+            finished.add(session)
+            if len(finished) == len(run.sessions):
+                done.set()
+
+    for session in run.sessions:
+        session.on_answer = answered
+        for _ in range(min(spec.window, spec.utterances)):
+            session.send()
+    if not run.sessions:
+        return
+    run.phases.append(("load", time.perf_counter(), deadline))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), spec.duration + spec.drain_timeout)
+
+
+async def _open(run: _Run) -> None:
+    spec = run.spec
+    total = sum(seconds for _, seconds in spec.phases)
+    end_at = time.perf_counter() + total
+    speakers = [
+        asyncio.create_task(_speak(s, spec.rate, random.Random(run.rng.random()), end_at))
+        for s in run.sessions
+    ]
+    for name, seconds in spec.phases:
+        run.storm.set(storm=name == "storm")
+        start = time.perf_counter()
+        await asyncio.sleep(max(0.0, start + seconds - time.perf_counter()))
+        run.phases.append((name, start, time.perf_counter()))
+    run.storm.set(storm=False)
+    await asyncio.gather(*speakers, return_exceptions=True)
+    await run.drain()
+
+
+async def _speak(session: FakeSession, rate: float, rng: random.Random, end_at: float) -> None:
+    """Bursts of 1–3 utterances (mean 2) at ``rate`` utterances per second on average."""
+    burst_rate = rate / 2.0
+    pause = rng.uniform(0, 1 / burst_rate)
+    while True:
+        # Never sleep past the end: the run must not wait for a speaker's long pause.
+        await asyncio.sleep(min(pause, max(0.0, end_at - time.perf_counter())))
+        if time.perf_counter() >= end_at:
+            return
+        for _ in range(rng.randint(1, 3)):
+            session.send()
+        pause = rng.expovariate(burst_rate)
+
+
+def merged_samples(results: Sequence[GenResult], which: str) -> array[float]:
+    """The (time, latency) pairs of every process, concatenated."""
+    merged: array[float] = array("d")
+    for result in results:
+        merged.extend(getattr(result.tally, which))
+    return merged

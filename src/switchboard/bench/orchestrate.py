@@ -1,0 +1,319 @@
+"""The processes of one benchmark run: a private Redis, the scheduler, the load generators.
+
+Each run gets a fresh scheduler process (``serverproc``) so that no run inherits another's
+state, memory or JIT-less warm caches; Redis runs get a fresh key namespace on one private
+``redis-server`` (loopback, free port, no persistence).  Load generators are separate processes
+(multiprocessing, spawn), never the scheduler's: the figures are the scheduler's, and the
+report says when a generator, not the scheduler, was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import queue as queue_mod
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from switchboard.bench import loadgen
+from switchboard.bench.loadgen import GenResult, GenSpec
+from switchboard.bench.sysutil import cpu_seconds, die_with_parent, free_port, rss_bytes
+
+LISTENING = re.compile(r"switchboard listening on http://(?P<host>[^\s:]+):(?P<port>\d+) ")
+
+
+class BenchError(RuntimeError):
+    """A run could not be carried out (a process did not start, a generator died …)."""
+
+
+class Progress(Protocol):
+    """Where a run reports how far it got (the CLI shows a bar; tests ignore it)."""
+
+    def update(self, *, elapsed: float, sent: int, answered: int) -> None: ...
+
+
+class NoProgress:
+    def update(self, *, elapsed: float, sent: int, answered: int) -> None:
+        return None
+
+
+# --- redis-server ------------------------------------------------------------------------------
+
+
+class RedisProc:
+    """A private ``redis-server`` on a free loopback port, without persistence."""
+
+    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+        found = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.binary = found
+        self.workdir = workdir
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.workdir)]
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BenchError("redis-server exited at start")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
+            ):
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise BenchError(f"redis-server on port {self.port} never answered")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# --- the scheduler -----------------------------------------------------------------------------
+
+
+class ServerProc:
+    """One scheduler process: ``python -m switchboard.bench.serverproc`` (with the latency
+    tap), or with ``cli=True`` the plain ``switchboard serve`` (E3 replays use it, to check the
+    real command's ``--record``)."""
+
+    def __init__(
+        self, flags: Mapping[str, object], workdir: Path, name: str, *, cli: bool = False
+    ) -> None:
+        self.workdir = workdir
+        self.samples_path = workdir / f"{name}.samples"
+        self.log_path = workdir / f"{name}.log"
+        if cli:
+            args = [sys.executable, "-m", "switchboard", "serve", "--port", "0"]
+        else:
+            args = [sys.executable, "-m", "switchboard.bench.serverproc", "--port", "0"]
+            args += ["--samples-out", str(self.samples_path)]
+        for key, value in flags.items():
+            args += ["--" + key.replace("_", "-"), str(value)]
+        self.args = args
+        self.host = ""
+        self.port = 0
+        self._proc: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.args,
+                env=_child_env(),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+                preexec_fn=die_with_parent,
+            )
+        found = threading.Event()
+        threading.Thread(target=self._pump, args=(found,), daemon=True).start()
+        if not found.wait(timeout):
+            self.stop()
+            raise BenchError(f"the scheduler did not start; see {self.log_path}")
+
+    def _pump(self, found: threading.Event) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            match = LISTENING.search(line)
+            if match:
+                self.host, self.port = match["host"], int(match["port"])
+                found.set()
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(self.base_url + path, timeout=10) as reply:
+            text: str = reply.read().decode()
+            return text
+
+    def stop(self) -> array[float]:
+        """SIGTERM, wait, and the exact latency samples it wrote."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return array("d")
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        samples: array[float] = array("d")
+        if self.samples_path.exists():
+            samples.frombytes(self.samples_path.read_bytes())
+        return samples
+
+    def counters(self) -> dict[str, object]:
+        """The scheduler's own counters written at exit (``serverproc``), if any."""
+        path = self.samples_path.with_suffix(".json")
+        if not path.exists():
+            return {}
+        loaded: dict[str, object] = json.loads(path.read_text())
+        return loaded
+
+
+def _child_env() -> dict[str, str]:
+    """This environment without ``SWITCHBOARD_*``: a developer's tokens or settings must not
+    change what a benchmark run measures."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- load generators ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LoadOutcome:
+    results: list[GenResult]
+    server_cpu_s: float
+    wall_s: float
+    rss_before: int
+    rss_ready: int  # after every generator connected, before the plan started
+    rss_after: int
+
+
+def run_load(
+    server: ServerProc,
+    specs: Sequence[GenSpec],
+    *,
+    progress: Progress,
+    ready_timeout: float = 180.0,
+    run_timeout: float = 600.0,
+) -> LoadOutcome:
+    ctx = multiprocessing.get_context("spawn")
+    messages = ctx.Queue()
+    go, release = ctx.Event(), ctx.Event()
+    procs = [
+        ctx.Process(target=loadgen.main, args=(spec, messages, go, release), daemon=True)
+        for spec in specs
+    ]
+    rss_before = rss_bytes(server.pid)
+    for proc in procs:
+        proc.start()
+    try:
+        _await_ready(messages, len(procs), ready_timeout, procs)
+        _await_nodes_ready(server, sum(len(spec.nodes) for spec in specs), ready_timeout)
+        rss_ready = rss_bytes(server.pid)
+        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        go.set()
+        release.set()
+        results = _collect(messages, procs, progress, t0, run_timeout)
+        cpu1, t1 = cpu_seconds(server.pid), time.perf_counter()
+        rss_after = rss_bytes(server.pid)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    results.sort(key=lambda r: r.index)
+    return LoadOutcome(results, cpu1 - cpu0, t1 - t0, rss_before, rss_ready, rss_after)
+
+
+def _await_ready(
+    messages: multiprocessing.Queue[tuple[object, ...]],
+    count: int,
+    timeout: float,
+    procs: Sequence[multiprocessing.process.BaseProcess],
+) -> None:
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while ready < count:
+        if time.monotonic() > deadline:
+            raise BenchError("load generators did not connect in time")
+        try:
+            message = messages.get(timeout=0.5)
+        except queue_mod.Empty:
+            _check_alive(procs)
+            continue
+        if message[0] == "ready":
+            ready += 1
+
+
+def _await_nodes_ready(server: ServerProc, expected: int, timeout: float) -> None:
+    """Every node past ``registering`` before the load starts (contract §1 "Status")."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = json.loads(server.get("/api/v1/stats"))["nodes"]
+        if nodes["ready"] >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {nodes['ready']} of {expected} nodes became ready")
+        time.sleep(0.05)
+
+
+def _collect(
+    messages: multiprocessing.Queue[tuple[object, ...]],
+    procs: Sequence[multiprocessing.process.BaseProcess],
+    progress: Progress,
+    t0: float,
+    timeout: float,
+) -> list[GenResult]:
+    results: list[GenResult] = []
+    counts: dict[object, tuple[int, int]] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < len(procs):
+        if time.monotonic() > deadline:
+            raise BenchError("load generators did not finish in time")
+        try:
+            message = messages.get(timeout=0.5)
+        except queue_mod.Empty:
+            _check_alive(procs)
+            continue
+        if message[0] == "progress":
+            _, index, sent, answered = message
+            counts[index] = (int(str(sent)), int(str(answered)))
+            total_sent = sum(c[0] for c in counts.values())
+            total_answered = sum(c[1] for c in counts.values())
+            progress.update(
+                elapsed=time.perf_counter() - t0, sent=total_sent, answered=total_answered
+            )
+        elif message[0] == "done":
+            result = message[2]
+            assert isinstance(result, GenResult)
+            results.append(result)
+    return results
+
+
+def _check_alive(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+    if dead:
+        raise BenchError(f"a load generator died (exit code {dead[0].exitcode})")

@@ -1,0 +1,254 @@
+"""The benchmark's outputs: ``--json`` (every row), a Markdown table, the issue's headline.
+
+The headline compares what was measured with the targets of issue 4; it never states a figure
+that the rows do not hold, and says "not measured" where a run was not part of this one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def write_json(
+    path: Path, rows: Sequence[Row], *, machine: dict[str, object], command: str
+) -> None:
+    body = {"machine": machine, "command": command, "runs": list(rows)}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _lat(row: Row, key: str, field: str = "latency_ms") -> str:
+    lat = row.get(field)
+    return _ms(lat.get(key)) if isinstance(lat, dict) else "—"
+
+
+def _num(value: object, fmt: str = "{:,.0f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    (
+        "scenario",
+        lambda r: r["scenario"] + (f" {r['phase']}" if r.get("phase") in ("calm", "storm") else ""),
+    ),
+    ("design", lambda r: r["design"]),
+    ("store", lambda r: r["store"]),
+    ("sessions", lambda r: _num(r.get("sessions"))),
+    ("nodes", lambda r: _num(r.get("nodes"))),
+    ("hb Hz", lambda r: _num(r.get("heartbeat_hz"), "{:g}")),
+    ("p50 ms", lambda r: _lat(r, "p50")),
+    ("p90", lambda r: _lat(r, "p90")),
+    ("p99", lambda r: _lat(r, "p99")),
+    ("p99.9", lambda r: _lat(r, "p999")),
+    ("max", lambda r: _lat(r, "max")),
+    (
+        "ext p50/p99",
+        lambda r: (
+            f"{_lat(r, 'p50', 'external_latency_ms')} / {_lat(r, 'p99', 'external_latency_ms')}"
+        ),
+    ),
+    ("jobs/s", lambda r: _num(r.get("jobs_per_s"))),
+    ("RSS MiB", lambda r: _num(r.get("rss_mib"), "{:.1f}")),
+    ("sched CPU %", lambda r: _num(r.get("server_cpu_pct"), "{:.0f}")),
+    ("gen CPU %", lambda r: _gen(r)),
+    ("notes", lambda r: _notes(r)),
+)
+
+
+def _gen(row: Row) -> str:
+    value = row.get("generator_cpu_pct")
+    if value is None:
+        return "—"
+    return f"{value:.0f}" + (" ⚠" if row.get("generator_bound") else "")
+
+
+def _notes(row: Row) -> str:
+    notes: list[str] = []
+    if row["scenario"] == "E3":
+        answered, sent = row.get("answered", 0), row.get("sent", 0)
+        notes.append(f"{row.get('violations', 0)} violations, {answered}/{sent} answered")
+    if row["scenario"] == "RSS" and row.get("rss_per_session_kib") is not None:
+        notes.append(f"{row['rss_per_session_kib']:.1f} KiB/session")
+    if row.get("snapshot_rebuilds") and row["scenario"] in ("E1", "E2"):
+        notes.append(f"{row['snapshot_rebuilds']:,.0f} rebuilds")
+    if row.get("snapshot_build_cpu_s"):
+        notes.append(f"{row['snapshot_build_cpu_s']:,.1f} s building them")
+    gc_info = row.get("gc") or {}
+    if gc_info.get("longest_ms"):
+        pauses, longest = gc_info["pauses_over_5ms"], gc_info["longest_ms"]
+        notes.append(f"GC: {pauses} pauses ≥ 5 ms, longest {longest:.0f} ms")
+    if row.get("global_lock_waited_s"):
+        notes.append(f"{row['global_lock_waited_s']:,.1f} s queued on the global lock")
+    errors = row.get("error_answers")
+    if errors is None:
+        errors = sum((row.get("errors") or {}).values()) + sum((row.get("rejected") or {}).values())
+    if errors:
+        codes = ", ".join(sorted({*(row.get("errors") or {}), *(row.get("rejected") or {})}))
+        notes.append(f"{errors:,} error answers ({codes})")
+    for key in ("out_of_order", "unanswered", "connect_failures"):
+        if row.get(key):
+            notes.append(f"{key.replace('_', ' ')}: {row[key]}")
+    return "; ".join(notes)
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    head = "| " + " | ".join(name for name, _ in _COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    body = ["| " + " | ".join(get(row) for _, get in _COLUMNS) + " |" for row in rows]
+    return "\n".join([head, rule, *body])
+
+
+# --- the headline (issue 4's table) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    figure: str
+    target: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def _find(rows: Sequence[Row], **match: object) -> Row | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _p(row: Row | None, key: str) -> float | None:
+    if row is None or not isinstance(row.get("latency_ms"), dict):
+        return None
+    value = row["latency_ms"].get(key)
+    return float(value) if value is not None else None
+
+
+def headline(rows: Sequence[Row]) -> list[Headline]:
+    out: list[Headline] = []
+    storm_redis = _find(rows, scenario="E2", design="snapshot", store="redis", phase="storm")
+    p50, p99 = _p(storm_redis, "p50"), _p(storm_redis, "p99")
+    out.append(
+        _check(
+            "scheduling latency, Redis, storm on",
+            "p50 ≤ 0.3 ms, p99 ≤ 1 ms",
+            None
+            if p50 is None or p99 is None
+            else (f"p50 {p50:.3f} ms, p99 {p99:.3f} ms", p50 <= 0.3 and p99 <= 1.0),
+        )
+    )
+    storm_mem = _find(rows, scenario="E2", design="snapshot", store="memory", phase="storm")
+    p50m = _p(storm_mem, "p50")
+    out.append(
+        _check(
+            "the same, embedded store",
+            "p50 ≤ 0.15 ms",
+            None if p50m is None else (f"p50 {p50m:.3f} ms", p50m <= 0.15),
+        )
+    )
+    for store in ("redis", "memory"):
+        out.append(_storm_ratio(rows, store))
+    for store in ("redis", "memory"):
+        out.append(_design_ratio(rows, store))
+    out.append(_throughput(rows))
+    out += _rss(rows)
+    return out
+
+
+def _check(figure: str, target: str, measured: tuple[str, bool] | None) -> Headline:
+    if measured is None:
+        return Headline(figure, target, "not measured", None)
+    return Headline(figure, target, measured[0], measured[1])
+
+
+def _storm_ratio(rows: Sequence[Row], store: str) -> Headline:
+    storm = _p(_find(rows, scenario="E2", design="snapshot", store=store, phase="storm"), "p99")
+    calm = _p(_find(rows, scenario="E2", design="snapshot", store=store, phase="calm"), "p99")
+    measured = None
+    if storm is not None and calm:
+        ratio = storm / calm
+        measured = (f"{ratio:.2f} ({storm:.3f} / {calm:.3f} ms)", ratio <= 1.2)
+    return _check(f"p99 storm / p99 calm ({store})", "≤ 1.2", measured)
+
+
+def _design_ratio(rows: Sequence[Row], store: str) -> Headline:
+    old = _p(_find(rows, scenario="E2", design="global_lock", store=store, phase="storm"), "p99")
+    new = _p(_find(rows, scenario="E2", design="snapshot", store=store, phase="storm"), "p99")
+    measured = None
+    if old is not None and new:
+        ratio = old / new
+        measured = (f"{ratio:,.1f}× ({old:.3f} / {new:.3f} ms)", ratio >= 100)
+    return _check(f"global_lock p99 / snapshot p99, storm ({store})", "≥ 100×", measured)
+
+
+def _throughput(rows: Sequence[Row]) -> Headline:
+    e1 = [
+        r
+        for r in rows
+        if r["scenario"] == "E1" and r["design"] == "snapshot" and r["store"] == "redis"
+    ]
+    best = max(e1, key=lambda r: r.get("jobs_per_s") or 0, default=None)
+    measured = None
+    if best is not None and best.get("jobs_per_s") is not None:
+        rate = float(best["jobs_per_s"])
+        limit = " (generator-bound)" if best.get("generator_bound") else ""
+        measured = (f"{rate:,.0f} jobs/s at {best['sessions']} sessions{limit}", rate >= 10_000)
+    return _check("completed jobs/s, one process, Redis", "≥ 10,000", measured)
+
+
+def _rss(rows: Sequence[Row]) -> list[Headline]:
+    row = _find(rows, scenario="RSS")
+    per_session = total = None
+    if row is not None and row.get("rss_per_session_kib") is not None:
+        per, mib, n = row["rss_per_session_kib"], row["rss_mib"], row["sessions"]
+        per_session = (f"{per:.1f} KiB (growth from {row['rss_before_mib']:.0f} MiB)", per <= 16)
+        total = (f"{mib:.0f} MiB with {n:,} sessions", mib <= 250 and n >= 10_000)
+    return [
+        _check("RSS per idle session connection", "≤ 16 KiB", per_session),
+        _check("scheduler RSS with 10,000 idle sessions", "≤ 250 MiB", total),
+    ]
+
+
+def headline_table(items: Sequence[Headline]) -> str:
+    lines = ["| figure | target | measured | met |", "|---|---|---|---|"]
+    for h in items:
+        met = "—" if h.met is None else ("yes" if h.met else "**no**")
+        lines.append(f"| {h.figure} | {h.target} | {h.measured} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -> str:
+    parts = [
+        "### Headline (issue 4)",
+        "",
+        headline_table(headline(rows)),
+        "",
+        "### Every run",
+        "",
+        "Latency columns: the scheduler's own exact samples (utterance read off the session "
+        "socket → `job_assign` written), in ms; *ext*: the same interval measured outside, "
+        "session send → fake node receive, on one monotonic clock. ⚠: the load generator "
+        "was ≥ 85 % busy, so it may be what limited the run. *Rebuilds* and time *queued on "
+        "the global lock* count the whole run (an E2 run's calm and storm phases together), as "
+        "do *unanswered* (still owed when the run's drain time ran out) and GC pauses; error "
+        "answers count utterances sent in the measured windows.",
+        "",
+        markdown_table(rows),
+        "",
+        f"Machine: {machine.get('nproc')} CPUs ({machine.get('cpu_model')}), Python "
+        f"{machine.get('python')}; 1/5/15-min load average at start:"
+        f" {machine.get('loadavg_at_start')}.",
+        "",
+        f"Command: `{command}`",
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,201 @@
+"""What the benchmark runs: its configuration, the node topology, and each scenario's plan.
+
+E1 stress      closed loop: S sessions × up to U utterances, ``window`` outstanding each, over
+               N nodes with a fast stand-in backend, for each S of a sweep.  Throughput and
+               latency under saturation.
+E2 storm       open loop at a speaking pace (Poisson bursts, ``rate`` utterances/s/session),
+               alternating calm and storm phases (``storm.py``).  Latency with and without the
+               storm, over time.
+E3 replay      the sample trace replayed and checked (``replay.py``).
+RSS            10,000 sessions connected and idle: the scheduler's memory per session.
+
+Every scenario runs each design (``snapshot``, ``global_lock``) on each store, interleaved
+point by point, so every headline figure is a ratio measured in one run.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from switchboard.bench.loadgen import GenSpec, NodeSpec
+from switchboard.bench.storm import StormSpec
+
+Pair = tuple[str, str]
+SCENARIOS = ("e1", "e2", "e3", "rss")
+DESIGNS = ("snapshot", "global_lock")
+STORES = ("memory", "redis")
+# English to and from five languages: ten directed pairs, as a European/Asian deployment.
+LANGUAGE_PAIRS: tuple[Pair, ...] = (
+    ("en", "de"),
+    ("en", "fr"),
+    ("en", "es"),
+    ("en", "zh-cn"),
+    ("en", "ja"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchConfig:
+    scenarios: tuple[str, ...] = SCENARIOS
+    designs: tuple[str, ...] = DESIGNS
+    stores: tuple[str, ...] = STORES
+    nodes: int = 200
+    e1_sessions: tuple[int, ...] = (100, 300, 1000)
+    e1_utterances: int = 1000
+    e1_window: int = 2
+    e1_duration: float = 8.0
+    e1_latency: tuple[float, float] = (0.02, 0.08)  # a fast stand-in: nodes never the limit
+    e1_max_concurrency: int = 16
+    e2_sessions: int = 1000
+    e2_rate: float = 0.5
+    e2_phase_s: float = 8.0
+    e2_cycles: int = 2  # calm, storm, calm, storm
+    e2_warmup_s: float = 4.0  # calm, unmeasured: connection pools grow, sessions bind
+    e2_latency: tuple[float, float] = (0.15, 0.6)  # the stand-in backend's defaults
+    e2_max_concurrency: int = 4
+    storm: StormSpec = field(default_factory=StormSpec)
+    rss_sessions: int = 10_000
+    e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
+    e3_speed: float = 8.0
+    generators: int = 1
+    warmup: float = 1.0
+    audio_bytes: int = 1024
+    seed: int = 1
+    redis_url: str | None = None  # an existing Redis instead of a private redis-server
+
+    @classmethod
+    def quick(cls, **overrides: object) -> BenchConfig:
+        """Seconds per scenario: a smoke run, not a measurement."""
+        small = cls(
+            nodes=10,
+            e1_sessions=(20,),
+            e1_utterances=200,
+            e1_duration=1.5,
+            e2_sessions=20,
+            e2_rate=2.0,
+            e2_phase_s=1.5,
+            e2_cycles=1,
+            e2_warmup_s=0.5,
+            rss_sessions=200,
+            e3_speed=40.0,
+            warmup=0.3,
+        )
+        return replace(small, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def phases(self) -> tuple[tuple[str, float], ...]:
+        cycle = (("calm", self.e2_phase_s), ("storm", self.e2_phase_s))
+        return (("warmup", self.e2_warmup_s), *(cycle * self.e2_cycles))
+
+
+def topology(count: int, *, max_concurrency: int) -> list[NodeSpec]:
+    """Half the nodes serve one language pair both ways, a quarter two pairs, a quarter every
+    pair: several pools serve each pair, so preferred pools and tiers matter."""
+    nodes: list[NodeSpec] = []
+    n = len(LANGUAGE_PAIRS)
+    for i in range(count):
+        kind = i % 4
+        if kind in (0, 1):
+            chosen = [LANGUAGE_PAIRS[(i // 2) % n]]
+        elif kind == 2:
+            chosen = [LANGUAGE_PAIRS[(i // 4) % n], LANGUAGE_PAIRS[(i // 4 + 1) % n]]
+        else:
+            chosen = list(LANGUAGE_PAIRS)
+        pairs = tuple(p for a, b in chosen for p in ((a, b), (b, a)))
+        nodes.append(NodeSpec(f"bench-node-{i:04d}", pairs, max_concurrency))
+    return nodes
+
+
+def churn_profiles() -> tuple[tuple[Pair, ...], ...]:
+    """Language pairs of storm churn nodes: like the stable nodes'."""
+    return tuple(((a, b), (b, a)) for a, b in LANGUAGE_PAIRS)
+
+
+def session_pairs(count: int, *, seed: int) -> list[Pair]:
+    """Each session speaks one directed pair, spread evenly over the ten."""
+    rng = random.Random(seed)
+    directed = [p for a, b in LANGUAGE_PAIRS for p in ((a, b), (b, a))]
+    return [rng.choice(directed) for _ in range(count)]
+
+
+def split(specs: list[GenSpec], generators: int) -> list[GenSpec]:
+    """One spec per generator process, nodes and sessions dealt round robin."""
+    if len(specs) != 1:
+        raise ValueError("split takes one whole-run spec")
+    whole = specs[0]
+    return [
+        replace(
+            whole,
+            index=i,
+            nodes=whole.nodes[i::generators],
+            session_pairs=whole.session_pairs[i::generators],
+            storm=_share(whole.storm, generators),
+        )
+        for i in range(generators)
+    ]
+
+
+def _share(storm: StormSpec, generators: int) -> StormSpec:
+    return replace(
+        storm,
+        churn_per_s=storm.churn_per_s / generators,
+        flips_per_s=storm.flips_per_s / generators,
+    )
+
+
+def e1_spec(config: BenchConfig, host: str, port: int, *, sessions: int) -> list[GenSpec]:
+    whole = GenSpec(
+        host=host,
+        port=port,
+        index=0,
+        nodes=tuple(topology(config.nodes, max_concurrency=config.e1_max_concurrency)),
+        session_pairs=tuple(session_pairs(sessions, seed=config.seed)),
+        plan="closed",
+        latency_median=config.e1_latency[0],
+        latency_p99=config.e1_latency[1],
+        seed=config.seed,
+        audio_bytes=config.audio_bytes,
+        utterances=config.e1_utterances,
+        window=config.e1_window,
+        duration=config.e1_duration,
+        storm=replace(config.storm, churn_per_s=0, flips_per_s=0),
+        churn_profiles=churn_profiles(),
+    )
+    return split([whole], config.generators)
+
+
+def e2_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
+    whole = GenSpec(
+        host=host,
+        port=port,
+        index=0,
+        nodes=tuple(topology(config.nodes, max_concurrency=config.e2_max_concurrency)),
+        session_pairs=tuple(session_pairs(config.e2_sessions, seed=config.seed)),
+        plan="open",
+        latency_median=config.e2_latency[0],
+        latency_p99=config.e2_latency[1],
+        seed=config.seed,
+        audio_bytes=config.audio_bytes,
+        rate=config.e2_rate,
+        phases=config.phases,
+        storm=config.storm,
+        churn_profiles=churn_profiles(),
+    )
+    return split([whole], config.generators)
+
+
+def rss_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
+    whole = GenSpec(
+        host=host,
+        port=port,
+        index=0,
+        nodes=(),
+        session_pairs=tuple(session_pairs(config.rss_sessions, seed=config.seed)),
+        plan="idle",
+        seed=config.seed,
+        storm=replace(config.storm, hz_calm=0, churn_per_s=0, flips_per_s=0),
+        connect_concurrency=200,
+    )
+    return split([whole], config.generators)

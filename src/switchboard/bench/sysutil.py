@@ -1,0 +1,94 @@
+"""Process and machine facts for the benchmark: limits, event loop, CPU, memory, the machine.
+
+Linux only (``/proc``), like the figures it serves; no third-party dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import platform
+import resource
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.util.find_library("c") if sys.platform == "linux" else None
+# Resolved before any fork: the child between fork and exec must only call it.
+_prctl = getattr(ctypes.CDLL(_LIBC, use_errno=True), "prctl", None) if _LIBC else None
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of every child the benchmark starts: SIGTERM when the benchmark dies,
+    so an interrupted run leaves no scheduler or redis-server behind."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def raise_open_files_limit() -> int:
+    """Lift the soft ``RLIMIT_NOFILE`` to the hard one (10,000 sessions need as many
+    descriptors); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed, as ``switchboard serve`` uses it."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (``/proc/PID/statm``)."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, object]:
+    """What docs/benchmarks.md states about the machine a run used."""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in load_average()],
+    }

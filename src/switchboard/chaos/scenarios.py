@@ -1,0 +1,115 @@
+"""The fault scenarios of issue 5, in the order of its table.
+
+A :class:`Scenario` says what runs (node agent processes, or in-process nodes whose conduct a
+fault can change), which stores it applies to, the scheduler flags it needs, whether its
+leaked slots are read only after a lease (crashes), and its fault (``faults.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+
+from switchboard.chaos import faults
+from switchboard.chaos.nodes import Conduct
+from switchboard.chaos.rig import Profile, Rig
+
+BOTH = ("redis", "memory")
+REDIS_ONLY = ("redis",)
+
+
+def _no_flags(_: Profile) -> dict[str, object]:
+    return {}
+
+
+def _healthy(profile: Profile, _: int) -> Conduct:
+    return Conduct(latency=profile.latency)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    what: str
+    fault: Callable[[Rig], Coroutine[None, None, None]]
+    stores: tuple[str, ...] = BOTH
+    agents: bool = False  # real `switchboard node` processes instead of in-process nodes
+    crash: bool = False  # slots are counted as leaked only after a lease
+    flags: Callable[[Profile], dict[str, object]] = field(default=_no_flags)
+    conduct: Callable[[Profile, int], Conduct] = field(default=_healthy)
+
+
+def _big_results(profile: Profile, _: int) -> Conduct:
+    # 32 KiB of tts_audio per answer: a consumer that stops reading fills its buffers fast.
+    return Conduct(latency=profile.latency, result_bytes=32 * 1024)
+
+
+def _small_outbox(_: Profile) -> dict[str, object]:
+    return {"session_outbox_limit": 32}
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "node crash",
+        "node agent processes SIGKILLed mid-job, then restarted; the others keep serving",
+        faults.node_crash,
+        agents=True,
+        crash=True,
+    ),
+    Scenario("silent node", "a node acks new jobs and never answers them", faults.silent_node),
+    Scenario(
+        "slow node",
+        "a node answers after the job timeout (its stale answers must change nothing)",
+        faults.slow_node,
+    ),
+    Scenario(
+        "heartbeat loss",
+        "a node agent SIGSTOPped: socket open, heartbeats and answers stop; then SIGCONT",
+        faults.heartbeat_loss,
+        agents=True,
+    ),
+    Scenario(
+        "flapping node",
+        "two nodes flip their services ready / not ready every few hundred ms",
+        faults.flapping,
+    ),
+    Scenario(
+        "Redis restart",
+        "redis-server stopped and started again under load (every lease lost)",
+        faults.redis_restart,
+        stores=REDIS_ONLY,
+    ),
+    Scenario(
+        "Redis stall",
+        "Redis stops answering for longer than the store's call timeout (CLIENT PAUSE ALL,"
+        " then SIGSTOP/SIGCONT)",
+        faults.redis_stall,
+        stores=REDIS_ONLY,
+    ),
+    Scenario(
+        "scheduler crash",
+        "scheduler SIGKILLed and restarted on the same port and store; agents and sessions"
+        " reconnect",
+        faults.scheduler_crash,
+        agents=True,
+        crash=True,
+    ),
+    Scenario(
+        "slow consumer",
+        "a session floods utterances and stops reading its socket",
+        faults.slow_consumer,
+        flags=_small_outbox,
+        conduct=_big_results,
+    ),
+    Scenario(
+        "connection storm",
+        "thousands of sessions connect at once, half send an utterance, all drop",
+        faults.connection_storm,
+    ),
+)
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def slug(name: str) -> str:
+    """``"Redis stall"`` → ``"redis-stall"`` (command line and file names)."""
+    return name.lower().replace(" ", "-")

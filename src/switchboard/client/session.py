@@ -1,0 +1,512 @@
+"""``Session``: the client side of contract §2 as an async Python API.
+
+::
+
+    async with Session.connect("ws://127.0.0.1:5010", src_lang="en", tgt_lang="de") as s:
+        result = await s.translate(pcm16_bytes, sample_rate=16000)
+        pending = [await s.send(chunk) for chunk in chunks]   # several in flight
+        for p in pending:
+            print((await p).text_translated)                  # answers arrive in order
+
+The scheduler answers each accepted utterance exactly once, in the order sent (§2 "Exactly one
+answer, in order"); the SDK resolves each :class:`PendingTranslation` as its answer arrives, so
+they resolve in that order too.  An ``error`` answer raises the exception of its code
+(:mod:`switchboard.client.errors`) from the awaited handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import platform
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+import aiohttp
+import msgspec
+
+from switchboard import __version__
+from switchboard.client.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    InvalidMessage,
+    ServerError,
+    SessionClosed,
+    error_from_frame,
+)
+from switchboard.client.urls import DEFAULT_URL, endpoint
+
+log = logging.getLogger("switchboard.client")
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+_SEND_ERRORS: Final = (ConnectionError, RuntimeError, aiohttp.ClientError)
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """One ``translation_result``; ``latency_s`` is the round trip this client observed
+    (utterance written → answer read)."""
+
+    utterance_index: int
+    job_id: str
+    node_id: str
+    trace_id: str
+    text_asr: str
+    text_translated: str
+    tts_audio: str
+    tts_format: str
+    latency_s: float
+    fields: Mapping[str, Any] = field(repr=False)
+    """Every field of the frame, including the node's own (``extra``, ``processing_time_ms``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """One ``asr_partial`` relayed from the node."""
+
+    utterance_index: int
+    job_id: str
+    text: str
+    is_final: bool
+
+
+class PendingTranslation:
+    """The answer to one sent utterance: ``await`` it for a :class:`Translation`, or the
+    exception of its error code.  Awaiting it from a task that is then cancelled does not
+    cancel the utterance."""
+
+    __slots__ = ("_future", "sent_at", "utterance_index")
+
+    def __init__(self, utterance_index: int, future: asyncio.Future[Translation]) -> None:
+        self.utterance_index = utterance_index
+        self.sent_at = time.perf_counter()
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def __await__(self) -> Generator[Any, None, Translation]:
+        return asyncio.shield(self._future).__await__()
+
+
+class PartialStream:
+    """``async for partial in session.partials()``: partials received from now on, until the
+    session ends.  Created eagerly, so nothing sent after the call is missed."""
+
+    _END: Final = object()
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def __aiter__(self) -> PartialStream:
+        return self
+
+    async def __anext__(self) -> Partial:
+        item = await self._queue.get()
+        if item is PartialStream._END:
+            raise StopAsyncIteration
+        assert isinstance(item, Partial)
+        return item
+
+    def put(self, partial: Partial) -> None:
+        self._queue.put_nowait(partial)
+
+    def end(self) -> None:
+        self._queue.put_nowait(PartialStream._END)
+
+    def close(self) -> None:
+        """Stop receiving partials on this stream."""
+        self._session._streams.discard(self)
+        self.end()
+
+
+class Session:
+    """One open session.  Make it with :meth:`connect`; close it with :meth:`close` (or leave
+    the ``async with`` block)."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        ack: Mapping[str, Any],
+        *,
+        src_lang: str,
+        tgt_lang: str,
+        heartbeat_interval: float | None,
+    ) -> None:
+        self.session_id: str = str(ack["session_id"])
+        self.trace_id: str = str(ack.get("trace_id") or "")
+        self.src_lang = src_lang
+        self.tgt_lang = tgt_lang
+        self.last_server_heartbeat: float | None = None
+        self._http = http
+        self._ws = ws
+        self._pending: dict[int, tuple[PendingTranslation, asyncio.Future[Translation]]] = {}
+        self._next_index = 0
+        self._streams: set[PartialStream] = set()
+        self._close_acked = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._end_reason: SessionClosed | None = None
+        self._closing: SessionClosed | None = None  # set by close(): why handles still fail
+        self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
+        self._beats: asyncio.Task[None] | None = None
+        if heartbeat_interval:
+            self._beats = asyncio.create_task(self._heartbeats(heartbeat_interval))
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        src_lang: str,
+        tgt_lang: str,
+        token: str | None = None,
+        trace_id: str | None = None,
+        heartbeat_interval: float | None = 10.0,
+        connect_timeout: float = 10.0,
+        **init_fields: Any,
+    ) -> SessionOpener:
+        """Open a session: ``async with Session.connect(...) as s`` or ``await``.
+
+        ``url`` is the scheduler (``ws://host:port``; ``http://`` works too).  Extra keyword
+        arguments go into ``session_init`` as they are (``dialect``, ``features``,
+        ``tenant_id``, ``mode`` … contract §2).  Raises :class:`ConnectFailed`, or the
+        error of the scheduler's refusal (:class:`Unauthorized` …).
+        """
+        init: dict[str, Any] = {
+            "type": "session_init",
+            "client_version": f"switchboard-sdk/{__version__}",
+            "platform": f"python-{platform.python_version()}",
+            "src_lang": src_lang,
+            "tgt_lang": tgt_lang,
+            **init_fields,
+        }
+        if trace_id is not None:
+            init["trace_id"] = trace_id
+        if token is not None:
+            init["token"] = token
+        return SessionOpener(
+            lambda http, ws, ack: cls(
+                http,
+                ws,
+                ack,
+                src_lang=src_lang,
+                tgt_lang=tgt_lang,
+                heartbeat_interval=heartbeat_interval,
+            ),
+            endpoint(url, "/ws/session"),
+            init,
+            connect_timeout,
+        )
+
+    # --- sending ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._ended.is_set() or self._ws.closed
+
+    @property
+    def pending(self) -> int:
+        """Utterances sent and not yet answered."""
+        return len(self._pending)
+
+    async def send(
+        self,
+        audio: bytes,
+        *,
+        sample_rate: int = 16000,
+        audio_format: str = "pcm16",
+        utterance_index: int | None = None,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+        pipeline: Mapping[str, bool] | None = None,
+        trace_id: str | None = None,
+        **extra: Any,
+    ) -> PendingTranslation:
+        """Send one utterance; returns at once with a handle to ``await`` for its answer.
+
+        ``utterance_index`` defaults to one more than the last used.  Extra keyword arguments
+        are sent as opaque utterance fields (``manual_cut``, ``dialect``, ``features`` …).
+        """
+        if self.closed:
+            raise _fresh(self._end_reason or SessionClosed("the session is closed"))
+        index = self._next_index if utterance_index is None else utterance_index
+        if index in self._pending:
+            raise InvalidMessage(f"utterance_index {index} is already pending")
+        frame: dict[str, Any] = {
+            "type": "utterance",
+            "session_id": self.session_id,
+            "utterance_index": index,
+            "src_lang": src_lang or self.src_lang,
+            "tgt_lang": tgt_lang or self.tgt_lang,
+            "audio": base64.b64encode(audio).decode("ascii"),
+            "audio_format": audio_format,
+            "sample_rate": sample_rate,
+            **extra,
+        }
+        if pipeline is not None:
+            frame["pipeline"] = dict(pipeline)
+        if trace_id is not None:
+            frame["trace_id"] = trace_id
+        future: asyncio.Future[Translation] = asyncio.get_running_loop().create_future()
+        handle = PendingTranslation(index, future)
+        self._pending[index] = (handle, future)
+        self._next_index = max(self._next_index, index + 1)
+        if not await self._send(frame):
+            self._pending.pop(index, None)
+            raise _fresh(
+                self._end_reason or ConnectionLost("the connection to the scheduler is gone")
+            )
+        return handle
+
+    async def translate(self, audio: bytes, **options: Any) -> Translation:
+        """Send one utterance and wait for its answer (options as for :meth:`send`).
+
+        To bound the wait, wrap the call: ``async with asyncio.timeout(5): ...``.
+        """
+        return await (await self.send(audio, **options))
+
+    def partials(self) -> PartialStream:
+        """An async iterator over the ``asr_partial`` frames received from now on."""
+        stream = PartialStream(self)
+        if self._ended.is_set():
+            stream.end()
+        else:
+            self._streams.add(stream)
+        return stream
+
+    async def _send(self, frame: Mapping[str, Any]) -> bool:
+        if self._ws.closed:
+            return False
+        try:
+            await self._ws.send_frame(_encode(frame), aiohttp.WSMsgType.TEXT)
+        except _SEND_ERRORS:
+            return False
+        return True
+
+    async def _heartbeats(self, interval: float) -> None:
+        while not self.closed:
+            await asyncio.sleep(interval)
+            beat = {
+                "type": "client_heartbeat",
+                "session_id": self.session_id,
+                "timestamp": int(time.time() * 1000),
+            }
+            await self._send(beat)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        try:
+            async for message in self._ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    self._on_frame(message.data)
+        except Exception:  # a bug here must end the session, not hang its callers
+            log.exception("session %s: reader failed", self.session_id)
+        finally:
+            self._end(self._closing or ConnectionLost("the connection to the scheduler was lost"))
+
+    def _on_frame(self, data: str) -> None:
+        try:
+            frame = _decode(data)
+        except msgspec.DecodeError:
+            log.warning("session %s: unreadable frame from the scheduler", self.session_id)
+            return
+        kind = frame.get("type")
+        if kind == "translation_result":
+            self._resolve(frame)
+        elif kind == "error":
+            self._on_error(error_from_frame(frame))
+        elif kind == "asr_partial":
+            self._on_partial(frame)
+        elif kind == "server_heartbeat":
+            self.last_server_heartbeat = time.monotonic()
+        elif kind == "session_close_ack":
+            self._close_acked.set()
+
+    def _resolve(self, frame: Mapping[str, Any]) -> None:
+        index = frame.get("utterance_index")
+        entry = self._pending.pop(index, None) if isinstance(index, int) else None
+        if entry is None:
+            log.warning("session %s: result for unknown utterance %r", self.session_id, index)
+            return
+        handle, future = entry
+        if not future.done():
+            future.set_result(_translation(frame, time.perf_counter() - handle.sent_at))
+
+    def _on_error(self, error: ServerError) -> None:
+        index = error.utterance_index
+        entry = self._pending.pop(index, None) if index is not None else None
+        if entry is not None:
+            if not entry[1].done():
+                entry[1].set_exception(error)
+        elif isinstance(error, SessionClosed):
+            self._end_reason = error  # the server ends the session; the socket closes next
+        else:
+            log.warning("session %s: %s", self.session_id, error)
+
+    def _on_partial(self, frame: Mapping[str, Any]) -> None:
+        partial = Partial(
+            utterance_index=int(frame.get("utterance_index", -1)),
+            job_id=str(frame.get("job_id", "")),
+            text=str(frame.get("text", "")),
+            is_final=bool(frame.get("is_final", False)),
+        )
+        for stream in self._streams:
+            stream.put(partial)
+
+    # --- closing ----------------------------------------------------------------------------
+
+    def _end(self, reason: SessionClosed) -> None:
+        """The session is over: every unanswered handle fails, every partial stream ends."""
+        if self._ended.is_set():
+            return
+        failure = self._end_reason or reason
+        self._end_reason = failure
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(_fresh(failure))
+                # An unawaited handle of a closed session is not an error worth a log line.
+                future.add_done_callback(_retrieve)
+        self._pending.clear()
+        for stream in self._streams:
+            stream.end()
+        self._streams.clear()
+        self._ended.set()
+
+    async def close(self, reason: str = "client closed", *, ack_wait: float = 5.0) -> None:
+        """``session_close``, wait for ``session_close_ack``, close the socket.  Utterances
+        still unanswered fail with :class:`SessionClosed` (the server drops them, §2)."""
+        self._closing = SessionClosed("the session was closed with this utterance unanswered")
+        if not self._ended.is_set() and not self._ws.closed:
+            sent = await self._send(
+                {"type": "session_close", "session_id": self.session_id, "reason": reason}
+            )
+            if sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._close_acked.wait(), ack_wait)
+        self._end(self._closing)
+        if self._beats is not None:
+            self._beats.cancel()
+        with contextlib.suppress(*_SEND_ERRORS):
+            await self._ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, *(b for b in [self._beats] if b), return_exceptions=True)
+        await self._http.close()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+_Make = Callable[
+    [aiohttp.ClientSession, aiohttp.ClientWebSocketResponse, Mapping[str, Any]], Session
+]
+
+
+class SessionOpener:
+    """What :meth:`Session.connect` returns: ``await`` it, or ``async with`` it."""
+
+    def __init__(
+        self,
+        make: _Make,
+        url: str,
+        init: Mapping[str, Any],
+        timeout: float,
+    ) -> None:
+        self._make = make
+        self._url = url
+        self._init = init
+        self._timeout = timeout
+        self._session: Session | None = None
+
+    def __await__(self) -> Generator[Any, None, Session]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Session:
+        self._session = await self._open()
+        return self._session
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _open(self) -> Session:
+        http = aiohttp.ClientSession()
+        try:
+            ws, ack = await self._handshake(http)
+        except BaseException:
+            await http.close()
+            raise
+        session: Session = self._make(http, ws, ack)
+        return session
+
+    async def _handshake(
+        self, http: aiohttp.ClientSession
+    ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                ws = await http.ws_connect(self._url, autoping=True, max_msg_size=0, compress=0)
+                await ws.send_frame(_encode(self._init), aiohttp.WSMsgType.TEXT)
+                message = await ws.receive()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise ConnectFailed(f"cannot open a session at {self._url}: {detail}") from None
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            raise ConnectFailed(f"{self._url} closed the connection during session_init")
+        try:
+            frame = _decode(message.data)
+        except msgspec.DecodeError:
+            raise ConnectFailed(f"{self._url} answered session_init with garbage") from None
+        if frame.get("type") == "error":
+            raise error_from_frame(frame)
+        if frame.get("type") != "session_init_ack" or not frame.get("session_id"):
+            raise ConnectFailed(f"{self._url} answered session_init with {frame.get('type')!r}")
+        return ws, frame
+
+
+def _translation(frame: Mapping[str, Any], latency_s: float) -> Translation:
+    return Translation(
+        utterance_index=int(frame["utterance_index"]),
+        job_id=str(frame.get("job_id", "")),
+        node_id=str(frame.get("node_id", "")),
+        trace_id=str(frame.get("trace_id", "")),
+        text_asr=str(frame.get("text_asr", "")),
+        text_translated=str(frame.get("text_translated", "")),
+        tts_audio=str(frame.get("tts_audio", "")),
+        tts_format=str(frame.get("tts_format", "")),
+        latency_s=latency_s,
+        fields=dict(frame),
+    )
+
+
+def _fresh(reason: SessionClosed) -> SessionClosed:
+    """A new exception like ``reason``: one instance raised in many places would pile up
+    every place's traceback on itself."""
+    return type(reason)(reason.message, code=reason.code, details=reason.details)
+
+
+def _retrieve(future: asyncio.Future[Translation]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,64 @@
+"""``GlobalLockRegistry``: node management as the old scheduler did it, under the global lock.
+
+The old ``NodeRegistry`` (``node_registry/core.rs``) took ``nodes.write()`` for every
+registration and heartbeat, then updated its pool index (``phase3_upsert_node_to_pool_index``,
+which write-locks ``phase3_node_pool`` and ``phase3_pool_index``) before the heartbeat was
+done.  Here every change takes the *write* side of the one global lock and rebuilds the runtime
+view of all nodes synchronously while holding it, on every heartbeat, structural or not: built
+under the lock rather than outside it, no coalescing, no "a routine heartbeat publishes
+nothing".  Dispatch
+(``LegacyDispatcher``) takes the read side of the same lock, so it waits behind that work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from switchboard.legacy.rwlock import FairRWLock
+from switchboard.management.pools import Pool
+from switchboard.management.registry import ManagementRegistry
+from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
+from switchboard.runtime.snapshot import SnapshotHolder
+
+
+class GlobalLockRegistry(ManagementRegistry):
+    def __init__(self, holder: SnapshotHolder, *, global_lock: FairRWLock, **kwargs: Any) -> None:
+        super().__init__(holder, **kwargs)
+        self.global_lock = global_lock
+
+    def start(self) -> None:
+        """No rebuilder task: the old design rebuilt inline, under the lock."""
+
+    async def register(self, node_id: str, msg: NodeRegister) -> bool:
+        async with self.global_lock.write():
+            added = await super().register(node_id, msg)
+            if added:
+                await self.rebuild_now()
+        return added
+
+    async def heartbeat(self, node_id: str, msg: NodeHeartbeat) -> bool:
+        async with self.global_lock.write():
+            known = await super().heartbeat(node_id, msg)
+            if known:
+                await self.rebuild_now()  # every heartbeat, as the old index upsert did
+        return known
+
+    async def remove(self, node_id: str) -> bool:
+        async with self.global_lock.write():
+            removed = await super().remove(node_id)
+            if removed:
+                await self.rebuild_now()
+        return removed
+
+    async def drain(self, node_id: str) -> bool:
+        async with self.global_lock.write():
+            known = await super().drain(node_id)
+            if known:
+                await self.rebuild_now()
+        return known
+
+    async def set_pools(self, pools: Sequence[Pool]) -> None:
+        async with self.global_lock.write():
+            await super().set_pools(pools)
+            await self.rebuild_now()

@@ -1,0 +1,115 @@
+"""The server side of one WebSocket: aiohttp's, plus the two things contract §3 needs of it.
+
+1. ``PAYLOAD_TOO_LARGE`` before the 1009 close.  aiohttp refuses a frame above
+   ``max_msg_size`` as soon as it reads the frame's header (nothing of the payload is
+   buffered), and closes the socket with 1009 *inside* ``receive()``, before our handler sees
+   anything.  The close goes through :meth:`close`, so that is where the ``error`` is written,
+   just ahead of the close frame.
+2. A close that cannot hang.  Writing waits while the peer's TCP window is shut, so a peer that
+   stops reading (a slow consumer, a frozen process) would hold a close — and whoever awaits
+   it — forever.  :meth:`close_within` gives the peer ``grace`` seconds to take its last frames
+   and answer the close, then aborts the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Final
+
+from aiohttp import WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
+
+from switchboard.config import Settings
+from switchboard.protocol import codec
+from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, ErrorCode
+
+_SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
+# aiohttp refuses a frame whose length is >= max_msg_size (reader: ``to_read >= max - partial``),
+# so the largest accepted frame is max_msg_size - 1; §6 says --max-frame-bytes is the largest
+# frame *accepted*.
+_AIOHTTP_LIMIT_SLACK: Final = 1
+
+
+class ServerSocket(web.WebSocketResponse):
+    """``WebSocketResponse`` that says why it closes with 1009, and can be cut off."""
+
+    def __init__(self, *, max_frame_bytes: int, close_timeout: float) -> None:
+        # Compression off: permessage-deflate costs ~4x memory per connection (issue 2 §8).
+        # decode_text=False hands us bytes, which msgspec decodes without an extra str copy.
+        super().__init__(
+            compress=False,
+            max_msg_size=max_frame_bytes + _AIOHTTP_LIMIT_SLACK,
+            decode_text=False,
+            autoping=True,
+            timeout=close_timeout,
+        )
+        self._too_large = codec.error(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"frame larger than --max-frame-bytes ({max_frame_bytes} bytes)",
+            {"max_frame_bytes": max_frame_bytes},
+        )
+        self._transport: asyncio.Transport | None = None
+        self.close_timeout = close_timeout
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter:
+        self._transport = request.transport
+        return await super().prepare(request)
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if code == CLOSE_MESSAGE_TOO_BIG and not self.closed:
+            with contextlib.suppress(*_SEND_ERRORS):
+                await self.send_frame(self._too_large, WSMsgType.TEXT)
+        return await super().close(code=code, message=message, drain=drain)
+
+    async def close_within(
+        self, grace: float, *, code: int, message: bytes = b"", farewell: bytes | None = None
+    ) -> None:
+        """Send ``farewell`` (if any), then close with ``code``; a peer that does not take
+        both within ``grace`` s is cut off."""
+        try:
+            async with asyncio.timeout(grace):
+                if farewell is not None and not self.closed:
+                    await self.send_frame(farewell, WSMsgType.TEXT)
+                await self.close(code=code, message=message)
+        except TimeoutError:
+            self.abort()
+        except (*_SEND_ERRORS, asyncio.CancelledError):
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, unsent frames and all."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
+
+
+async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
+    # The close handshake (our close frame, the peer's answer) may take as long as the
+    # opening one: both are the peer's turn.
+    ws = ServerSocket(
+        max_frame_bytes=settings.max_frame_bytes, close_timeout=settings.handshake_timeout
+    )
+    await ws.prepare(request)
+    return ws
+
+
+async def close_within(
+    ws: web.WebSocketResponse,
+    *,
+    code: int,
+    message: bytes = b"",
+    grace: float | None = None,
+    farewell: bytes | None = None,
+) -> None:
+    """:meth:`ServerSocket.close_within` for any socket (a plain one is closed as usual);
+    ``grace`` defaults to the socket's close-handshake timeout."""
+    if isinstance(ws, ServerSocket):
+        wait = ws.close_timeout if grace is None else grace
+        await ws.close_within(wait, code=code, message=message, farewell=farewell)
+        return
+    with contextlib.suppress(*_SEND_ERRORS):
+        if farewell is not None:
+            await ws.send_frame(farewell, WSMsgType.TEXT)
+        await ws.close(code=code, message=message)

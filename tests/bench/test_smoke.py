@@ -1,0 +1,119 @@
+"""Seconds-long smoke runs of every scenario, on real processes and sockets.
+
+They pin correctness only — every utterance answered, in order, and the report's shape —
+never speed: these runs are far too short, and CI machines too noisy, to measure anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from array import array
+from pathlib import Path
+
+import pytest
+
+from switchboard.bench import plots, runs
+from switchboard.bench.scenarios import BenchConfig
+
+JSON_KEYS = {
+    "scenario",
+    "design",
+    "store",
+    "sessions",
+    "nodes",
+    "heartbeat_hz",
+    "latency_ms",
+    "jobs_per_s",
+    "rss_mib",
+}
+LATENCY_KEYS = {"p50", "p90", "p99", "p999", "max"}
+SHORT = {"e1_duration": 1.0, "e2_phase_s": 1.0, "warmup": 0.2}
+
+
+def assert_all_answered(row: dict[str, object]) -> None:
+    assert row["sent"] > 0
+    assert row["results"] == row["sent"], row  # no errors, no rejections, nothing lost
+    assert row["out_of_order"] == 0 and row["unanswered"] == 0 and row["connect_failures"] == 0
+    latency = row["latency_ms"]
+    assert isinstance(latency, dict) and set(latency) == LATENCY_KEYS
+
+
+def test_e1_cli_both_designs_writes_json_and_markdown(tmp_path: Path) -> None:
+    """``switchboard bench --quick`` E1 on the embedded store: both designs, every answer."""
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    args = [sys.executable, "-m", "switchboard", "bench", "--quick", "--scenarios", "e1"]
+    args += ["--stores", "memory", "--json", str(out), "--markdown", str(md)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    body = json.loads(out.read_text())
+    rows = body["runs"]
+    assert [r["design"] for r in rows] == ["snapshot", "global_lock"]
+    for row in rows:
+        assert set(row) >= JSON_KEYS
+        assert row["scenario"] == "E1" and row["store"] == "memory"
+        assert_all_answered(row)
+        assert row["jobs_per_s"] > 0
+    assert body["machine"]["nproc"] and "switchboard bench" in body["command"]
+    assert "| figure | target | measured | met |" in md.read_text()
+    assert "| E1 | global_lock | memory |" in done.stdout
+
+
+def test_e2_storm_phases_both_designs(tmp_path: Path) -> None:
+    """E2: calm and storm rows per design; the storm really joined, left and flipped nodes."""
+    config = BenchConfig.quick(scenarios=("e2",), stores=("memory",), **SHORT)
+    result = runs.Bench(config, workdir=tmp_path).run()
+    assert [(r["design"], r["phase"]) for r in result.rows] == [
+        ("snapshot", "calm"),
+        ("snapshot", "storm"),
+        ("global_lock", "calm"),
+        ("global_lock", "storm"),
+    ]
+    for row in result.rows:
+        assert row["heartbeat_hz"] == (10 if row["phase"] == "storm" else 1)
+        assert row["out_of_order"] == 0 and row["unanswered"] == 0
+        assert row["results"] == row["sent"]
+        if row["phase"] == "storm":
+            storm = row["storm"]
+            assert storm["joins"] > 0 and storm["leaves"] > 0 and storm["flips"] > 0
+    assert {s.design for s in result.series} == {"snapshot", "global_lock"}
+    assert all(
+        len(s.server) and [p[0] for p in s.phases] == ["warmup", "calm", "storm"]
+        for s in result.series
+    )
+
+
+def test_rss_of_idle_sessions(tmp_path: Path) -> None:
+    """The memory scenario connects every session and reports a per-session figure."""
+    config = BenchConfig.quick(scenarios=("rss",), stores=("memory",), rss_sessions=100)
+    (row,) = runs.Bench(config, workdir=tmp_path).run().rows
+    assert row["scenario"] == "RSS" and row["sessions"] == 100
+    assert row["rss_mib"] > 0 and row["rss_per_session_kib"] is not None
+
+
+@pytest.mark.redis
+def test_e1_on_redis_both_designs(tmp_path: Path, redis_server: object) -> None:
+    """The same smoke run on the Redis store (the shared test redis-server)."""
+    url = redis_server.url
+    config = BenchConfig.quick(scenarios=("e1",), stores=("redis",), redis_url=url, **SHORT)
+    result = runs.Bench(config, workdir=tmp_path).run()
+    assert [(r["design"], r["store"]) for r in result.rows] == [
+        ("snapshot", "redis"),
+        ("global_lock", "redis"),
+    ]
+    for row in result.rows:
+        assert_all_answered(row)
+
+
+def test_plots_from_synthetic_series(tmp_path: Path) -> None:
+    """Plots draw from samples alone (no run needed), storm phases shaded."""
+    samples = array("d", [t / 100 for t in range(300) for _ in (0,)])
+    pairs = array("d")
+    for t in samples:
+        pairs.extend((t, 0.0002 + t / 10_000))
+    series = [runs.Series("snapshot", "memory", pairs, [("calm", 0.0, 1.5), ("storm", 1.5, 3.0)])]
+    written = plots.write_plots(series, tmp_path)
+    assert [p.name for p in written] == ["latency_cdf.png", "latency_timeline.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)
