@@ -17,6 +17,8 @@
             ├── JobTimeout           JOB_TIMEOUT
             ├── DependencyDown       SCHEDULER_DEPENDENCY_DOWN
             ├── PayloadTooLarge      PAYLOAD_TOO_LARGE
+            ├── LimitReached         TOO_MANY_SESSIONS, TOO_MANY_CONNECTIONS (retry later)
+            ├── HandshakeTimeout     HANDSHAKE_TIMEOUT
             ├── InternalError        INTERNAL_ERROR
             └── NodeError            NODE_ERROR, or any code a node gave (``ASR_FAILED``,
                                      ``NODE_BUSY`` …): contract §2 "Failures"
@@ -38,10 +40,12 @@ __all__ = [
     "ConnectFailed",
     "ConnectionLost",
     "DependencyDown",
+    "HandshakeTimeout",
     "InternalError",
     "InvalidMessage",
     "InvalidSession",
     "JobTimeout",
+    "LimitReached",
     "NoAvailableNode",
     "NodeError",
     "NodeUnavailable",
@@ -128,6 +132,14 @@ class PayloadTooLarge(ServerError):
     """PAYLOAD_TOO_LARGE: a frame above the scheduler's ``--max-frame-bytes``."""
 
 
+class LimitReached(ServerError):
+    """TOO_MANY_SESSIONS / TOO_MANY_CONNECTIONS: a server limit refused the connection."""
+
+
+class HandshakeTimeout(ServerError):
+    """HANDSHAKE_TIMEOUT: ``session_init`` did not arrive within the server's time."""
+
+
 class InternalError(ServerError):
     """INTERNAL_ERROR: a bug in the scheduler cost this answer."""
 
@@ -147,6 +159,9 @@ _BY_CODE: Final[Mapping[str, type[ServerError]]] = {
     ErrorCode.JOB_TIMEOUT: JobTimeout,
     ErrorCode.SCHEDULER_DEPENDENCY_DOWN: DependencyDown,
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLarge,
+    ErrorCode.TOO_MANY_SESSIONS: LimitReached,
+    ErrorCode.TOO_MANY_CONNECTIONS: LimitReached,
+    ErrorCode.HANDSHAKE_TIMEOUT: HandshakeTimeout,
     ErrorCode.INTERNAL_ERROR: InternalError,
     ErrorCode.NODE_ERROR: NodeError,
     # NODE_ID_CONFLICT is a node-channel code: a client never receives it.

@@ -202,7 +202,19 @@ class Demo:
         )
 
     def _scheduler_args(self) -> list[str]:
-        args = [sys.executable, "-m", "switchboard", "serve", "--host", "127.0.0.1", "--port", "0"]
+        # Every demo peer connects from 127.0.0.1: lift the per-address connection limit.
+        args = [
+            sys.executable,
+            "-m",
+            "switchboard",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-connections-per-address",
+            "0",
+        ]
         args += ["--log-level", "warning"]
         if self.options.store == "redis":
             # A namespace of its own: the demo never touches another deployment's keys.
