@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -75,7 +75,7 @@ class Ledger:
         self._next_line = 0
         self.stale_relayed = 0
         self.unexpected = 0  # answers for nothing we sent
-        self.episodes: list[float] = []  # when each fault ended (see recovery())
+        self.episodes: list[tuple[float, float]] = []  # (start, end) of each fault
 
     def open_line(self) -> int:
         """A new session connection; returns its key."""
@@ -122,15 +122,16 @@ class Ledger:
 
     def fault(self, at: float) -> None:
         """A fault was injected now; it also ends now unless :meth:`repaired` says later."""
-        self.episodes.append(at)
+        self.episodes.append((at, at))
 
     def repaired(self, at: float) -> None:
         """The latest fault ended now (the node answers again, Redis is back …)."""
         if self.episodes:
-            self.episodes[-1] = at
+            self.episodes[-1] = (self.episodes[-1][0], at)
 
-    def figures(self) -> Figures:
-        """The counts; call once every line has ended or been waited for."""
+    def figures(self, *, slow_after: float = 0.3) -> Figures:
+        """The counts; call once every line has ended or been waited for.  ``slow_after``:
+        an answer later than this was held up by the fault (see :func:`recovery`)."""
         all_utts = [u for line in self._lines.values() for u in line.utterances.values()]
         errors: Counter[str] = Counter()
         cut: Counter[str] = Counter()
@@ -162,7 +163,7 @@ class Ledger:
             misordered=misordered,
             stale_relayed=self.stale_relayed,
             unexpected=self.unexpected,
-            recovery_s=recovery(all_utts, self.episodes),
+            recovery_s=recovery(all_utts, self.episodes, slow_after=slow_after),
             slowest=slowest,
         )
 
@@ -171,41 +172,54 @@ def _open(utterance: _Utterance) -> bool:
     return not utterance.answers and utterance.cut is None
 
 
-def recovery(utterances: Sequence[_Utterance], episodes: Iterable[float]) -> float | None:
-    """The longest recovery over the fault episodes.
+def recovery(
+    utterances: Sequence[_Utterance],
+    episodes: Sequence[tuple[float, float]],
+    *,
+    slow_after: float,
+) -> float | None:
+    """The longest recovery over the fault episodes, in seconds from the episode's *end*: when
+    the fault is put right (the node answers again, Redis is back, the restarted scheduler
+    listens), or its start for faults the system must get over by itself (a crash, a frozen
+    node, a storm).
 
-    An episode ends at ``t0``: when the fault is put right (the node answers again, Redis is
-    back, the restarted scheduler listens), or at once for faults the system must get over by
-    itself (a crash, a frozen node, a storm).  Its recovery is the time from ``t0`` until
-    (a) an utterance sent after ``t0`` is answered with a result, and (b) every utterance sent
-    before ``t0`` and still unanswered then has its answer (or was cut), whichever is later.
-    ``None`` when nothing was injected.
+    Recovered means both: (a) an utterance sent after the end got a result, and (b) every
+    utterance the fault held up — answered with an error, cut, or answered later than
+    ``slow_after`` after it was sent, and still unsettled at the end — has settled.  What
+    settles after the next episode began counts for that one.  ``None`` when no
+    fault was injected (or nothing was served after it: lost and cut counts say why).
     """
     worst: float | None = None
-    for t0 in episodes:
+    for n, (_, end) in enumerate(episodes):
+        following = episodes[n + 1][0] if n + 1 < len(episodes) else math.inf
         first_new = min(
-            (
-                at
-                for u in utterances
-                if u.sent_at >= t0
-                for at, kind in u.answers[:1]
-                if kind == RESULT
-            ),
+            (u.answers[0][0] for u in utterances if u.sent_at >= end and _result(u)),
             default=None,
         )
         if first_new is None:
-            continue  # nothing was served after it: the report shows lost/cut instead
-        # Lost utterances never settle; they are counted as lost, not as an endless recovery.
-        ends = (_settled_at(u) for u in utterances if _in_flight(u, t0))
-        settled = max((end for end in ends if end != math.inf), default=t0)
-        took = max(first_new, settled) - t0
+            continue
+        held = (
+            _settled_at(u) for u in utterances if u.sent_at < following and _held_up(u, slow_after)
+        )
+        # What settles only after the next episode began is that episode's; lost utterances
+        # never settle (they are counted as lost, not as an endless recovery).
+        settled = max((at for at in held if end <= at < following), default=end)
+        took = max(first_new, settled) - end
         worst = took if worst is None else max(worst, took)
     return worst
 
 
-def _in_flight(utterance: _Utterance, t0: float) -> bool:
-    end = _settled_at(utterance)
-    return utterance.sent_at < t0 and end > t0
+def _result(utterance: _Utterance) -> bool:
+    return bool(utterance.answers) and utterance.answers[0][1] == RESULT
+
+
+def _held_up(utterance: _Utterance, slow_after: float) -> bool:
+    if utterance.cut is not None:
+        return True
+    if not utterance.answers:
+        return False  # lost
+    at, kind = utterance.answers[0]
+    return kind != RESULT or at - utterance.sent_at > slow_after
 
 
 def _settled_at(utterance: _Utterance) -> float:

@@ -89,7 +89,7 @@ FULL = Profile(
 
 QUICK = Profile(
     name="quick",
-    utterances=200,
+    utterances=150,
     rate=100.0,
     sessions=6,
     window=4,
@@ -102,7 +102,7 @@ QUICK = Profile(
     reservation_lease=1.0,
     handshake_timeout=1.5,
     episode_every=0.7,
-    storm_sessions=300,
+    storm_sessions=500,
 )
 
 
@@ -236,8 +236,7 @@ class Rig:
         for session in self.sessions:
             with contextlib.suppress(Exception):
                 await session.close(2)
-        for node in self.nodes:
-            await node.stop()
+        await asyncio.gather(*(node.stop() for node in self.nodes))
         await asyncio.gather(*(agent.stop(within=5) for agent in self.agents))
         if self.scheduler is not None:
             await self.scheduler.stop(within=10)

@@ -137,7 +137,8 @@ async def _leaked(rig: Rig, *, crash: bool) -> int | None:
 
 
 def _outcome(rig: Rig, scenario: Scenario, leaked: int | None, seconds: float) -> Outcome:
-    figures = rig.ledger.figures()
+    # Ten times a healthy node's median: an answer later than that waited on the fault.
+    figures = rig.ledger.figures(slow_after=10 * rig.profile.latency)
     counts = [node.counts for node in rig.nodes]
     over = sum(c.over_capacity for c in counts) + figures.errors.get(NODE_BUSY, 0)
     rig.sched.sample()

@@ -66,8 +66,11 @@ class SlowOutcome:
 class SlowConsumer:
     """Sends ``rate`` utterances a second and reads nothing until told to."""
 
-    def __init__(self, host: str, port: int, ledger: Ledger, clock: Clock) -> None:
+    def __init__(
+        self, host: str, port: int, ledger: Ledger, clock: Clock, *, source: str | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self.source = source  # local address to connect from (any of 127.0.0.0/8 on Linux)
         self.ledger = ledger
         self.clock = clock
         self.outcome = SlowOutcome()
@@ -80,6 +83,8 @@ class SlowConsumer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # Before connect(), so the window it advertises stays small.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        if self.source is not None:
+            sock.bind((self.source, 0))
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (self.host, self.port))
         # A small stream limit too: asyncio stops reading the socket once it holds this much.

@@ -410,10 +410,7 @@ class Dispatcher:
             self._fail_over(job, reason="timeout", code=ErrorCode.JOB_TIMEOUT, cancel=True)
 
     def _fail_over(self, job: Job, *, reason: str, code: ErrorCode, cancel: bool) -> None:
-        node_id = job.node_id
-        self._end_attempt(job)
-        if cancel and node_id is not None:
-            self._send_cancel(node_id, job, reason)
+        self._end_attempt(job, cancel=reason if cancel else None)
         self._metrics.failovers.labels(reason).inc()
         if job.attempt >= self._cfg.max_attempts:
             self._finish_error(job, code, f"gave up after {job.attempt} attempts ({reason})")
@@ -423,16 +420,34 @@ class Dispatcher:
         job.wait_since = time.monotonic()
         self._spawn(self._place_or_wait(job))
 
-    def _end_attempt(self, job: Job) -> None:
-        """Stop the current attempt's timer and give its slot back."""
+    def _end_attempt(self, job: Job, *, cancel: str | None = None) -> None:
+        """Stop the current attempt's timer and give its slot back; with ``cancel`` (the
+        reason), only once ``job_cancel`` is on its way to the node.  A slot freed first can
+        go to the next job at once, and its ``job_assign`` then reaches the node before the
+        cancel: the node runs one job over its capacity (the connection storm of
+        docs/reliability.md on the in-process store, whose placement runs inline)."""
         if job.timer is not None:
             job.timer.cancel()
             job.timer = None
         node_id = job.node_id
         if node_id is not None:
             counted = self._node_jobs.get(node_id, {}).pop(job.job_id, None) is not None
-            self._release(node_id, job.holder(job.attempt), counted=counted)
+            holder = job.holder(job.attempt)
+            link = self._nodes.get(node_id)
+            if cancel is None or link is None:
+                self._release(node_id, holder, counted=counted)
+            else:
+                frame = codec.job_cancel(job.job_id, job.trace_id, cancel)
+                self._spawn(self._cancel_then_release(link, frame, node_id, holder, counted))
             job.node_id = None
+
+    async def _cancel_then_release(
+        self, link: NodeLink, frame: bytes, node_id: str, holder: str, counted: bool
+    ) -> None:
+        try:
+            await link.send(frame)
+        finally:
+            self._release(node_id, holder, counted=counted)
 
     def _send_cancel(self, node_id: str, job: Job, reason: str) -> None:
         link = self._nodes.get(node_id)
@@ -465,11 +480,11 @@ class Dispatcher:
         for ready in session.line.ready():
             session.push(ready)
 
-    def _close_job(self, job: Job) -> None:
+    def _close_job(self, job: Job, *, cancel: str | None = None) -> None:
         if job.state is JobState.WAITING:
             self._unwait(job)
         job.state = JobState.DONE
-        self._end_attempt(job)
+        self._end_attempt(job, cancel=cancel)
         if job.session.pending.get(job.utterance_index) is job:
             del job.session.pending[job.utterance_index]
         self.in_flight -= 1
@@ -480,9 +495,7 @@ class Dispatcher:
     def drop_session(self, session: SessionLink) -> None:
         """The session ended: its pending jobs are cancelled on their nodes, unanswered."""
         for job in list(session.pending.values()):
-            if job.node_id is not None:
-                self._send_cancel(job.node_id, job, "session closed")
-            self._close_job(job)
+            self._close_job(job, cancel="session closed")
             session.line.drop(job.job_id)
 
     def fail_session(self, session: SessionLink, code: ErrorCode, message: str) -> None:

@@ -63,23 +63,55 @@ _RESULT_DEFAULTS: Mapping[str, object] = {
 }
 
 
+# Everything a hostile frame can make the decoders raise.  RecursionError: msgspec decodes
+# nested arrays and objects recursively, so ``[[[[…]]]]`` a few thousand deep (well under
+# --max-frame-bytes) exhausts the C stack guard; found by tests/fuzz.
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+# msgspec quotes the offending value ("Invalid value 'xxx…'"): the error must not echo a
+# megabyte of the sender's frame back to it, nor grow with it.
+MAX_ERROR_MESSAGE = 200
+
+
 def _invalid(exc: Exception) -> ProtocolError:
-    return ProtocolError(ErrorCode.INVALID_MESSAGE, f"invalid message: {exc}")
+    if isinstance(exc, RecursionError):
+        return ProtocolError(ErrorCode.INVALID_MESSAGE, "invalid message: nested too deeply")
+    text = f"invalid message: {exc}"
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return ProtocolError(ErrorCode.INVALID_MESSAGE, text)
+
+
+def _check_utf8(frame: str | bytes) -> None:
+    """Refuse a frame that is not UTF-8 throughout.  msgspec skips unknown fields without
+    validating them, and opaque fields are copied verbatim into *text* frames to nodes and
+    clients, whose WebSocket libraries must then fail the connection (RFC 6455 §8.1): one
+    utterance could knock a node off (found by tests/fuzz).  ``isascii`` first: JSON with base64
+    audio nearly always is."""
+    if isinstance(frame, str) or frame.isascii():
+        return
+    try:
+        frame.decode("utf-8")  # strict: also refuses encoded surrogates (RFC 3629)
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"invalid message: not UTF-8 (byte {exc.start})"
+        ) from None
 
 
 def decode_node(frame: str | bytes) -> NodeInbound:
     """A node frame as a typed message, or ``ProtocolError(INVALID_MESSAGE)``."""
+    _check_utf8(frame)
     try:
         return cast(NodeInbound, _node_decoder.decode(frame))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _invalid(exc) from None
 
 
 def decode_session(frame: str | bytes) -> SessionInbound:
     """A client frame as a typed message, or ``ProtocolError(INVALID_MESSAGE)``."""
+    _check_utf8(frame)
     try:
         return cast(SessionInbound, _session_decoder.decode(frame))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         raise _invalid(exc) from None
 
 
@@ -93,7 +125,7 @@ def peek_utterance_index(frame: str | bytes) -> int | None:
     try:
         raw = _raw_decoder.decode(frame)
         value = _int_decoder.decode(raw["utterance_index"])
-    except (msgspec.DecodeError, UnicodeDecodeError, KeyError):
+    except (*_DECODE_ERRORS, KeyError):
         return None
     return value if value >= 0 else None
 
@@ -103,7 +135,7 @@ def peek_type(frame: str | bytes) -> str | None:
     try:
         raw = _raw_decoder.decode(frame)
         return msgspec.json.decode(raw["type"], type=str)
-    except (msgspec.DecodeError, UnicodeDecodeError, KeyError):
+    except (*_DECODE_ERRORS, KeyError):
         return None
 
 

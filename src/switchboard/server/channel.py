@@ -14,7 +14,6 @@ from aiohttp import WSMsgType, web
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, ErrorCode
-from switchboard.server import frames
 from switchboard.server.connections import send
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 from switchboard.server.sockets import close_within, open_socket
@@ -144,7 +143,7 @@ async def too_big_or_broken(ws: web.WebSocketResponse) -> None:
 def bad_frame_error(exc: ProtocolError, frame: bytes) -> bytes:
     """The ``error`` for a bad frame; the connection lives on (contract §3)."""
     details: dict[str, object] = dict(exc.details)
-    index = frames.peek_utterance_index(frame)
+    index = codec.peek_utterance_index(frame)
     if index is not None:
         details["utterance_index"] = index
     return codec.error(exc.code, exc.message, details)

@@ -19,7 +19,7 @@ from switchboard.protocol.messages import (
     NodeInbound,
     NodeRegister,
 )
-from switchboard.server import frames, ids
+from switchboard.server import ids
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import NodeConnection, send
@@ -32,7 +32,7 @@ async def _register(
     sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
 ) -> NodeConnection | None:
     try:
-        msg = frames.decode_node(frame)
+        msg = codec.decode_node(frame)
     except ProtocolError as exc:
         await refuse(ws, exc.code, exc.message)
         return None
@@ -54,7 +54,7 @@ async def _register(
 
 async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes, _: float) -> bool:
     try:
-        msg = frames.decode_node(frame)
+        msg = codec.decode_node(frame)
     except ProtocolError as exc:
         await send(conn.ws, bad_frame_error(exc, frame))
         return False

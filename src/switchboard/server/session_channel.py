@@ -19,7 +19,7 @@ from switchboard.protocol.messages import (
     SessionInit,
     Utterance,
 )
-from switchboard.server import frames, ids
+from switchboard.server import ids
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -32,7 +32,7 @@ async def _open(
     sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
 ) -> SessionConnection | None:
     try:
-        msg = frames.decode_session(frame)
+        msg = codec.decode_session(frame)
     except ProtocolError as exc:
         await refuse(ws, exc.code, exc.message)
         return None
@@ -49,11 +49,15 @@ async def _open(
         limit = sched.settings.max_sessions
         await refuse(ws, ErrorCode.TOO_MANY_SESSIONS, f"too many open sessions (limit {limit})")
         return None
-    conn = sched.session_opened(ids.session_id(), ws)
+    session_id = ids.session_id()
+    # Encoded before the session exists: nothing may fail between opening it and handing it
+    # to the channel, which alone closes it again.
+    ack = codec.session_init_ack(session_id, msg.trace_id or ids.trace_id())
+    conn = sched.session_opened(session_id, ws)
     if sched.recorder is not None:
         sched.recorder.opened(conn.session_id, msg)
     # session_init_ack is always the first frame the server sends on a session (contract §2).
-    conn.push(codec.session_init_ack(conn.session_id, msg.trace_id or ids.trace_id()))
+    conn.push(ack)
     return conn
 
 
@@ -64,7 +68,7 @@ async def _on_frame(
     if conn.ended:
         return False  # ended by the server (slow consumer): read and drop until it closes
     try:
-        msg = frames.decode_session(frame)
+        msg = codec.decode_session(frame)
     except ProtocolError as exc:
         conn.push(bad_frame_error(exc, frame))  # behind session_init_ack, in order
         return False
