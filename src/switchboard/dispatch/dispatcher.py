@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,10 +148,6 @@ class Dispatcher:
             self._fail_over(
                 job, reason="node_offline", code=ErrorCode.NODE_UNAVAILABLE, cancel=False
             )
-
-    def node_load(self) -> Mapping[str, int]:
-        """Jobs this scheduler has assigned per node (its own view; the store has the total)."""
-        return dict(self._load)
 
     # --- jobs in ----------------------------------------------------------------------------
 
@@ -449,15 +445,16 @@ class Dispatcher:
         finally:
             self._release(node_id, holder, counted=counted)
 
-    def _send_cancel(self, node_id: str, job: Job, reason: str) -> None:
-        link = self._nodes.get(node_id)
-        if link is not None:
-            self._spawn(link.send(codec.job_cancel(job.job_id, job.trace_id, reason)))
-
     # --- answers to sessions ----------------------------------------------------------------
 
     def _finish_error(
-        self, job: Job, code: str, message: str, details: dict[str, object] | None = None
+        self,
+        job: Job,
+        code: str,
+        message: str,
+        details: dict[str, object] | None = None,
+        *,
+        cancel: str | None = None,
     ) -> None:
         if job.state is JobState.DONE:
             return
@@ -469,12 +466,12 @@ class Dispatcher:
         # Nodes choose their own codes: label only ours, so a node cannot grow the metric.
         kind = code if code in _OUR_CODES else "node_error"
         self._metrics.answers.labels(kind).inc()
-        self._finish(job, codec.error(code, message, info))
+        self._finish(job, codec.error(code, message, info), cancel=cancel)
 
-    def _finish(self, job: Job, frame: bytes) -> None:
+    def _finish(self, job: Job, frame: bytes, *, cancel: str | None = None) -> None:
         if job.state is JobState.DONE:
             return
-        self._close_job(job)
+        self._close_job(job, cancel=cancel)
         session = job.session
         session.line.answer(job.job_id, frame)
         for ready in session.line.ready():
@@ -501,9 +498,8 @@ class Dispatcher:
     def fail_session(self, session: SessionLink, code: ErrorCode, message: str) -> None:
         """Answer every pending job of a session with an error (server shutdown)."""
         for job in list(session.pending.values()):
-            if job.node_id is not None:
-                self._send_cancel(job.node_id, job, message)
-            self._finish_error(job, code, message)
+            # cancel= goes through _end_attempt, which writes job_cancel before the release
+            self._finish_error(job, code, message, cancel=message)
 
     # --- the store --------------------------------------------------------------------------
 

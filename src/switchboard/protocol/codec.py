@@ -130,15 +130,6 @@ def peek_utterance_index(frame: str | bytes) -> int | None:
     return value if value >= 0 else None
 
 
-def peek_type(frame: str | bytes) -> str | None:
-    """The ``type`` tag of a frame, when it can be read (for error messages)."""
-    try:
-        raw = _raw_decoder.decode(frame)
-        return msgspec.json.decode(raw["type"], type=str)
-    except (*_DECODE_ERRORS, KeyError):
-        return None
-
-
 # --- outbound -----------------------------------------------------------------------------------
 
 
