@@ -147,3 +147,41 @@ async def test_node_gone_retries_at_once_and_session_drop_releases() -> None:
     assert any(m["type"] == "job_cancel" for m in b.sent)
     assert await rig.store.held_total() == 0 and rig.dispatcher.in_flight == 0
     await rig.stop()
+
+
+async def test_a_node_gone_but_still_in_the_snapshot_does_not_spin_the_waiting_line() -> None:
+    """A node detached before the next snapshot still looks free: reserving it and giving it
+    back must not wake the line again (it spun forever, starving the loop, in E2)."""
+    rig = Rig(min_rebuild_interval=0.2)
+    await rig.start()
+    reserves = 0
+    real_try_reserve = rig.store.try_reserve
+
+    async def counting_try_reserve(*args: object, **kwargs: object) -> str | None:
+        nonlocal reserves
+        reserves += 1
+        if reserves > 500:  # the spin: fail the job instead of hanging the test
+            raise RuntimeError("try_reserve called in a loop")
+        return await real_try_reserve(*args, **kwargs)  # type: ignore[arg-type]
+
+    rig.store.try_reserve = counting_try_reserve  # type: ignore[method-assign]
+    a = await rig.add_node("a", [("zh", "en")], 1)
+    await rig.add_node("ghost", [("zh", "en")], 1)
+    session = rig.open_session("s")
+    for index in range(4):  # two placed, two waiting
+        await rig.utter(session, index)
+    await _settle()
+    rig.dispatcher.detach_node("ghost")  # the registry (and the snapshot) still has it
+    await _settle()
+    assert reserves < 20
+    assert not [m for m in session.out if m["type"] == "error"]
+    first = await asyncio.wait_for(a.assigned.get(), 1)
+    assert rig.answer(a, first)
+    await rig.registry.remove("ghost")
+    for _ in range(3):  # the rest move to "a" as it frees up
+        assign = await asyncio.wait_for(a.assigned.get(), 1)
+        assert rig.answer(a, assign)
+    await _settle()
+    got = [m["utterance_index"] for m in session.out]
+    assert got == [0, 1, 2, 3]
+    await rig.stop()

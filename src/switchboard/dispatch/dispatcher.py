@@ -194,6 +194,9 @@ class Dispatcher:
             load=self._load,
             start=next(self._rotation),
         )
+        # A node that left since this snapshot was built is still in it until the next one.
+        nodes = self._nodes
+        cands = [c for c in cands if c.node_id in nodes]
         if not cands:
             return Placed.NO_SLOT
         attempt = job.attempt + 1
@@ -217,11 +220,15 @@ class Dispatcher:
             self._metrics.reservations.labels("full").inc()
             return Placed.NO_SLOT
         link = self._nodes.get(node_id)
-        if job.state is JobState.DONE or link is None:
-            # The session ended, or the node left, while we were reserving.
+        if link is None:
+            # The node left while we were reserving.  Giving the slot back frees nothing
+            # anyone else can use: waking the line for it would only repeat this.
+            self._release(node_id, job.holder(attempt), wake=False)
+            return Placed.NO_SLOT
+        if job.state is JobState.DONE:  # the session ended while we were reserving
             self._release(node_id, job.holder(attempt))
-            return Placed.FINISHED if job.state is JobState.DONE else Placed.NO_SLOT
-        self._metrics.reservations.labels("reserved").inc()
+            return Placed.FINISHED
+        self._metrics.reserved.inc()
         await self._assign(job, link, attempt)
         return Placed.ASSIGNED
 
@@ -311,6 +318,9 @@ class Dispatcher:
                 await self._drain_in_turn()
             else:
                 await self._drain_together()
+            # The in-process store never suspends: without this, wake-ups made during a round
+            # would chain rounds without ever letting the loop read a socket.
+            await asyncio.sleep(0)
 
     async def _drain_in_turn(self) -> None:
         """In-process store: try waiting jobs oldest first; once a job of a key finds no
@@ -375,7 +385,7 @@ class Dispatcher:
                 trace_id=job.trace_id,
                 node_id=node_id,
             )
-            self._metrics.answers.labels("result").inc()
+            self._metrics.results.inc()
             self._finish(job, out)
             return True
         err = msg.error
@@ -503,17 +513,20 @@ class Dispatcher:
 
     # --- the store --------------------------------------------------------------------------
 
-    def _release(self, node_id: str, holder: str, *, counted: bool = False) -> None:
+    def _release(
+        self, node_id: str, holder: str, *, counted: bool = False, wake: bool = True
+    ) -> None:
         """Give a slot back.  ``counted``: the slot is in this scheduler's own load count,
         which drops only once the store has released it, so the local count never shows a
         slot free that the store still holds (a futile reservation and a wait would follow).
-        The in-process store releases at once, inline; Redis in the background (batched)."""
+        The in-process store releases at once, inline; Redis in the background (batched).
+        ``wake``: the slot may go to a waiting job (not so for a node that has left)."""
         if self._store.synchronous:
-            drive_sync(self._release_now(node_id, holder, counted=counted))
+            drive_sync(self._release_now(node_id, holder, counted=counted, wake=wake))
         else:
-            self._spawn(self._release_now(node_id, holder, counted=counted))
+            self._spawn(self._release_now(node_id, holder, counted=counted, wake=wake))
 
-    async def _release_now(self, node_id: str, holder: str, *, counted: bool) -> None:
+    async def _release_now(self, node_id: str, holder: str, *, counted: bool, wake: bool) -> None:
         try:
             await self._store.release(node_id, holder)
         except StoreUnavailable:
@@ -524,7 +537,8 @@ class Dispatcher:
                 self._load[node_id] -= 1
                 if self._load[node_id] <= 0:
                     del self._load[node_id]
-        self._kick()
+        if wake:
+            self._kick()
 
     def _store_failed(self) -> None:
         if self.store_up:
