@@ -86,7 +86,9 @@ class SessionConnection:
         self.pending: dict[int, Job] = {}
         self.outbox_limit = outbox_limit
         self.on_overflow = on_overflow
-        self._outbox: deque[bytes] = deque()
+        # Made on the first frame and dropped once written: an idle session holds no deque
+        # (an empty one is ~600 bytes, issue 4's per-session memory budget is 16 KiB).
+        self._outbox: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
         self._finished: asyncio.Event | None = None  # set once end() is through
@@ -99,21 +101,27 @@ class SessionConnection:
     def push(self, frame: bytes) -> None:
         if self._overflowed:
             return
-        if len(self._outbox) >= self.outbox_limit:
+        outbox = self._outbox
+        if outbox is None:
+            outbox = self._outbox = deque()
+        elif len(outbox) >= self.outbox_limit:
             self._overflowed = True
             self.on_overflow(self)
             return
-        self._outbox.append(frame)
+        outbox.append(frame)
         if self._writer is None:
             self._writer = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
+        outbox = self._outbox
         try:
-            while self._outbox:
-                if not await send(self.ws, self._outbox.popleft()):
-                    self._outbox.clear()
+            while outbox:
+                if not await send(self.ws, outbox.popleft()):
+                    outbox.clear()
         finally:
             self._writer = None
+            if self._outbox is outbox and not outbox:
+                self._outbox = None
 
     async def drain(self) -> None:
         """Wait until every queued frame was written (before a close)."""
@@ -130,7 +138,9 @@ class SessionConnection:
         neither within the close timeout is cut off — a slow consumer holds no memory and no
         connection for long (docs/reliability.md)."""
         self._overflowed = True
-        self._outbox.clear()
+        if self._outbox is not None:
+            self._outbox.clear()  # stops a writer that is under way
+            self._outbox = None
         self._finished = asyncio.Event()
         try:
             with contextlib.suppress(*_SEND_ERRORS):
