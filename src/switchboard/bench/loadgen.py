@@ -30,7 +30,7 @@ from typing import Any
 from switchboard.agent.pseudo import LatencyModel
 from switchboard.bench.fakes import FakeNode, FakeSession, Pair, Tally, audio_b64
 from switchboard.bench.storm import Storm, StormCounts, StormSpec
-from switchboard.bench.sysutil import loop_factory, raise_open_files_limit
+from switchboard.bench.sysutil import loop_factory, raise_open_files_limit, yield_to_the_scheduler
 
 Phase = tuple[str, float, float]  # (name, start, end) on perf_counter
 
@@ -86,6 +86,7 @@ Queue = Any  # multiprocessing queue / event: untyped in the standard library
 def main(spec: GenSpec, queue: Queue, go: Any, release: Any) -> None:
     """Process entry point (multiprocessing, spawn)."""
     raise_open_files_limit()
+    yield_to_the_scheduler()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         result = runner.run(_run(spec, queue, go, release))
     queue.put(("done", spec.index, result))

@@ -42,6 +42,26 @@ def raise_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def yield_to_the_scheduler() -> bool:
+    """Put this process (a load generator) in ``SCHED_BATCH``.
+
+    On this two-core machine the generator shares the CPUs with the scheduler it measures;
+    in production its sessions and nodes are other machines.  Every frame the scheduler
+    writes wakes a generator, and a woken ``SCHED_OTHER`` process may preempt the writer at
+    once, so the scheduler's own latency would include the generator's run.  A
+    ``SCHED_BATCH`` process never preempts on wake-up (it still gets its share of CPU), which
+    is what a remote peer would cost.  Returns whether the policy was set (Linux only).
+    """
+    set_policy = getattr(os, "sched_setscheduler", None)
+    if set_policy is None:  # pragma: no cover - not Linux
+        return False
+    try:
+        set_policy(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError:  # pragma: no cover - a seccomp'd container may refuse it
+        return False
+    return True
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed, as ``switchboard serve`` uses it."""
     try:
