@@ -1,4 +1,5 @@
-"""The operator HTTP API of contract §4 (``/dashboard`` comes with a later issue)."""
+"""The operator HTTP API of contract §4 (``/dashboard`` and ``/api/v1/latency`` are in
+:mod:`switchboard.server.dashboard`)."""
 
 from __future__ import annotations
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from switchboard.server import admin_api, node_channel, session_channel
+from switchboard.server import admin_api, dashboard, node_channel, session_channel
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 
 
 def build_app(sched: Scheduler) -> web.Application:
     app = web.Application(
-        middlewares=[admin_api.admin_auth], client_max_size=sched.settings.max_frame_bytes
+        # Outermost first: a browser's 401 on /dashboard becomes the page that asks for the token.
+        middlewares=[dashboard.page_on_401, admin_api.admin_auth],
+        client_max_size=sched.settings.max_frame_bytes,
     )
     app[SCHEDULER] = sched
     app.router.add_get("/ws/node", node_channel.handle)
     app.router.add_get("/ws/session", session_channel.handle)
     app.router.add_routes(admin_api.routes)
+    app.router.add_routes(dashboard.routes)
     return app
