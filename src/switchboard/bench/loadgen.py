@@ -30,7 +30,8 @@ from typing import Any
 from switchboard.agent.pseudo import LatencyModel
 from switchboard.bench.fakes import FakeNode, FakeSession, Pair, Tally, audio_b64
 from switchboard.bench.storm import Storm, StormCounts, StormSpec
-from switchboard.bench.sysutil import loop_factory, raise_open_files_limit, yield_to_the_scheduler
+from switchboard.bench.sysutil import raise_open_files_limit, yield_to_the_scheduler
+from switchboard.server.runner import loop_factory
 
 Phase = tuple[str, float, float]  # (name, start, end) on perf_counter
 

@@ -34,7 +34,7 @@ from switchboard.bench import trace
 from switchboard.bench.consistency import Violation, check
 from switchboard.bench.fakes import Answer, FakeNode, FakeSession, Tally, audio_b64
 from switchboard.bench.orchestrate import ServerProc
-from switchboard.bench.sysutil import loop_factory
+from switchboard.server.runner import loop_factory
 
 Pair = tuple[str, str]
 SLOTS = 64

@@ -1,35 +1,31 @@
 """The scheduler as the benchmark runs it: ``switchboard serve`` plus an exact-latency tap.
 
-``python -m switchboard.bench.serverproc --samples-out FILE [serve flags]`` builds the same
-``Scheduler`` and aiohttp app as ``switchboard serve`` (``server/runner.py``) on uvloop, with
-one addition: ``switchboard_dispatch_latency_seconds`` also keeps every observation, with the
-time its utterance was read off the socket, and writes them to ``FILE`` on SIGTERM as doubles
-``(received_at, seconds)`` — the histogram's buckets are too coarse for a p99.9.  The tap costs
-one list append per dispatch.  The environment's ``SWITCHBOARD_*`` settings are ignored: a run
-is described by its flags alone.
+``python -m switchboard.bench.serverproc --samples-out FILE [serve flags]`` runs
+``switchboard serve`` itself (``server/runner.py``) with two hooks: its dispatch-latency
+histogram also keeps every observation, with the time its utterance was read off the socket,
+and writes them to ``FILE`` on SIGTERM as doubles ``(received_at, seconds)`` — the
+histogram's buckets are too coarse for a p99.9 — and every garbage collection's pause is
+logged.  The tap costs one list append per dispatch.  The environment's ``SWITCHBOARD_*``
+settings are ignored: a run is described by its flags alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import logging
-import signal
 import sys
 import time
 from array import array
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import Histogram
 
-from switchboard.bench.sysutil import loop_factory, raise_open_files_limit
-from switchboard.config import Settings, load_settings
-from switchboard.server.app import build_app
+from switchboard.bench.sysutil import raise_open_files_limit
+from switchboard.config import load_settings
+from switchboard.server.runner import ServeHooks, run
 from switchboard.server.scheduler import Scheduler
-from switchboard.store.factory import open_store
 
 log = logging.getLogger("switchboard.bench")
 
@@ -104,34 +100,24 @@ def parse_flags(argv: list[str]) -> tuple[Path, dict[str, object]]:
     return samples, flags
 
 
-async def serve(settings: Settings, samples_out: Path) -> int:
-    sched = Scheduler(settings, open_store(settings))
-    tap = LatencyTap(sched.metrics.dispatch_latency)
-    metrics: Any = sched.metrics  # the dispatcher only ever calls .observe on it
-    metrics.dispatch_latency = tap
+def hooks(samples_out: Path) -> ServeHooks:
+    """The tap and the GC log, added to ``switchboard serve``'s own start and stop."""
     pauses = GcPauses()
-    gc.callbacks.append(pauses)
-    await sched.start()
-    runner = web.AppRunner(build_app(sched), handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
-    await site.start()
-    port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-    print(
-        f"switchboard listening on http://{settings.host}:{port} (store={sched.store.name})",
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    with samples_out.open("wb") as out:
-        tap.samples.tofile(out)
-    samples_out.with_suffix(".json").write_text(json.dumps(_counters(sched, pauses)))
-    await sched.shutdown(grace=0.5)
-    await runner.cleanup()
-    return 0
+    taps: list[LatencyTap] = []
+
+    def built(sched: Scheduler) -> None:
+        tap = LatencyTap(sched.metrics.dispatch_latency)
+        metrics: Any = sched.metrics  # the dispatcher only ever calls .observe on it
+        metrics.dispatch_latency = tap
+        taps.append(tap)
+        gc.callbacks.append(pauses)
+
+    def stopping(sched: Scheduler) -> None:
+        with samples_out.open("wb") as out:
+            taps[0].samples.tofile(out)
+        samples_out.with_suffix(".json").write_text(json.dumps(_counters(sched, pauses)))
+
+    return ServeHooks(built=built, stopping=stopping, backlog=4096, grace=0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(flags, environ={})
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(settings.log_level.upper())
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(serve(settings, samples_out))
+    return run(settings, hooks(samples_out))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ Linux only (``/proc``), like the figures it serves; no third-party dependency.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -15,7 +14,6 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Callable
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,16 +58,6 @@ def yield_to_the_scheduler() -> bool:
     except OSError:  # pragma: no cover - a seccomp'd container may refuse it
         return False
     return True
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed, as ``switchboard serve`` uses it."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def rss_bytes(pid: int) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -18,7 +20,16 @@ from switchboard.store.factory import open_store
 log = logging.getLogger("switchboard.server")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+# Young-generation threshold (CPython's default is 700 allocations).  A job lives for its
+# node's answer (~0.1–1 s); at the default a collection runs every few dozen jobs, and objects
+# of jobs still in flight survive two of them into the old generation, whose full collections
+# then walk every session's objects (50–170 ms pauses at 1,000 sessions, docs/benchmarks.md).
+# Rarer young collections let jobs die young; each one looks only at what is still alive.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
@@ -27,21 +38,50 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run(settings: Settings) -> int:
+def settle_heap() -> None:
+    """Once serving: move everything built at start-up (modules, the app) out of the cyclic
+    collector's sight (``gc.freeze``) and make young collections rarer (above)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+def _nothing(_sched: Scheduler) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeHooks:
+    """What a caller may add around :func:`serve` (the benchmark's latency tap uses it)."""
+
+    built: Callable[[Scheduler], None] = _nothing  # the scheduler exists, not yet started
+    stopping: Callable[[Scheduler], None] = _nothing  # a signal came; before the shutdown
+    backlog: int = 128  # listen backlog (the benchmark connects 10,000 sessions at once)
+    grace: float | None = None  # shutdown grace; default min(job timeout, 5 s)
+
+
+def run(settings: Settings, hooks: ServeHooks | None = None) -> int:
     """Serve until a signal; returns the exit status."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(serve(settings))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(serve(settings, hooks=hooks))
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
+async def serve(
+    settings: Settings, *, ready: asyncio.Event | None = None, hooks: ServeHooks | None = None
+) -> int:
+    hooks = hooks or ServeHooks()
     sched = Scheduler(settings, open_store(settings))
+    hooks.built(sched)
     await sched.start()
     if not await sched.store.ping():
         log.warning("reservation store %s unreachable at start; serving degraded", sched.store.name)
         sched.dispatcher.store_up = False
     app_runner = web.AppRunner(build_app(sched), handle_signals=False, access_log=None)
     await app_runner.setup()
-    site = web.TCPSite(app_runner, settings.host, settings.port, reuse_address=True)
+    site = web.TCPSite(
+        app_runner, settings.host, settings.port, reuse_address=True, backlog=hooks.backlog
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -59,11 +99,14 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    settle_heap()
     if ready is not None:
         ready.set()
     await stop.wait()
     log.info("shutting down")
-    await sched.shutdown(grace=min(settings.job_timeout, 5.0))
+    hooks.stopping(sched)
+    grace = min(settings.job_timeout, 5.0) if hooks.grace is None else hooks.grace
+    await sched.shutdown(grace=grace)
     await app_runner.cleanup()
     print("switchboard stopped", file=sys.stderr, flush=True)
     return 0
