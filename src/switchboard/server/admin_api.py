@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Annotated
 
@@ -31,15 +32,32 @@ def _sched(request: web.Request) -> Scheduler:
     return sched
 
 
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With ``--admin-token``, ``/api/v1/*`` and ``/dashboard`` need the bearer token."""
-    path = request.path
-    if path.startswith(("/api/", "/dashboard")):
-        expected = _sched(request).settings.admin_token
-        if not token_ok(bearer(request.headers.get("Authorization")), expected):
-            return _reply({"error": "UNAUTHORIZED", "message": "bearer token required"}, 401)
-    return await handler(request)
+def authorized(request: web.Request) -> bool:
+    """Contract §4: with ``--admin-token``, the bearer token is required."""
+    expected = _sched(request).settings.admin_token
+    return token_ok(bearer(request.headers.get("Authorization")), expected)
+
+
+def unauthorized() -> web.Response:
+    return _reply({"error": "UNAUTHORIZED", "message": "bearer token required"}, 401)
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Guard one operator route (``/api/v1/*``).
+
+    A decorator, not an application middleware: a middleware stays on the call stack of every
+    request it wraps for as long as the request lives, and a WebSocket session is one long
+    request, so each middleware cost every idle session a few hundred bytes (issue 4 allows
+    16 KiB a session).  With no middleware aiohttp calls the channel handlers directly.
+    """
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return unauthorized()
+        return await handler(request)
+
+    return guarded
 
 
 @routes.get("/health")
@@ -57,6 +75,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/stats")
+@admin_only
 async def stats(request: web.Request) -> web.Response:
     sched = _sched(request)
     snapshot = sched.snapshots.current
@@ -94,6 +113,7 @@ async def _reserved(sched: Scheduler, node_ids: list[str]) -> dict[str, int | No
 
 
 @routes.get("/api/v1/nodes")
+@admin_only
 async def nodes(request: web.Request) -> web.Response:
     sched = _sched(request)
     snapshot = sched.snapshots.current
@@ -107,6 +127,7 @@ async def nodes(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/pools")
+@admin_only
 async def pools(request: web.Request) -> web.Response:
     return _reply(_pools_json(_sched(request)))
 
@@ -120,6 +141,7 @@ def _pools_json(sched: Scheduler) -> list[dict[str, object]]:
 
 
 @routes.get("/api/v1/simulate")
+@admin_only
 async def simulate(request: web.Request) -> web.Response:
     """Dry run of dispatch for a pair, reserving nothing (contract §4)."""
     sched = _sched(request)
@@ -188,6 +210,7 @@ def _parse_pools(body: bytes) -> list[Pool]:
 
 
 @routes.put("/api/v1/pools")
+@admin_only
 async def put_pools(request: web.Request) -> web.Response:
     sched = _sched(request)
     try:
@@ -200,6 +223,7 @@ async def put_pools(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/nodes/{node_id}/drain")
+@admin_only
 async def drain(request: web.Request) -> web.Response:
     node_id = request.match_info["node_id"]
     if not await _sched(request).registry.drain(node_id):

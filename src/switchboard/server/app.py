@@ -9,11 +9,8 @@ from switchboard.server.scheduler import SCHEDULER, Scheduler
 
 
 def build_app(sched: Scheduler) -> web.Application:
-    app = web.Application(
-        # Outermost first: a browser's 401 on /dashboard becomes the page that asks for the token.
-        middlewares=[dashboard.page_on_401, admin_api.admin_auth],
-        client_max_size=sched.settings.max_frame_bytes,
-    )
+    # No middleware: the operator routes guard themselves (admin_api.admin_only says why).
+    app = web.Application(client_max_size=sched.settings.max_frame_bytes)
     app[SCHEDULER] = sched
     app.router.add_get("/ws/node", node_channel.handle)
     app.router.add_get("/ws/session", session_channel.handle)

@@ -6,10 +6,10 @@ from elsewhere: many deployments have no internet). It holds no data; its script
 renders every value with ``textContent`` (node ids come from nodes: never ``innerHTML``).
 The strict ``Content-Security-Policy`` allows exactly the inline style and script by hash.
 
-Auth. ``admin_auth`` guards ``/dashboard`` and ``/api/v1/*`` as contract §4 says: with
-``--admin-token`` the page answers 401 without ``Authorization: Bearer <token>`` and 200 with
-it. A browser cannot send that header when it opens a page, so a GET of ``/dashboard`` that
-accepts HTML gets its 401 with the same static page as body (:func:`page_on_401`); the page
+Auth, as contract §4 says: with ``--admin-token`` the page answers 401 without
+``Authorization: Bearer <token>`` and 200 with it (``admin_api.authorized``). A browser cannot
+send that header when it opens a page, so a GET of ``/dashboard`` that accepts HTML gets its
+401 with the same static page as body (:func:`dashboard`); the page
 then sends the bearer header on its own ``fetch`` calls, which is where the data is. The token
 comes from the URL fragment (``/dashboard#token=…``: a fragment never reaches the server, its
 logs or a ``Referer``; the script removes it from the address bar at once) or from a password
@@ -33,9 +33,9 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import Histogram
 
+from switchboard.server.admin_api import admin_only, authorized, unauthorized
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 
 PATH: Final = "/dashboard"
@@ -94,6 +94,7 @@ def histogram_buckets(histogram: Histogram) -> list[tuple[float, float]]:
 
 
 @routes.get("/api/v1/latency")
+@admin_only
 async def latency(request: web.Request) -> web.Response:
     sched: Scheduler = request.app[SCHEDULER]
     summary = latency_summary(histogram_buckets(sched.metrics.dispatch_latency))
@@ -305,21 +306,11 @@ def page_response(status: int = 200) -> web.Response:
 
 @routes.get(PATH)
 async def dashboard(request: web.Request) -> web.Response:
-    return page_response()
-
-
-@web.middleware
-async def page_on_401(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A browser opening ``/dashboard`` without the bearer header gets its 401 with the static
-    page as body, so the page can ask for the token and send it on its own requests (see the
-    module docstring). ``admin_auth`` (inside this middleware) stays the one place that
-    decides; scripts, which do not ask for HTML, still get the JSON 401."""
-    response = await handler(request)
-    if (
-        response.status == 401
-        and request.method == "GET"
-        and request.path == PATH
-        and "text/html" in request.headers.get("Accept", "")
-    ):
+    """The page; without the bearer token (when one is set) a 401 whose body, for a browser,
+    is the same static page, so it can ask for the token and send it on its own requests
+    (see the module docstring).  Scripts, which do not ask for HTML, get the JSON 401."""
+    if authorized(request):
+        return page_response()
+    if "text/html" in request.headers.get("Accept", ""):
         return page_response(401)
-    return response
+    return unauthorized()
