@@ -24,7 +24,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -85,10 +85,13 @@ class RedisServer:
     """One ``redis-server`` process that a test can stop, restart on the same port, pause or
     freeze.  No persistence: a restart starts empty, as after a crash, script cache included."""
 
-    def __init__(self, binary: str, workdir: Path, *, scale: float = 1.0) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, *, scale: float = 1.0, extra_args: Sequence[str] = ()
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.scale = scale
+        self.extra_args = tuple(extra_args)  # more redis-server options, e.g. --unixsocket
         self.port = _free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -107,7 +110,7 @@ class RedisServer:
     def start(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        args += ["--logfile", str(self.workdir / "redis.log")]
+        args += ["--logfile", str(self.workdir / "redis.log"), *self.extra_args]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready(deadline=time.monotonic() + 10 * self.scale)
 
@@ -158,12 +161,15 @@ class RedisServer:
         self._proc.send_signal(signal.SIGCONT)
 
 
-def _launch(tmp_path_factory: pytest.TempPathFactory, scale: float) -> RedisServer:
+def _launch(
+    tmp_path_factory: pytest.TempPathFactory, scale: float, extra_args: Sequence[str] = ()
+) -> RedisServer:
     binary = shutil.which(REDIS_BINARY)
     if binary is None:
         pytest.fail(MISSING_REDIS, pytrace=False)
     for _ in range(3):  # the free port can be taken between probing and binding
-        server = RedisServer(binary, tmp_path_factory.mktemp("redis"), scale=scale)
+        workdir = tmp_path_factory.mktemp("redis")
+        server = RedisServer(binary, workdir, scale=scale, extra_args=extra_args)
         try:
             server.start()
         except RuntimeError:

@@ -3,19 +3,24 @@
 Each operation is one Lua script (``store/lua/*.lua``), so it is atomic and costs one round
 trip; reservations and releases made in the same event-loop tick share one script call
 (``batching.py``), which runs them in order, so a batch means what the calls would mean one by
-one while the redis-py CPU per call, by far the largest cost, is paid once per batch.  Scripts
-are registered once with redis-py's ``register_script``: calls go out as ``EVALSHA`` and, after
-a ``SCRIPT FLUSH`` or a Redis restart (``NOSCRIPT``), redis-py loads the script again and
-retries by itself.  Lease expiry uses Redis server time (``TIME`` inside the scripts), never
-this process's clock, so schedulers on different hosts agree.
+one while the client CPU per call, by far the largest cost, is paid once per batch.  Lease
+expiry uses Redis server time (``TIME`` inside the scripts), never this process's clock, so
+schedulers on different hosts agree.
 
-Failure contract: every call is bounded by ``timeout_s`` (socket timeouts *and* an
-``asyncio.timeout`` around the whole call, because a paused Redis accepts bytes but never
-answers).  Whatever redis-py or the socket raises is translated here into ``StoreUnavailable``
-(cannot reach Redis right now) or ``StoreError`` (Redis answered with an error); no redis-py
-exception leaves this module.  A connection error is retried once at once: after a restart the
-pooled connection is dead but a fresh one works, and every script is idempotent per holder, so
-repeating it is safe.
+Two clients, one URL: the hot path (the batched reserve and release scripts) goes through
+``pipelined.py``, one pipelined connection that costs a third of redis-py's CPU per call; the
+rest (renew, counts, ping) through redis-py's connection pool.  Both send ``EVALSHA`` and, after
+a ``SCRIPT FLUSH`` or a Redis restart (``NOSCRIPT``), load the script again and retry by
+themselves.
+
+Failure contract: every call is bounded by ``timeout_s`` (an ``asyncio.timeout`` around the
+whole call, because a paused Redis accepts bytes but never answers; redis-py also has socket
+timeouts, the pipelined client drops a connection that has owed replies for three timeouts).
+Whatever either client or the socket raises is translated here, in ``_translate``, into
+``StoreUnavailable`` (cannot reach Redis right now) or ``StoreError`` (Redis answered with an
+error); no redis-py or pipelined-client exception leaves this module.  A connection error is
+retried once at once on a fresh connection: after a restart the old connection is dead but a
+new one works, and every script is idempotent per holder, so repeating it is safe.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from redis.commands.core import AsyncScript
 
 from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
+from switchboard.store import pipelined
 from switchboard.store.base import Candidate, ReservationStore
 from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
@@ -48,6 +54,8 @@ _ReserveRequest = tuple[tuple[Candidate, ...], str, int]  # candidates, holder, 
 # wrong": connection/timeout (incl. LOADING and auth, which subclass ConnectionError), a replica
 # after failover, a cluster mid-reshard, and a server out of memory.
 _UNAVAILABLE: Final = (
+    pipelined.ConnectionFailed,  # incl. AUTH or SELECT refused, as redis-py's auth errors
+    pipelined.Overloaded,
     rexc.ConnectionError,
     rexc.TimeoutError,
     rexc.ReadOnlyError,
@@ -57,9 +65,16 @@ _UNAVAILABLE: Final = (
     TimeoutError,  # asyncio.timeout() and socket timeouts (asyncio.TimeoutError is this in 3.11)
     OSError,
 )
-# A script still running past busy-reply-threshold answers every other client with "BUSY ...";
-# redis-py has no class for it.  (LOADING and MASTERDOWN have classes, covered above.)
-_BUSY_PREFIX: Final = "BUSY "
+# The same conditions as error replies, by their code: the pipelined client has no classes for
+# them, and neither has redis-py for BUSY (a script still running past busy-reply-threshold
+# answers every other client so).
+_UNAVAILABLE_REPLIES: Final = frozenset(
+    {"BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "NOAUTH"}
+)
+# The hot-path connection is dropped after this many timeouts without a reply while it owes
+# some: a pause of a few timeouts keeps it (and its order: a late reserve still runs before the
+# release that undoes it), a vanished peer does not hold it for TCP's hours.
+_STALL_TIMEOUTS: Final = 3
 
 
 @functools.cache
@@ -71,11 +86,16 @@ def _load_lua(name: str) -> str:
 def _translate(exc: BaseException) -> StoreError:
     """Map any failure of a Redis call onto the Switchboard exception tree."""
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, _UNAVAILABLE) or _reply_code(exc) in _UNAVAILABLE_REPLIES:
         return StoreUnavailable(f"redis unavailable ({detail})")
-    if isinstance(exc, rexc.ResponseError) and str(exc).startswith(_BUSY_PREFIX):
-        return StoreUnavailable(f"redis busy ({detail})")
     return StoreError(f"redis error ({detail})")
+
+
+def _reply_code(exc: BaseException) -> str | None:
+    """The error code an error reply starts with (``BUSY``, ``ERR``, ...); None if not one."""
+    if isinstance(exc, rexc.ResponseError | pipelined.ReplyError):
+        return str(exc).split(" ", 1)[0]
+    return None
 
 
 def _lease_ms(lease_s: float) -> int:
@@ -104,7 +124,8 @@ class RedisStore(ReservationStore):
     def __init__(
         self, client: Redis, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
     ) -> None:
-        """Wrap ``client``, which must use ``decode_responses=True`` (node ids come back as str).
+        """Wrap ``client``, which must use ``decode_responses=True`` (node ids come back as str);
+        the hot path gets its own connection to the same server (``Endpoint.of_pool``).
 
         Prefer ``from_url``, which also sets the socket timeouts and the retry policy.
         """
@@ -112,10 +133,15 @@ class RedisStore(ReservationStore):
         if not client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ConfigError("RedisStore needs a client with decode_responses=True")
         self._client = client
+        self._hot = pipelined.PipelinedClient(
+            pipelined.Endpoint.of_pool(client.connection_pool),
+            connect_timeout_s=timeout_s,
+            stall_s=_STALL_TIMEOUTS * timeout_s,
+        )
         self._keys = StoreKeys(namespace)
         self._timeout_s = timeout_s
-        self._try_reserve = self._script("try_reserve_many")
-        self._release = self._script("release_many")
+        self._try_reserve = pipelined.Script(_load_lua("try_reserve_many"))
+        self._release = pipelined.Script(_load_lua("release_many"))
         # Requests made in the same loop tick share one script call (store/batching.py).
         self._reserve_batch: Batcher[_ReserveRequest, str | None] = Batcher(self._reserve_many)
         self._release_batch: Batcher[tuple[str, str], bool] = Batcher(self._release_many)
@@ -127,7 +153,7 @@ class RedisStore(ReservationStore):
     def from_url(
         cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
     ) -> RedisStore:
-        """A store on its own connection pool; nothing connects until the first call."""
+        """A store on its own connections to ``url``; nothing connects until the first call."""
         _check_timeout(timeout_s)
         try:
             # A blocking pool: past its size a call waits (bounded by our timeout) instead of
@@ -145,10 +171,11 @@ class RedisStore(ReservationStore):
                 # (It must be redis.asyncio.retry.Retry: the sync class silently never retries.)
                 retry=Retry(NoBackoff(), retries=1),
             )
-            client = Redis(connection_pool=pool)
-        except (ValueError, rexc.RedisError) as exc:
+            # The hot path's TLS context is built here, so a bad ssl_* option (an unreadable
+            # ssl_ca_certs, say) is a ConfigError at start-up, not an outage at the first call.
+            return cls(Redis(connection_pool=pool), namespace=namespace, timeout_s=timeout_s)
+        except (ValueError, OSError, rexc.RedisError) as exc:
             raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
-        return cls(client, namespace=namespace, timeout_s=timeout_s)
 
     @property
     def namespace(self) -> str:
@@ -172,6 +199,20 @@ class RedisStore(ReservationStore):
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._call(lambda: script(keys=keys, args=args))
 
+    async def _run_hot(
+        self, script: pipelined.Script, keys: Sequence[str], args: Sequence[pipelined.Arg]
+    ) -> Any:
+        """``_run`` for the hot path, with redis-py's retry policy: once more at once after a
+        connection error (a fresh connection is opened; the scripts are idempotent per holder)."""
+
+        async def op() -> Any:
+            try:
+                return await self._hot.evalsha(script, keys, args)
+            except pipelined.ConnectionFailed:
+                return await self._hot.evalsha(script, keys, args)
+
+        return await self._call(op)
+
     async def try_reserve(
         self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
     ) -> str | None:
@@ -182,13 +223,13 @@ class RedisStore(ReservationStore):
 
     async def _reserve_many(self, requests: Sequence[_ReserveRequest]) -> list[str | None]:
         keys = [self._keys.nodes]
-        args: list[Any] = [len(requests)]
+        args: list[pipelined.Arg] = [len(requests)]
         for candidates, holder, lease_ms in requests:
             args += [holder, lease_ms, len(candidates)]
             for cand in candidates:
                 keys.append(self._keys.slots(cand.node_id))
                 args += [cand.node_id, cand.capacity, cand.tier]
-        reply = await self._run(self._try_reserve, keys, args)
+        reply = await self._run_hot(self._try_reserve, keys, args)
         if not isinstance(reply, list) or len(reply) != len(requests):
             raise StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
         return [node or None for node in reply]
@@ -198,7 +239,7 @@ class RedisStore(ReservationStore):
 
     async def _release_many(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
         keys = [self._keys.slots(node_id) for node_id, _ in leases]
-        reply = await self._run(self._release, keys, [holder for _, holder in leases])
+        reply = await self._run_hot(self._release, keys, [holder for _, holder in leases])
         if not isinstance(reply, list) or len(reply) != len(leases):
             raise StoreError(f"unexpected reply from release_many: {reply!r}")
         return [_as_int(n) > 0 for n in reply]
@@ -232,6 +273,8 @@ class RedisStore(ReservationStore):
             return False
 
     async def close(self) -> None:
-        """Close the pool.  Best effort: a dead connection needs no clean goodbye."""
+        """Close both clients.  Best effort: a dead connection needs no clean goodbye."""
         with contextlib.suppress(Exception):
             await self._client.aclose()
+        with contextlib.suppress(Exception):
+            await self._hot.close()
