@@ -305,10 +305,12 @@ class Dispatcher:
         self._kick()
 
     def _kick(self) -> None:
-        if not self._waiting:
-            return
-        self._wake_again = True
-        if self._waker is None or self._waker.done():
+        if self._waker is not None and not self._waker.done():
+            # A round is under way: its jobs are out of the line while they try, so the line
+            # may look empty, yet one that finds no slot goes back and needs this wake-up.
+            self._wake_again = True
+        elif self._waiting:
+            self._wake_again = True
             self._waker = asyncio.create_task(self._drain_waiting())
 
     async def _drain_waiting(self) -> None:
