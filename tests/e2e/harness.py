@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 import aiohttp
 
+from switchboard.bench.wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, read_frame
+
 SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
 SCALE: float = float(os.environ.get(SCALE_ENV, "1"))
 """Factor for every wall-clock bound (set from the ``timeout_scale`` fixture by conftest)."""
@@ -811,14 +813,9 @@ class RawWebSocket:
     @staticmethod
     def frame(payload: str | bytes) -> bytes:
         """One masked client frame: text for ``str``, binary for ``bytes``."""
-        opcode = 0x1 if isinstance(payload, str) else 0x2
-        data = payload.encode() if isinstance(payload, str) else payload
-        mask = os.urandom(4)
-        if len(data) < 126:
-            head = bytes([0x80 | opcode, 0x80 | len(data)])
-        else:
-            head = bytes([0x80 | opcode, 0x80 | 126]) + len(data).to_bytes(2, "big")
-        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        if isinstance(payload, str):
+            return client_frame(payload.encode(), OP_TEXT)
+        return client_frame(payload, OP_BINARY)
 
     async def send_together(self, *payloads: str | bytes) -> None:
         """Every payload as its own frame, all in one write."""
@@ -830,16 +827,10 @@ class RawWebSocket:
         frames: list[Frame] = []
         async with asyncio.timeout(scaled(DEFAULT_WAIT)):
             while len(frames) < count:
-                first, second = await self._reader.readexactly(2)
-                size = second & 0x7F
-                if size == 126:
-                    size = int.from_bytes(await self._reader.readexactly(2), "big")
-                elif size == 127:
-                    size = int.from_bytes(await self._reader.readexactly(8), "big")
-                payload = await self._reader.readexactly(size)
-                if first & 0x0F == 0x1:
+                opcode, payload = await read_frame(self._reader)
+                if opcode == OP_TEXT:
                     frames.append(Frame.parse(payload.decode()))
-                elif first & 0x0F == 0x8:
+                elif opcode == OP_CLOSE:
                     break
         return frames
 

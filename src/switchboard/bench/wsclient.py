@@ -28,14 +28,32 @@ class HandshakeFailed(ConnectionError):
     pass
 
 
-def frame_header(opcode: int, length: int) -> bytes:
-    """FIN + opcode, the MASK bit and the length, then the (zero) masking key."""
+def frame_header(opcode: int, length: int, mask: bytes = _ZERO_MASK) -> bytes:
+    """FIN + opcode, the MASK bit and the length, then the masking key (zero by default)."""
     first = 0x80 | opcode
     if length < 126:
-        return struct.pack("!BB", first, 0x80 | length) + _ZERO_MASK
+        return struct.pack("!BB", first, 0x80 | length) + mask
     if length < 1 << 16:
-        return struct.pack("!BBH", first, 0x80 | 126, length) + _ZERO_MASK
-    return struct.pack("!BBQ", first, 0x80 | 127, length) + _ZERO_MASK
+        return struct.pack("!BBH", first, 0x80 | 126, length) + mask
+    return struct.pack("!BBQ", first, 0x80 | 127, length) + mask
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """One client frame masked with a random key, as RFC 6455 §5.3 asks (for the tools that
+    speak raw WebSocket to test the server, where the XOR pass costs nothing that matters)."""
+    mask = os.urandom(4)
+    return frame_header(opcode, len(payload), mask) + _apply_mask(payload, mask)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked (server) frame from a stream: ``(opcode, payload)``."""
+    first, second = await reader.readexactly(2)
+    size = second & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(size)
 
 
 class WSClient(asyncio.Protocol):
@@ -175,11 +193,12 @@ def _parse_frame(buf: bytearray, pos: int) -> tuple[bool, int, bytes, int] | Non
     start = pos + head
     payload = bytes(buf[start : start + length])
     if masked:
-        payload = _unmask(payload, bytes(buf[key_at : key_at + 4]))
+        payload = _apply_mask(payload, bytes(buf[key_at : key_at + 4]))
     return bool(first & 0x80), first & 0x0F, payload, start + length
 
 
-def _unmask(payload: bytes, key: bytes) -> bytes:
+def _apply_mask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the masking key (RFC 6455 §5.3): masks and unmasks alike."""
     n = len(payload)
     stream = (key * (n // 4 + 1))[:n]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(

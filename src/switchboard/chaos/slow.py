@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
+from switchboard.bench.wsclient import OP_CLOSE, OP_TEXT, client_frame, read_frame
 from switchboard.chaos.ledger import Ledger
 from switchboard.chaos.sessions import (
     SERVER_ENDED,
@@ -34,21 +35,6 @@ from switchboard.chaos.sessions import (
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _RCVBUF: Final = 4096
-_OP_TEXT, _OP_CLOSE = 0x1, 0x8
-
-
-def client_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
-    """One masked client frame (RFC 6455 §5.2)."""
-    mask = os.urandom(4)
-    size = len(payload)
-    if size < 126:
-        head = bytes([0x80 | opcode, 0x80 | size])
-    elif size < 1 << 16:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
 
 
 @dataclass(slots=True)
@@ -124,10 +110,10 @@ class SlowConsumer:
             async with asyncio.timeout(within):
                 while True:
                     opcode, payload = await self._read_frame()
-                    if opcode == _OP_CLOSE:
+                    if opcode == OP_CLOSE:
                         self.outcome.close_code = int.from_bytes(payload[:2], "big") or None
                         break
-                    if opcode == _OP_TEXT:
+                    if opcode == OP_TEXT:
                         self._file(payload)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # cut off without a close frame
@@ -148,13 +134,7 @@ class SlowConsumer:
 
     async def _read_frame(self) -> tuple[int, bytes]:
         assert self._reader is not None
-        first, second = await self._reader.readexactly(2)
-        size = second & 0x7F
-        if size == 126:
-            size = int.from_bytes(await self._reader.readexactly(2), "big")
-        elif size == 127:
-            size = int.from_bytes(await self._reader.readexactly(8), "big")
-        return first & 0x0F, await self._reader.readexactly(size)
+        return await read_frame(self._reader)
 
     async def close(self) -> None:
         if self._writer is not None:
