@@ -108,7 +108,12 @@ def serve(config_path: str | None, **flags: object) -> None:
     # Imported only now: a bad command line must fail fast, without loading the server stack.
     from switchboard.server.runner import run  # type: ignore[import-not-found, unused-ignore]
 
-    sys.exit(run(settings))
+    hooks = None
+    if settings.design != "snapshot" or settings.record is not None:
+        from switchboard.bench.hooks import tool_hooks  # the tools plug in; the server never
+
+        hooks = tool_hooks(settings)
+    sys.exit(run(settings, hooks))
 
 
 @main.command()

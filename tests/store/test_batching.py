@@ -11,8 +11,8 @@ from switchboard.errors import StoreUnavailable
 from switchboard.store.batching import Batcher
 
 
-async def test_calls_in_one_tick_share_one_send_and_keep_their_results() -> None:
-    """Ten concurrent calls go out as one batch; each caller gets its own result."""
+async def test_an_idle_pipe_sends_at_once_and_later_calls_share_one_send() -> None:
+    """The first call goes on the wire at once; the nine made meanwhile go out together."""
     sent: list[list[int]] = []
 
     async def send(items: Sequence[int]) -> list[int]:
@@ -23,7 +23,29 @@ async def test_calls_in_one_tick_share_one_send_and_keep_their_results() -> None
     batcher: Batcher[int, int] = Batcher(send)
     results = await asyncio.gather(*(batcher.call(i) for i in range(10)))
     assert results == [i * 10 for i in range(10)]
-    assert sent == [list(range(10))]
+    assert sent == [[0], list(range(1, 10))]
+
+
+async def test_a_group_is_never_split_across_batches() -> None:
+    """call_many's requests share one send, in order, even past the batch cap."""
+    sent: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def send(items: Sequence[int]) -> list[int]:
+        sent.append(list(items))
+        await gate.wait()
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(send, max_batch=4, max_in_flight=1)
+    first = asyncio.ensure_future(batcher.call(0))
+    await asyncio.sleep(0.01)
+    single = asyncio.ensure_future(batcher.call(1))
+    group = asyncio.ensure_future(batcher.call_many([2, 3, 4, 5, 6]))
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert await first == 0 and await single == 1
+    assert await group == [2, 3, 4, 5, 6]
+    assert sent == [[0], [1], [2, 3, 4, 5, 6]]
 
 
 async def test_calls_during_a_batch_in_flight_form_the_next_batch() -> None:
@@ -59,8 +81,9 @@ async def test_a_failed_send_fails_every_caller_of_that_batch() -> None:
         return list(items)
 
     batcher: Batcher[int, int] = Batcher(send)
-    outcomes = await asyncio.gather(*(batcher.call(i) for i in range(3)), return_exceptions=True)
-    assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+    with pytest.raises(StoreUnavailable):
+        await batcher.call_many([0, 1, 2])  # one batch: one failure for all three
+    assert calls == 1
     assert await batcher.call(7) == 7
 
 

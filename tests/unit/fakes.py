@@ -1,7 +1,7 @@
-"""In-process peers for driving the real Dispatcher without sockets.
+"""In-process peers for driving the real dispatch core and driver without sockets.
 
 These are not doubles of a service: they stand where the server's connection objects stand
-(``NodeLink``/``SessionLink``), recording frames the dispatcher sends.
+(``NodePeer``/``SessionPeer``), recording frames dispatch sends.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import json
 import time
 from typing import Any
 
-from switchboard.dispatch.dispatcher import Dispatcher, DispatchSettings
-from switchboard.dispatch.jobs import Job
+from switchboard.dispatch.core import DispatchCore, DispatchSettings
+from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.jobs import Job, Session
 from switchboard.dispatch.selection import ALL_SERVICES
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
-from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
+from switchboard.protocol.messages import JobResult, NodeHeartbeat, NodeRegister, Utterance
 from switchboard.runtime.snapshot import SnapshotHolder
-from switchboard.sessions.manager import SessionEntry, SessionManager
-from switchboard.sessions.ordering import AnswerLine
+from switchboard.sessions.manager import SessionManager
 from switchboard.store.memory import MemoryStore
 
 
@@ -39,12 +39,10 @@ class LinkNode:
 
 
 class LinkSession:
-    def __init__(self, entry: SessionEntry) -> None:
-        self.session_id = entry.session_id
-        self.entry = entry
-        self.line = AnswerLine()
-        self.pending: dict[int, Job] = {}
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
         self.out: list[dict[str, Any]] = []
+        self.session: Session  # dispatch's record, set by Rig.open_session
 
     def push(self, frame: bytes) -> None:
         self.out.append(json.loads(frame))
@@ -105,10 +103,9 @@ class Rig:
             min_rebuild_interval=min_rebuild_interval,
         )
         self.sessions = SessionManager()
-        self.dispatcher = Dispatcher(
+        self.core = DispatchCore(
             self.holder,
             self.sessions,
-            self.store,
             metrics=self.metrics,
             settings=DispatchSettings(
                 job_timeout=job_timeout,
@@ -116,6 +113,13 @@ class Rig:
                 max_attempts=max_attempts,
                 reservation_lease=30,
             ),
+        )
+        self.dispatcher = DispatchDriver(
+            self.core,
+            self.store,
+            snapshots=self.holder,
+            metrics=self.metrics,
+            reservation_lease=30,
         )
         self.nodes: dict[str, LinkNode] = {}
         self._jobs = 0
@@ -140,7 +144,9 @@ class Rig:
         return link
 
     def open_session(self, session_id: str) -> LinkSession:
-        return LinkSession(self.sessions.create(session_id))
+        link = LinkSession(session_id)
+        link.session = self.dispatcher.open_session(session_id, link)
+        return link
 
     async def utter(
         self, session: LinkSession, index: int, src: str = "zh", tgt: str = "en"
@@ -158,22 +164,15 @@ class Rig:
                 "sample_rate": 16000,
             }
         )
-        job = Job(
-            job_id=f"job-{self._jobs}",
-            session=session,
-            utterance_index=index,
-            src_lang=src,
-            tgt_lang=tgt,
-            services=ALL_SERVICES,
-            pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
-            raw=codec.raw_fields(frame),
-            trace_id=f"t-{self._jobs}",
-            received_at=time.perf_counter(),
-        )
-        await self.dispatcher.submit(job)
+        msg = codec.decode_session(frame)
+        assert isinstance(msg, Utterance)
+        before = set(session.session.pending.values())
+        await self.dispatcher.accept(session.session, msg, frame.encode(), time.perf_counter())
+        (job,) = set(session.session.pending.values()) - before
         return job
 
     def answer(self, node: LinkNode, assign: dict[str, Any], *, success: bool = True) -> bool:
+        """Hand the node's ``job_result`` to dispatch; ``True`` if it answered a live job."""
         frame = json.dumps(
             {
                 "type": "job_result",
@@ -188,7 +187,9 @@ class Rig:
             }
         )
         msg = codec.decode_node(frame)
-        from switchboard.protocol.messages import JobResult
-
         assert isinstance(msg, JobResult)
-        return self.dispatcher.on_result(node.node_id, msg, frame.encode())
+        before = self.core.in_flight
+        self.dispatcher.perform_soon(
+            self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic())
+        )
+        return self.core.in_flight < before

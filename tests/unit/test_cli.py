@@ -36,7 +36,7 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     """Stand in for switchboard.server.runner; records every run(settings) call."""
     calls: list[Settings] = []
 
-    def run(settings: Settings) -> int:
+    def run(settings: Settings, hooks: object = None) -> int:
         calls.append(settings)
         return 0
 
@@ -97,7 +97,7 @@ def test_unset_insecure_flag_does_not_hide_the_environment(fake_runner: list[Set
 
 def test_runner_status_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType(RUNNER_MODULE)
-    module.run = lambda settings: 3  # type: ignore[attr-defined]
+    module.run = lambda settings, hooks=None: 3  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, RUNNER_MODULE, module)
     assert CliRunner().invoke(main, ["serve"]).exit_code == 3
 

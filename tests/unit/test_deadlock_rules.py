@@ -11,10 +11,9 @@ import ast
 import asyncio
 import pathlib
 import random
-from typing import ClassVar
 
 import switchboard
-from switchboard.sessions.manager import SessionEntry
+from switchboard.sessions.manager import SessionEntry, SessionLock
 from tests.unit.fakes import Rig, heartbeat_msg, register_msg
 
 SRC = pathlib.Path(switchboard.__file__).parent
@@ -47,38 +46,56 @@ def test_dispatch_and_sessions_never_import_the_registry() -> None:
         assert "switchboard.management.registry" not in _imports(package), package
 
 
-class _TrackingLock(asyncio.Lock):
-    held: ClassVar[dict[asyncio.Task[object] | None, set[str]]] = {}
-    violations: ClassVar[list[str]] = []
+_held: dict[asyncio.Task[object] | None, set[str]] = {}
+_violations: list[str] = []
 
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
+
+def _taking(kind: str) -> None:
+    mine = _held.setdefault(asyncio.current_task(), set())  # type: ignore[arg-type]
+    if mine - {kind}:
+        _violations.append(f"{kind} taken while holding {sorted(mine)}")
+    mine.add(kind)
+
+
+def _leaving(kind: str) -> None:
+    _held.get(asyncio.current_task(), set()).discard(kind)  # type: ignore[arg-type]
+
+
+class _TrackingLock(asyncio.Lock):
+    """The management lock, reporting who holds what."""
 
     async def acquire(self) -> bool:
-        task = asyncio.current_task()
-        mine = self.held.setdefault(task, set())  # type: ignore[arg-type]
-        if mine - {self.kind}:
-            self.violations.append(f"{self.kind} taken while holding {sorted(mine)}")
         await super().acquire()
-        mine.add(self.kind)
+        _taking("management")
         return True
 
     def release(self) -> None:
-        self.held.get(asyncio.current_task(), set()).discard(self.kind)  # type: ignore[arg-type]
+        _leaving("management")
         super().release()
+
+
+class _TrackingSessionLock(SessionLock):
+    """A session's lock (synchronous: the dispatch core never awaits), reporting likewise."""
+
+    def __enter__(self) -> None:
+        _taking("session")
+        super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        _leaving("session")
 
 
 async def test_no_task_ever_holds_both_lock_kinds_under_concurrent_load() -> None:
     """Heartbeats, joins, leaves and dispatch interleaved: never both locks; all answered."""
-    _TrackingLock.violations.clear()
+    _violations.clear()
     rig = Rig(min_rebuild_interval=0.001)
-    rig.registry._lock = _TrackingLock("management")
+    rig.registry._lock = _TrackingLock()
     original_create = rig.sessions.create
 
     def create(session_id: str) -> SessionEntry:
         entry = original_create(session_id)
-        entry.lock = _TrackingLock("session")
+        entry.lock = _TrackingSessionLock()
         return entry
 
     rig.sessions.create = create  # type: ignore[method-assign]
@@ -114,7 +131,7 @@ async def test_no_task_ever_holds_both_lock_kinds_under_concurrent_load() -> Non
         await rig.dispatcher.idle.wait()
     stop.set()
     await asyncio.gather(*workers)
-    assert _TrackingLock.violations == []
+    assert _violations == []
     for session in sessions:
         assert [m["utterance_index"] for m in session.out] == list(range(10))
     await rig.stop()

@@ -1,4 +1,4 @@
-"""The real Dispatcher over the in-process store, driven by in-process peers (no sockets)."""
+"""The real dispatch core and driver over the in-process store, with in-process peers."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ async def test_node_gone_retries_at_once_and_session_drop_releases() -> None:
     await rig.registry.remove("a")
     moved = await asyncio.wait_for(b.assigned.get(), 1)
     assert moved["attempt_id"] == 2
-    rig.dispatcher.drop_session(session)
+    rig.dispatcher.close_session(session.session)
     await _settle()
     assert any(m["type"] == "job_cancel" for m in b.sent)
     assert await rig.store.held_total() == 0 and rig.dispatcher.in_flight == 0
@@ -155,16 +155,16 @@ async def test_a_node_gone_but_still_in_the_snapshot_does_not_spin_the_waiting_l
     rig = Rig(min_rebuild_interval=0.2)
     await rig.start()
     reserves = 0
-    real_try_reserve = rig.store.try_reserve
+    real_try_reserve = rig.store.try_reserve_now
 
-    async def counting_try_reserve(*args: object, **kwargs: object) -> str | None:
+    def counting_try_reserve(*args: object, **kwargs: object) -> str | None:
         nonlocal reserves
         reserves += 1
         if reserves > 500:  # the spin: fail the job instead of hanging the test
             raise RuntimeError("try_reserve called in a loop")
-        return await real_try_reserve(*args, **kwargs)  # type: ignore[arg-type]
+        return real_try_reserve(*args, **kwargs)  # type: ignore[arg-type]
 
-    rig.store.try_reserve = counting_try_reserve  # type: ignore[method-assign]
+    rig.store.try_reserve_now = counting_try_reserve  # type: ignore[method-assign]
     a = await rig.add_node("a", [("zh", "en")], 1)
     await rig.add_node("ghost", [("zh", "en")], 1)
     session = rig.open_session("s")

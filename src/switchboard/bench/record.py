@@ -1,9 +1,9 @@
 """``SessionRecorder``: ``switchboard serve --record FILE`` (events: ``bench/trace.py``).
 
-The scheduler creates one only when ``--record`` is set; with it unset the dispatch path pays
-one ``is None`` test per accepted utterance and nothing else.  Answers are caught where they
-leave the session's ordered line — ``SessionConnection.push`` — by a subclass the scheduler
-uses only while recording, so the order in the file is the order the client receives them.
+A ``SessionObserver`` (``server/observe.py``) that ``switchboard serve --record`` hands to the
+server through ``ServeHooks``; with it unset each hook point costs one ``is None`` test.
+Answers are caught where they leave the session's ordered line — ``SessionConnection.push`` —
+so the order in the file is the order the client receives them.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgspec
-from aiohttp import web
 
 from switchboard.bench import trace
 from switchboard.dispatch.jobs import Job
 from switchboard.protocol.messages import SessionInit
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
-from switchboard.server.connections import SessionConnection
-from switchboard.sessions.manager import SessionEntry
 
 
 class _Out(msgspec.Struct, frozen=True):
@@ -67,19 +64,6 @@ class SessionRecorder:
             self._out.write(trace.encode(event))
 
     # --- hooks ------------------------------------------------------------------------------
-
-    def connection(
-        self,
-        entry: SessionEntry,
-        ws: web.WebSocketResponse,
-        *,
-        outbox_limit: int,
-        on_overflow: Callable[[SessionConnection], None],
-    ) -> SessionConnection:
-        """A session connection that reports what it hands to the client."""
-        return RecordingSessionConnection(
-            entry, ws, outbox_limit=outbox_limit, on_overflow=on_overflow, recorder=self
-        )
 
     def opened(self, session_id: str, init: SessionInit) -> None:
         fields = {
@@ -185,27 +169,3 @@ class SessionRecorder:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class RecordingSessionConnection(SessionConnection):
-    """``SessionConnection`` that tells the recorder about every frame the client gets."""
-
-    __slots__ = ("recorder",)
-
-    def __init__(
-        self,
-        entry: SessionEntry,
-        ws: web.WebSocketResponse,
-        *,
-        outbox_limit: int,
-        on_overflow: Callable[[SessionConnection], None],
-        recorder: SessionRecorder,
-    ) -> None:
-        super().__init__(entry, ws, outbox_limit=outbox_limit, on_overflow=on_overflow)
-        self.recorder = recorder
-
-    def push(self, frame: bytes) -> None:
-        dropped = self._overflowed
-        super().push(frame)
-        if not dropped and not self._overflowed:  # a slow consumer's frames never leave
-            self.recorder.pushed(self.session_id, frame)

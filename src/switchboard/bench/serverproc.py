@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import Histogram
 
+from switchboard.bench.hooks import tool_hooks
 from switchboard.bench.sysutil import raise_open_files_limit
 from switchboard.config import load_settings
 from switchboard.server.runner import ServeHooks, run
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(flags, environ={})
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(settings.log_level.upper())
-    return run(settings, hooks(samples_out))
+    return run(settings, tool_hooks(settings, hooks(samples_out)))
 
 
 if __name__ == "__main__":

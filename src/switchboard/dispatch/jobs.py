@@ -1,8 +1,11 @@
-"""A job: one accepted utterance, across its attempts, until its one answer."""
+"""A job (one accepted utterance, across its attempts, until its one answer) and its session.
+
+Plain values owned by the dispatch core (``core.py``): nothing here performs I/O or knows an
+event loop.  ``Job.state`` is written in one place only, ``DispatchCore._set_state``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,26 +17,27 @@ from switchboard.sessions.ordering import AnswerLine
 
 
 class JobState(enum.Enum):
-    PLACING = "placing"  # a placement attempt is under way (decide, reserve)
-    WAITING = "waiting"  # no free slot: in the FIFO, woken by a released slot or a new snapshot
-    ASSIGNED = "assigned"  # job_assign sent for the current attempt
+    PLACING = "placing"  # being decided (session decision, candidates): never seen between events
+    RESERVING = "reserving"  # a reservation for its next attempt is with the store
+    WAITING = "waiting"  # no free slot: in the waiting line, woken by a release or a snapshot
+    ASSIGNED = "assigned"  # job_assign handed to the driver for the current attempt
     DONE = "done"  # answered, or dropped with its session
 
 
-class SessionLink(Protocol):
-    """What dispatch needs of a client session (implemented by the server)."""
+class TimerKind(enum.Enum):
+    JOB = "job"  # the current attempt's --job-timeout
+    WAIT = "wait"  # --pending-timeout while the job waits for a slot
 
-    session_id: str
-    entry: SessionEntry
-    line: AnswerLine
-    pending: dict[int, Job]  # utterance_index → job, while unanswered
+
+class SessionPeer(Protocol):
+    """Where a session's frames go (the server's connection); the driver calls it."""
 
     def push(self, frame: bytes) -> None:
         """Queue a frame for the client without waiting (a slow client must not block us)."""
 
 
-class NodeLink(Protocol):
-    """What dispatch needs of a connected node (implemented by the server)."""
+class NodePeer(Protocol):
+    """A connected node as the driver sees it."""
 
     node_id: str
 
@@ -42,9 +46,33 @@ class NodeLink(Protocol):
 
 
 @dataclass(slots=True, eq=False)
+class Session:
+    """Dispatch's record of one open session: the one owner of its pending utterances and of
+    the order its answers leave in (contract §2 "Exactly one answer, in order").  The
+    session's decision state (bound pair, preferred pool) is ``entry``, in the session domain.
+    """
+
+    session_id: str
+    entry: SessionEntry
+    peer: SessionPeer
+    pending: dict[int, Job] = field(default_factory=dict)  # utterance_index → unanswered job
+    line: AnswerLine = field(default_factory=AnswerLine)
+
+
+@dataclass(slots=True, eq=False)
+class Timer:
+    """A timer the core asked for.  The driver hangs its loop handle on ``handle``; the core
+    knows a timer is current by identity (``job.timer is timer``), so a late one is ignored."""
+
+    kind: TimerKind
+    job: Job
+    handle: object = None
+
+
+@dataclass(slots=True, eq=False)
 class Job:
     job_id: str
-    session: SessionLink
+    session: Session
     utterance_index: int
     src_lang: str  # normalised (contract §2 "Binding")
     tgt_lang: str
@@ -55,11 +83,12 @@ class Job:
     received_at: float  # perf_counter() when the frame was read off the socket
     seq: int = 0  # acceptance order: the waiting line is kept in it
     state: JobState = JobState.PLACING
-    attempt: int = 0
+    attempt: int = 0  # the attempt that holds (or last held) a node
     node_id: str | None = None
     tried: set[str] = field(default_factory=set)
-    timer: asyncio.TimerHandle | None = None
-    wait_deadline: asyncio.TimerHandle | None = None
+    timer: Timer | None = None  # the current attempt's job timeout
+    deadline: Timer | None = None  # the pending timeout while waiting
+    expired: bool = False  # the pending timeout passed while a wake round tried it
     wait_since: float = 0.0  # start of the current placement (acceptance or failover)
     queued_at: float = 0.0  # when it last joined the waiting line
     wait_error: ErrorCode = ErrorCode.NO_AVAILABLE_NODE
@@ -68,6 +97,7 @@ class Job:
         """The reservation holder of one attempt (reservations are idempotent per holder)."""
         return f"{self.job_id}:{attempt}"
 
-    def wait_key(self) -> tuple[str, str, frozenset[str]]:
+    @property
+    def key(self) -> tuple[str, str, frozenset[str]]:
         """Jobs with equal keys compete for the same nodes: FIFO among them."""
         return (self.src_lang, self.tgt_lang, self.services)

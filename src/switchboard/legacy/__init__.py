@@ -7,7 +7,7 @@
   every node while holding it, on every heartbeat (:class:`GlobalLockRegistry`);
 - dispatch takes its read side around a whole placement attempt — snapshot read, session
   decision, choice of candidates and the reservation store's round trip
-  (:class:`LegacyDispatcher`).
+  (:class:`LegacyDriver`).
 
 Everything else (protocol, sessions, selection, store, answers) is Switchboard's own, so a
 benchmark that runs both designs on the same load measures the locking and the rebuilds and
@@ -17,39 +17,27 @@ says how the model follows the old code (``TinoTau/lingua_1``) and where it simp
 
 from __future__ import annotations
 
-from switchboard.config import Settings
-from switchboard.dispatch.dispatcher import DispatchSettings
-from switchboard.legacy.dispatcher import LegacyDispatcher
+from switchboard.legacy.dispatcher import LegacyDriver
 from switchboard.legacy.registry import GlobalLockRegistry
 from switchboard.legacy.rwlock import FairRWLock
-from switchboard.metrics import Metrics
-from switchboard.runtime.snapshot import SnapshotHolder
-from switchboard.sessions.manager import SessionManager
-from switchboard.store.base import ReservationStore
+from switchboard.server.scheduler import Parts, driver_for
 
-__all__ = ["FairRWLock", "GlobalLockRegistry", "LegacyDispatcher", "build_legacy"]
+__all__ = ["FairRWLock", "GlobalLockRegistry", "LegacyDriver", "global_lock_design"]
 
 
-def build_legacy(
-    holder: SnapshotHolder,
-    sessions: SessionManager,
-    store: ReservationStore,
-    *,
-    metrics: Metrics,
-    settings: Settings,
-    dispatch: DispatchSettings,
-) -> tuple[GlobalLockRegistry, LegacyDispatcher]:
-    """The registry and dispatcher of the old design, sharing one global lock."""
+def global_lock_design(parts: Parts) -> tuple[GlobalLockRegistry, LegacyDriver]:
+    """The registry and dispatch driver of the old design, sharing one global lock
+    (``ServeHooks.design`` for ``switchboard serve --design global_lock``)."""
     lock = FairRWLock()
     registry = GlobalLockRegistry(
-        holder,
+        parts.snapshots,
         global_lock=lock,
-        metrics=metrics,
-        default_max_concurrency=settings.default_max_concurrency,
-        heartbeat_interval=settings.heartbeat_interval,
-        min_rebuild_interval=settings.snapshot_min_interval,
+        metrics=parts.metrics,
+        default_max_concurrency=parts.settings.default_max_concurrency,
+        heartbeat_interval=parts.settings.heartbeat_interval,
+        min_rebuild_interval=parts.settings.snapshot_min_interval,
     )
-    dispatcher = LegacyDispatcher(
-        holder, sessions, store, global_lock=lock, settings=dispatch, metrics=metrics
-    )
-    return registry, dispatcher
+    driver = driver_for(parts, LegacyDriver)
+    assert isinstance(driver, LegacyDriver)
+    driver.global_lock = lock
+    return registry, driver

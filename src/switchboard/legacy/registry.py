@@ -7,7 +7,7 @@ done.  Here every change takes the *write* side of the one global lock and rebui
 view of all nodes synchronously while holding it, on every heartbeat, structural or not: built
 under the lock rather than outside it, no coalescing, no "a routine heartbeat publishes
 nothing".  Dispatch
-(``LegacyDispatcher``) takes the read side of the same lock, so it waits behind that work.
+(``LegacyDriver``) takes the read side of the same lock, so it waits behind that work.
 """
 
 from __future__ import annotations

@@ -10,10 +10,9 @@ from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
 
-from switchboard.dispatch.jobs import Job
+from switchboard.dispatch.jobs import Session
+from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
-from switchboard.sessions.manager import SessionEntry
-from switchboard.sessions.ordering import AnswerLine
 
 log = logging.getLogger("switchboard.server")
 
@@ -32,7 +31,7 @@ async def send(ws: web.WebSocketResponse, frame: bytes) -> bool:
 
 
 class NodeConnection:
-    """A registered node's socket (``dispatch.jobs.NodeLink``)."""
+    """A registered node's socket (``dispatch.jobs.NodePeer``)."""
 
     __slots__ = ("node_id", "ws")
 
@@ -50,7 +49,7 @@ class NodeConnection:
 
 
 class SessionConnection:
-    """An open session (``dispatch.jobs.SessionLink``) with a bounded outgoing queue.
+    """An open session's socket (``dispatch.jobs.SessionPeer``) with a bounded outgoing queue.
 
     Frames are queued and written by a short-lived writer task, so a slow client never blocks
     the node that produced its answer.  Past ``outbox_limit`` queued frames the session is a
@@ -62,28 +61,28 @@ class SessionConnection:
         "_outbox",
         "_overflowed",
         "_writer",
-        "entry",
-        "line",
+        "observer",
         "on_overflow",
         "outbox_limit",
-        "pending",
+        "session",
         "session_id",
         "ws",
     )
 
+    session: Session  # dispatch's record of it, set right after the connection is made
+
     def __init__(
         self,
-        entry: SessionEntry,
+        session_id: str,
         ws: web.WebSocketResponse,
         *,
         outbox_limit: int,
         on_overflow: Callable[[SessionConnection], None],
+        observer: SessionObserver | None = None,
     ) -> None:
-        self.session_id = entry.session_id
-        self.entry = entry
+        self.session_id = session_id
         self.ws = ws
-        self.line = AnswerLine()
-        self.pending: dict[int, Job] = {}
+        self.observer = observer
         self.outbox_limit = outbox_limit
         self.on_overflow = on_overflow
         # Made on the first frame and dropped once written: an idle session holds no deque
@@ -109,6 +108,8 @@ class SessionConnection:
             self.on_overflow(self)
             return
         outbox.append(frame)
+        if self.observer is not None:  # a slow consumer's frames never leave: not reported
+            self.observer.pushed(self.session_id, frame)
         if self._writer is None:
             self._writer = asyncio.create_task(self._flush())
 

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 
 from switchboard.errors import ProtocolError
-from switchboard.protocol import codec
+from switchboard.protocol import codec, ids
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.messages import (
     AsrPartial,
@@ -19,7 +19,6 @@ from switchboard.protocol.messages import (
     NodeInbound,
     NodeRegister,
 )
-from switchboard.server import ids
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import NodeConnection, send
@@ -77,11 +76,11 @@ async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, fr
     node_id = conn.node_id
     match msg:
         case JobResult():
-            sched.dispatcher.on_result(node_id, msg, frame)
+            await sched.dispatcher.result(node_id, msg, frame)
         case JobAck() | JobStarted():
-            sched.dispatcher.on_ack(node_id, msg)
+            sched.dispatcher.ack(node_id, msg)
         case AsrPartial():
-            sched.dispatcher.on_partial(node_id, msg, frame)
+            sched.dispatcher.partial(node_id, msg, frame)
         case NodeHeartbeat():
             if msg.node_id != node_id:  # a node may only speak for itself (contract §1)
                 await send(

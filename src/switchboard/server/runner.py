@@ -14,7 +14,7 @@ from aiohttp import web
 
 from switchboard.config import Settings
 from switchboard.server.app import build_app
-from switchboard.server.scheduler import Scheduler
+from switchboard.server.scheduler import Design, Observe, Scheduler, snapshot_design
 from switchboard.store.factory import open_store
 
 log = logging.getLogger("switchboard.server")
@@ -53,8 +53,12 @@ def _nothing(_sched: Scheduler) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServeHooks:
-    """What a caller may add around :func:`serve` (the benchmark's latency tap uses it)."""
+    """What a caller may add around :func:`serve`: the tools plug in here (the benchmark's
+    latency tap, its model of the old design, the session recorder), so the server never
+    imports them."""
 
+    design: Design = snapshot_design  # builds the registry and the dispatch driver
+    observe: Observe | None = None  # makes an observer of sessions, utterances, answers
     built: Callable[[Scheduler], None] = _nothing  # the scheduler exists, not yet started
     stopping: Callable[[Scheduler], None] = _nothing  # a signal came; before the shutdown
     backlog: int = 128  # listen backlog (the benchmark connects 10,000 sessions at once)
@@ -71,7 +75,7 @@ async def serve(
     settings: Settings, *, ready: asyncio.Event | None = None, hooks: ServeHooks | None = None
 ) -> int:
     hooks = hooks or ServeHooks()
-    sched = Scheduler(settings, open_store(settings))
+    sched = Scheduler(settings, open_store(settings), design=hooks.design, observe=hooks.observe)
     hooks.built(sched)
     await sched.start()
     if not await sched.store.ping():

@@ -6,30 +6,88 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from switchboard.config import Settings
-from switchboard.dispatch.dispatcher import Dispatcher, DispatchSettings
+from switchboard.dispatch.core import DispatchCore, DispatchSettings
+from switchboard.dispatch.driver import DispatchDriver
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
+from switchboard.protocol.messages import SessionInit
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
+from switchboard.server.observe import SessionObserver
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
-
-if TYPE_CHECKING:
-    from switchboard.bench.record import SessionRecorder
 
 log = logging.getLogger("switchboard.server")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parts:
+    """What a design is built from (``Design``)."""
+
+    snapshots: SnapshotHolder
+    sessions: SessionManager
+    store: ReservationStore
+    metrics: Metrics
+    settings: Settings
+    dispatch: DispatchSettings
+    observer: SessionObserver | None
+
+
+# Builds the management registry and the dispatch driver.  The default is the seed's design;
+# the benchmark plugs in its model of the old global-lock design (``switchboard.legacy``)
+# through ``ServeHooks.design``, so the server never imports it.
+Design = Callable[[Parts], tuple[ManagementRegistry, DispatchDriver]]
+# Makes the session observer, given the snapshots it may read (the session recorder).
+Observe = Callable[[SnapshotHolder], SessionObserver]
+
+
+def snapshot_design(parts: Parts) -> tuple[ManagementRegistry, DispatchDriver]:
+    registry = ManagementRegistry(
+        parts.snapshots,
+        metrics=parts.metrics,
+        default_max_concurrency=parts.settings.default_max_concurrency,
+        heartbeat_interval=parts.settings.heartbeat_interval,
+        min_rebuild_interval=parts.settings.snapshot_min_interval,
+    )
+    return registry, driver_for(parts)
+
+
+def driver_for(parts: Parts, driver: type[DispatchDriver] = DispatchDriver) -> DispatchDriver:
+    """The dispatch core and its asyncio driver (``dispatch/``)."""
+    observer = parts.observer
+    core = DispatchCore(
+        parts.snapshots,
+        parts.sessions,
+        settings=parts.dispatch,
+        metrics=parts.metrics,
+        on_accept=None if observer is None else observer.accepted,
+    )
+    return driver(
+        core,
+        parts.store,
+        snapshots=parts.snapshots,
+        metrics=parts.metrics,
+        reservation_lease=parts.dispatch.reservation_lease,
+    )
+
+
 class Scheduler:
-    def __init__(self, settings: Settings, store: ReservationStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ReservationStore,
+        *,
+        design: Design = snapshot_design,
+        observe: Observe | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = Metrics()
@@ -40,38 +98,22 @@ class Scheduler:
             pending_timeout=settings.pending_timeout,
             max_attempts=settings.max_attempts,
             reservation_lease=settings.reservation_lease,
+            max_pending_per_session=settings.max_pending_per_session,
         )
-        self.registry: ManagementRegistry
-        self.dispatcher: Dispatcher
-        if settings.design == "global_lock":
-            # The design before the seed, kept for the benchmark's ratios (docs/benchmarks.md).
-            from switchboard.legacy import build_legacy
-
-            self.registry, self.dispatcher = build_legacy(
-                self.snapshots,
-                self.sessions,
-                store,
+        # ``--record``: session events to a file (switchboard replay); None costs nothing.
+        self.observer = None if observe is None else observe(self.snapshots)
+        observer = self.observer
+        self.registry, self.dispatcher = design(
+            Parts(
+                snapshots=self.snapshots,
+                sessions=self.sessions,
+                store=store,
                 metrics=self.metrics,
                 settings=settings,
                 dispatch=dispatch,
+                observer=observer,
             )
-        else:
-            self.registry = ManagementRegistry(
-                self.snapshots,
-                metrics=self.metrics,
-                default_max_concurrency=settings.default_max_concurrency,
-                heartbeat_interval=settings.heartbeat_interval,
-                min_rebuild_interval=settings.snapshot_min_interval,
-            )
-            self.dispatcher = Dispatcher(
-                self.snapshots, self.sessions, store, metrics=self.metrics, settings=dispatch
-            )
-        # ``--record``: session events to a file (switchboard replay); None costs nothing.
-        self.recorder: SessionRecorder | None = None
-        if settings.record is not None:
-            from switchboard.bench.record import SessionRecorder
-
-            self.recorder = SessionRecorder(settings.record, snapshots=self.snapshots)
+        )
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
         self.addresses = AddressCounter(settings.max_connections_per_address)
@@ -117,19 +159,21 @@ class Scheduler:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def session_opened(self, session_id: str, ws: web.WebSocketResponse) -> SessionConnection:
-        entry = self.sessions.create(session_id)
-        make: Callable[..., SessionConnection] = (
-            SessionConnection if self.recorder is None else self.recorder.connection
-        )
-        conn = make(
-            entry,
+    def session_opened(
+        self, session_id: str, ws: web.WebSocketResponse, init: SessionInit
+    ) -> SessionConnection:
+        conn = SessionConnection(
+            session_id,
             ws,
             outbox_limit=self.settings.session_outbox_limit,
             on_overflow=self._overflowed,
+            observer=self.observer,
         )
+        conn.session = self.dispatcher.open_session(session_id, conn)
         self.session_conns[session_id] = conn
         self.metrics.sessions.set(len(self.session_conns))
+        if self.observer is not None:
+            self.observer.opened(session_id, init)
         return conn
 
     def session_gone(self, conn: SessionConnection) -> None:
@@ -137,12 +181,11 @@ class Scheduler:
         Idempotent: a session the server ended is gone again when its socket closes."""
         if self.session_conns.get(conn.session_id) is not conn:
             return
-        self.dispatcher.drop_session(conn)
-        self.sessions.remove(conn.session_id)
+        self.dispatcher.close_session(conn.session)
         self.session_conns.pop(conn.session_id, None)
         self.metrics.sessions.set(len(self.session_conns))
-        if self.recorder is not None:
-            self.recorder.closed(conn.session_id)
+        if self.observer is not None:
+            self.observer.closed(conn.session_id)
 
     def _overflowed(self, conn: SessionConnection) -> None:
         log.warning("session %s: outgoing queue full (slow consumer): closing", conn.session_id)
@@ -169,7 +212,7 @@ class Scheduler:
             await asyncio.wait_for(self.dispatcher.idle.wait(), grace)
         for conn in list(self.session_conns.values()):
             self.dispatcher.fail_session(
-                conn, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
+                conn.session, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
             )
             conn.push(codec.error(ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"))
             with contextlib.suppress(asyncio.TimeoutError):
@@ -182,8 +225,8 @@ class Scheduler:
         await self.dispatcher.stop()
         await self.registry.stop()
         await self.store.close()
-        if self.recorder is not None:
-            self.recorder.close()
+        if self.observer is not None:
+            self.observer.close()
 
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)

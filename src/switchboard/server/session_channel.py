@@ -7,10 +7,8 @@ import time
 
 from aiohttp import web
 
-from switchboard.dispatch.jobs import Job
-from switchboard.dispatch.selection import services_for
 from switchboard.errors import ProtocolError
-from switchboard.protocol import codec, langs
+from switchboard.protocol import codec, ids
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
     ClientHeartbeat,
@@ -19,7 +17,6 @@ from switchboard.protocol.messages import (
     SessionInit,
     Utterance,
 )
-from switchboard.server import ids
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -53,9 +50,7 @@ async def _open(
     # Encoded before the session exists: nothing may fail between opening it and handing it
     # to the channel, which alone closes it again.
     ack = codec.session_init_ack(session_id, msg.trace_id or ids.trace_id())
-    conn = sched.session_opened(session_id, ws)
-    if sched.recorder is not None:
-        sched.recorder.opened(conn.session_id, msg)
+    conn = sched.session_opened(session_id, ws, msg)
     # session_init_ack is always the first frame the server sends on a session (contract §2).
     conn.push(ack)
     return conn
@@ -89,13 +84,14 @@ async def _dispatch(
 ) -> bool:
     match msg:
         case Utterance():
-            await _accept(sched, conn, msg, frame, received)
+            # Admission (contract §2 "Accepting") and everything after it is dispatch's.
+            await sched.dispatcher.accept(conn.session, msg, frame, received)
         case ClientHeartbeat():
-            if _mine(conn, msg.session_id, None):
+            if _mine(conn, msg.session_id):
                 conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
         case SessionClose():
-            if _mine(conn, msg.session_id, None):
-                sched.dispatcher.drop_session(conn)
+            if _mine(conn, msg.session_id):
+                sched.dispatcher.close_session(conn.session)
                 conn.push(codec.session_close_ack(conn.session_id))
                 await conn.drain()
                 await conn.close(CLOSE_NORMAL)
@@ -105,60 +101,14 @@ async def _dispatch(
     return False
 
 
-def _mine(conn: SessionConnection, session_id: str, index: int | None) -> bool:
+def _mine(conn: SessionConnection, session_id: str) -> bool:
     """A session may only speak for itself (contract §2 "Accepting")."""
     if session_id == conn.session_id:
         return True
-    details: dict[str, object] = {} if index is None else {"utterance_index": index}
     conn.push(
-        codec.error(
-            ErrorCode.INVALID_SESSION, "session_id does not name this connection's session", details
-        )
+        codec.error(ErrorCode.INVALID_SESSION, "session_id does not name this connection's session")
     )
     return False
-
-
-def _reject(conn: SessionConnection, code: ErrorCode, message: str, index: int) -> None:
-    conn.push(codec.error(code, message, {"utterance_index": index}))
-
-
-async def _accept(
-    sched: Scheduler, conn: SessionConnection, msg: Utterance, frame: bytes, received: float
-) -> None:
-    index = msg.utterance_index
-    if not _mine(conn, msg.session_id, index):
-        return
-    if index in conn.pending:
-        _reject(
-            conn, ErrorCode.INVALID_MESSAGE, f"utterance_index {index} is already pending", index
-        )
-        return
-    if len(conn.pending) >= sched.settings.max_pending_per_session:
-        _reject(conn, ErrorCode.TOO_MANY_PENDING, "too many pending utterances", index)
-        return
-    if sched.closing:
-        _reject(conn, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down", index)
-        return
-    pipeline = msg.pipeline
-    job = Job(
-        job_id=ids.job_id(),
-        session=conn,
-        utterance_index=index,
-        src_lang=langs.normalize(msg.src_lang),
-        tgt_lang=langs.normalize(msg.tgt_lang),
-        services=services_for(pipeline),
-        pipeline={
-            "use_asr": pipeline.use_asr if pipeline else True,
-            "use_nmt": pipeline.use_nmt if pipeline else True,
-            "use_tts": pipeline.use_tts if pipeline else True,
-        },
-        raw=codec.raw_fields(frame),
-        trace_id=msg.trace_id or ids.trace_id(),
-        received_at=received,
-    )
-    if sched.recorder is not None:
-        sched.recorder.accepted(job)
-    await sched.dispatcher.submit(job)
 
 
 handle = Channel(open_peer=_open, on_text=_on_frame, reply=_reply, gone=_gone).handle

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +38,19 @@ class ReservationStore(abc.ABC):
     """One interface, two implementations with identical semantics."""
 
     name: str
-    # True when no method ever suspends (the in-process store): callers may then run a
-    # placement inline instead of in a task of its own.
-    synchronous: bool = False
 
     @abc.abstractmethod
     async def try_reserve(
         self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
     ) -> str | None:
         """Reserve a slot on the best candidate with room; ``None`` when all are full."""
+
+    @abc.abstractmethod
+    async def try_reserve_many(
+        self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
+    ) -> list[str | None]:
+        """``try_reserve`` for each ``(candidates, holder)`` in order, as one atomic step (one
+        round trip on Redis): nothing else changes the leases between two of them."""
 
     @abc.abstractmethod
     async def release(self, node_id: str, holder: str) -> bool:
@@ -69,3 +74,19 @@ class ReservationStore(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the in-process store has none."""
+
+
+@runtime_checkable
+class InlineStore(Protocol):
+    """A store whose calls never wait (the in-process one) also offers them as plain calls,
+    which the dispatch driver makes inline: an embedded placement costs no task switch."""
+
+    def try_reserve_now(
+        self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
+    ) -> str | None: ...
+
+    def try_reserve_many_now(
+        self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
+    ) -> list[str | None]: ...
+
+    def release_now(self, node_id: str, holder: str) -> bool: ...

@@ -29,7 +29,6 @@ class MemoryStore(ReservationStore):
     costs O(candidates x capacity), independent of how many nodes exist."""
 
     name = "memory"
-    synchronous = True
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
@@ -48,6 +47,27 @@ class MemoryStore(ReservationStore):
         return leases
 
     async def try_reserve(
+        self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
+    ) -> str | None:
+        return self.try_reserve_now(candidates, holder, lease_s=lease_s)
+
+    async def try_reserve_many(
+        self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
+    ) -> list[str | None]:
+        return self.try_reserve_many_now(requests, lease_s=lease_s)
+
+    async def release(self, node_id: str, holder: str) -> bool:
+        return self.release_now(node_id, holder)
+
+    # The same calls without a coroutine: the dispatch driver performs them inline, since
+    # nothing here ever waits (one placement costs no task and no loop iteration).
+
+    def try_reserve_many_now(
+        self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
+    ) -> list[str | None]:
+        return [self.try_reserve_now(cands, holder, lease_s=lease_s) for cands, holder in requests]
+
+    def try_reserve_now(
         self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
     ) -> str | None:
         now = self._clock()
@@ -71,7 +91,7 @@ class MemoryStore(ReservationStore):
             self._leases.setdefault(best_node, {})[holder] = expiry
         return best_node
 
-    async def release(self, node_id: str, holder: str) -> bool:
+    def release_now(self, node_id: str, holder: str) -> bool:
         live = self._live(node_id, self._clock())
         if holder not in live:
             return False

@@ -221,6 +221,14 @@ class RedisStore(ReservationStore):
             return None
         return await self._reserve_batch.call((tuple(candidates), holder, lease_ms))
 
+    async def try_reserve_many(
+        self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
+    ) -> list[str | None]:
+        lease_ms = _lease_ms(lease_s)
+        wanted = [(tuple(cands), holder, lease_ms) for cands, holder in requests if cands]
+        got = iter(await self._reserve_batch.call_many(wanted)) if wanted else iter(())
+        return [next(got) if cands else None for cands, _ in requests]
+
     async def _reserve_many(self, requests: Sequence[_ReserveRequest]) -> list[str | None]:
         keys = [self._keys.nodes]
         args: list[pipelined.Arg] = [len(requests)]

@@ -1,0 +1,314 @@
+"""``DispatchDriver``: performs the dispatch core's actions with asyncio (``core.py``).
+
+The core decides; this module does the I/O it asks for and reports the outcomes back as
+events: store calls, writes to nodes, pushes to sessions, timers on the loop's clock.  It holds
+no dispatch state of its own beyond loop handles and counters.
+
+The in-process store's calls are plain function calls (``InlineStore``), performed inline, so
+an embedded placement runs from the session's frame to ``job_assign`` without a task switch.
+Redis calls run in a task each; their outcome is fed back to the core, and the actions that
+follow are performed in that task.  Actions are performed in the order the core made them
+(the actions an inline store call's outcome leads to go after those already queued), except
+that writes to nodes are awaited after the rest, so no node holds up a session's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+from switchboard.dispatch.actions import (
+    Action,
+    Assign,
+    Cancel,
+    Push,
+    Release,
+    Reserve,
+    ReserveMany,
+    StartTimer,
+    StopTimer,
+)
+from switchboard.dispatch.core import DispatchCore
+from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
+from switchboard.errors import StoreUnavailable
+from switchboard.metrics import Metrics
+from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
+from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
+from switchboard.store.base import InlineStore, ReservationStore
+
+log = logging.getLogger("switchboard.dispatch")
+
+
+class DispatchDriver:
+    def __init__(
+        self,
+        core: DispatchCore,
+        store: ReservationStore,
+        *,
+        snapshots: SnapshotHolder,
+        metrics: Metrics,
+        reservation_lease: float,
+    ) -> None:
+        self.core = core
+        self._store = store
+        self._inline: InlineStore | None = store if isinstance(store, InlineStore) else None
+        self._metrics = metrics
+        self._lease = reservation_lease
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
+        self.idle.set()
+        self.dispatched_total = 0
+        snapshots.subscribe(self._on_snapshot)
+
+    # --- what the rest of the server reads ----------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return self.core.in_flight
+
+    @property
+    def failed_total(self) -> int:
+        return self.core.failed_total
+
+    @property
+    def store_up(self) -> bool:
+        return self.core.store_up
+
+    @store_up.setter
+    def store_up(self, up: bool) -> None:
+        if up:
+            self.core.store_up = True
+        else:
+            self.core.store_failed()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def close_intake(self) -> None:
+        self.perform_soon(self.core.close_intake())
+
+    # --- events in ----------------------------------------------------------------------------
+
+    def open_session(self, session_id: str, peer: SessionPeer) -> Session:
+        return self.core.open_session(session_id, peer)
+
+    def close_session(self, session: Session) -> None:
+        self.perform_soon(self.core.close_session(session))
+
+    def fail_session(self, session: Session, code: ErrorCode, message: str) -> None:
+        self.perform_soon(self.core.fail_session(session, code, message))
+
+    async def accept(self, session: Session, msg: Utterance, frame: bytes, received: float) -> None:
+        actions = self.core.accept(session, msg, frame, received_at=received, now=time.monotonic())
+        await self.run(actions)
+
+    async def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
+        await self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))
+
+    def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
+        return self.core.ack(node_id, msg)
+
+    def partial(self, node_id: str, msg: AsrPartial, frame: bytes) -> None:
+        self.perform_soon(self.core.partial(node_id, msg, frame))
+
+    def attach_node(self, node: NodePeer) -> None:
+        self.core.node_attached(node)
+
+    def detach_node(self, node_id: str) -> None:
+        self.perform_soon(self.core.node_gone(node_id, now=time.monotonic()))
+
+    def _on_snapshot(self, _snapshot: RuntimeSnapshot) -> None:
+        self.perform_soon(self.core.wake(now=time.monotonic()))
+
+    def _timer_fired(self, timer: Timer) -> None:
+        self.perform_soon(self.core.timer_fired(timer, now=time.monotonic()))
+
+    # --- performing actions -------------------------------------------------------------------
+
+    async def run(self, actions: list[Action]) -> None:
+        """Perform ``actions`` (and whatever their outcomes lead to) before returning."""
+        writes = self._perform(actions)
+        while writes:
+            follow = await self._write(writes.popleft())
+            if follow:
+                writes.extend(self._perform(follow))
+        self._check_idle()
+
+    def perform_soon(self, actions: list[Action]) -> None:
+        """From a callback: perform everything now but the writes to nodes (in a task)."""
+        if actions:
+            writes = self._perform(actions)
+            if writes:
+                self._spawn(self._write_all(writes))
+        self._check_idle()
+
+    async def _write_all(self, writes: deque[Assign | Cancel]) -> None:
+        while writes:
+            follow = await self._write(writes.popleft())
+            if follow:
+                writes.extend(self._perform(follow))
+        self._check_idle()
+
+    def _perform(self, actions: list[Action]) -> deque[Assign | Cancel]:
+        """Perform every action that needs no waiting, in order; return the writes to nodes,
+        in order, for the caller to await (they must not hold up a session's answers)."""
+        queue = deque(actions)
+        writes: deque[Assign | Cancel] = deque()
+        while queue:
+            action = queue.popleft()
+            match action:
+                case Push():
+                    action.peer.push(action.frame)
+                case StartTimer():
+                    loop = asyncio.get_running_loop()
+                    timer = action.timer
+                    timer.handle = loop.call_later(action.delay, self._timer_fired, timer)
+                case StopTimer():
+                    handle = action.timer.handle
+                    if isinstance(handle, asyncio.TimerHandle):
+                        handle.cancel()
+                case Assign() | Cancel():
+                    writes.append(action)
+                case Reserve():
+                    self._reserve(action, queue)
+                case Release():
+                    self._release(action, queue)
+                case ReserveMany():
+                    self._reserve_round(action, queue)
+        return writes
+
+    async def _write(self, action: Assign | Cancel) -> list[Action]:
+        """Write to a node; the core's answer to what came of it."""
+        if isinstance(action, Cancel):
+            await action.node.send(action.frame)
+            queue: deque[Action] = deque()
+            self._release(action.release, queue)
+            return list(queue)
+        sent = await action.node.send(action.frame)
+        if action.attempt == 1:
+            self._metrics.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
+            self.dispatched_total += 1
+        if sent:
+            return []
+        # The node's socket broke; detach_node may not have run yet.
+        return self.core.assign_failed(action.job, action.attempt, now=time.monotonic())
+
+    @staticmethod
+    def _follow(queue: deque[Action], actions: list[Action]) -> None:
+        """An inline outcome's actions go after those already queued: actions are performed
+        in the order the core made them, which is what keeps a session's answers in order
+        (an answer queued before the outcome was made must not be overtaken by one after)."""
+        queue.extend(actions)
+
+    def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
+        if self._inline is None:
+            self._spawn(self._reserve_remote(action))
+            return
+        node_id = self._inline.try_reserve_now(
+            action.candidates, action.holder, lease_s=self._lease
+        )
+        self._follow(queue, self.core.reserved(action, node_id, now=time.monotonic()))
+
+    def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
+        requests = [(r.candidates, r.holder) for r in action.items]
+        if self._inline is None:
+            self._spawn(self._reserve_round_remote(requests))
+            return
+        results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
+        self._follow(queue, self.core.round_reserved(results, now=time.monotonic()))
+
+    def _release(self, action: Release, queue: deque[Action]) -> None:
+        if self._inline is None:
+            self._spawn(self._release_remote(action))
+            return
+        self._inline.release_now(action.node_id, action.holder)
+        self._follow(queue, self.core.released(action, ok=True, now=time.monotonic()))
+
+    async def _reserve_remote(self, action: Reserve) -> None:
+        try:
+            node_id = await self._store.try_reserve(
+                action.candidates, action.holder, lease_s=self._lease
+            )
+        except StoreUnavailable:
+            actions = self.core.reserve_failed(action)
+        except Exception:  # a bug or a store error must cost one answer, not the utterance
+            log.exception("reserving for job %s failed", action.job.job_id)
+            actions = self.core.reserve_failed(action, unreachable=False)
+        else:
+            actions = self.core.reserved(action, node_id, now=time.monotonic())
+        await self.run(actions)
+
+    async def _reserve_round_remote(self, requests: list[Any]) -> None:
+        try:
+            results = await self._store.try_reserve_many(requests, lease_s=self._lease)
+        except StoreUnavailable:
+            actions = self.core.round_failed(now=time.monotonic())
+        except Exception:
+            log.exception("a wake round's reservations failed")
+            actions = self.core.round_failed(now=time.monotonic(), unreachable=False)
+        else:
+            actions = self.core.round_reserved(results, now=time.monotonic())
+        await self.run(actions)
+
+    async def _release_remote(self, action: Release) -> None:
+        ok = True
+        try:
+            await self._store.release(action.node_id, action.holder)
+        except StoreUnavailable:
+            ok = False  # the lease expires anyway; the core retries it sooner
+        await self.run(self.core.released(action, ok=ok, now=time.monotonic()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _check_idle(self) -> None:
+        if self.core.in_flight:
+            self.idle.clear()
+        else:
+            self.idle.set()
+
+    # --- leases and the store's health ------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Renew live jobs' leases every third of a lease, retry refused releases, and probe
+        the store every second so ``/health`` notices an outage even while idle."""
+        tick = min(self._lease / 3, 1.0)
+        renew_every = self._lease / 3
+        last_renewal = time.monotonic()
+        core = self.core
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                if time.monotonic() - last_renewal >= renew_every:
+                    last_renewal = time.monotonic()
+                    leases = core.leases()
+                    if leases:
+                        await self._store.renew(leases, lease_s=self._lease)
+                for node_id, holder in list(core.unreleased):
+                    await self._store.release(node_id, holder)
+                    core.unreleased.discard((node_id, holder))
+            except StoreUnavailable:
+                core.store_failed()
+            if await self._store.ping():
+                await self.run(core.store_recovered(now=time.monotonic()))
+            else:
+                core.store_failed()

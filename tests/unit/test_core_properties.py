@@ -1,0 +1,425 @@
+"""Property tests of the sans-I/O dispatch core, driven with no event loop (issue 9 item 1).
+
+A small synchronous driver performs the core's actions against the real in-process store and
+simulated nodes and sessions; time is a number advanced to the next timer.  Hypothesis picks
+random interleavings of utterances, results (good and failed), timeouts, node loss and return,
+store outages, send failures and session closes, and then lets everything settle.  Checked:
+exactly one answer per accepted utterance, in order (unless its session closed first); never
+more jobs on a node than its slots; no slot left reserved; nothing left in flight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from switchboard.dispatch.actions import (
+    Action,
+    Assign,
+    Cancel,
+    Push,
+    Release,
+    Reserve,
+    ReserveMany,
+    StartTimer,
+    StopTimer,
+)
+from switchboard.dispatch.core import DispatchCore, DispatchSettings
+from switchboard.dispatch.jobs import Session, Timer
+from switchboard.dispatch.selection import ALL_SERVICES
+from switchboard.management.builder import build_snapshot
+from switchboard.management.nodes import NodeStatus
+from switchboard.management.pools import GeneratedPoolIds
+from switchboard.metrics import Metrics
+from switchboard.protocol import codec
+from switchboard.protocol.messages import JobResult, Utterance
+from switchboard.runtime.snapshot import NodeRuntime, SnapshotHolder
+from switchboard.sessions.manager import SessionManager
+from switchboard.store.memory import MemoryStore
+
+PAIR = ("zh", "en")
+
+
+@dataclass(eq=False)
+class SimNode:
+    node_id: str
+    capacity: int
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)  # job_id → assign
+    broken: bool = False  # the next job_assign write fails
+
+    async def send(self, frame: bytes) -> bool:  # NodePeer's shape; the sim calls write()
+        raise AssertionError("the synchronous sim writes through SimDriver")
+
+
+@dataclass(eq=False)
+class SimSession:
+    session_id: str
+    out: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+    accepted: list[int] = field(default_factory=list)
+    session: Session | None = None
+
+    def push(self, frame: bytes) -> None:
+        assert not self.closed, "a frame was pushed to a session after it closed"
+        self.out.append(json.loads(frame))
+
+
+class Sim:
+    """The core plus a synchronous driver: every action is performed at once."""
+
+    def __init__(self, capacities: list[int], *, max_attempts: int = 3) -> None:
+        self.now = 0.0
+        self.store = MemoryStore(clock=lambda: self.now)
+        self.store_down = False
+        self.holder = SnapshotHolder()
+        self.ids = GeneratedPoolIds()
+        self.nodes = {f"n{i}": SimNode(f"n{i}", c) for i, c in enumerate(capacities)}
+        self.live: set[str] = set()
+        self.version = 0
+        self.core = DispatchCore(
+            self.holder,
+            SessionManager(),
+            settings=DispatchSettings(
+                job_timeout=5.0,
+                pending_timeout=3.0,
+                max_attempts=max_attempts,
+                reservation_lease=1000.0,
+                max_pending_per_session=6,
+            ),
+            metrics=Metrics(),
+        )
+        self.timers: dict[Timer, float] = {}
+        self.violations: list[str] = []
+        self.held_rounds: list[ReserveMany] | None = None  # a list: wake rounds are held here
+        for node_id in self.nodes:
+            self.node_up(node_id)
+
+    # --- the world ----------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        self.version += 1
+        views = [
+            NodeRuntime(
+                node_id=n,
+                status=NodeStatus.READY,
+                pairs=frozenset({PAIR}),
+                services=ALL_SERVICES,
+                accept_public_jobs=True,
+                max_concurrency=self.nodes[n].capacity,
+            )
+            for n in sorted(self.live)
+        ]
+        self.holder.publish(
+            build_snapshot(self.version, views, configured=None, generated_ids=self.ids)
+        )
+        self.perform(self.core.wake(now=self.now))
+
+    def node_up(self, node_id: str) -> None:
+        if node_id in self.live:
+            return
+        self.live.add(node_id)
+        self.core.node_attached(self.nodes[node_id])
+        self._publish()
+
+    def node_down(self, node_id: str) -> None:
+        if node_id not in self.live:
+            return
+        self.live.discard(node_id)
+        self.nodes[node_id].running.clear()  # its socket is gone, and its jobs with it
+        self.perform(self.core.node_gone(node_id, now=self.now))
+        self._publish()
+
+    def open(self, session_id: str) -> SimSession:
+        sim = SimSession(session_id)
+        sim.session = self.core.open_session(session_id, sim)
+        return sim
+
+    def utter(self, sim: SimSession, index: int) -> None:
+        frame = json.dumps(
+            {
+                "type": "utterance",
+                "session_id": sim.session_id,
+                "utterance_index": index,
+                "src_lang": PAIR[0],
+                "tgt_lang": PAIR[1],
+                "audio": "",
+                "audio_format": "pcm16",
+                "sample_rate": 16000,
+            }
+        ).encode()
+        msg = codec.decode_session(frame)
+        assert isinstance(msg, Utterance) and sim.session is not None
+        refused = sum(map(_refused, sim.out))
+        self.perform(self.core.accept(sim.session, msg, frame, received_at=0.0, now=self.now))
+        if sum(map(_refused, sim.out)) == refused:
+            sim.accepted.append(index)
+
+    def answer(self, node: SimNode, job_id: str, *, success: bool) -> None:
+        assign = node.running.pop(job_id)
+        result: dict[str, Any] = {
+            "type": "job_result",
+            "job_id": job_id,
+            "attempt_id": assign["attempt_id"],
+            "node_id": node.node_id,
+            "session_id": assign["session_id"],
+            "utterance_index": assign["utterance_index"],
+            "success": success,
+            "trace_id": assign["trace_id"],
+        }
+        if not success:
+            result["error"] = {"code": "MODEL_CRASHED", "message": "boom"}
+        frame = json.dumps(result).encode()
+        msg = codec.decode_node(frame)
+        assert isinstance(msg, JobResult)
+        self.perform(self.core.result(node.node_id, msg, frame, now=self.now))
+
+    def fire_next_timer(self) -> bool:
+        if not self.timers:
+            return False
+        timer = min(self.timers, key=self.timers.__getitem__)
+        self.now = max(self.now, self.timers.pop(timer))
+        self.perform(self.core.timer_fired(timer, now=self.now))
+        return True
+
+    def store_back(self) -> None:
+        self.store_down = False
+        for node_id, holder in list(self.core.unreleased):  # the driver's maintenance
+            self.store.release_now(node_id, holder)
+            self.core.unreleased.discard((node_id, holder))
+        self.perform(self.core.store_recovered(now=self.now))
+
+    # --- the driver ---------------------------------------------------------------------------
+
+    def perform(self, actions: list[Action]) -> None:
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            queue.extend(self._perform_one(action))  # in the order the core made them
+
+    def _perform_one(self, action: Action) -> list[Action]:
+        core, now = self.core, self.now
+        match action:
+            case Push():
+                action.peer.push(action.frame)
+            case StartTimer():
+                self.timers[action.timer] = now + action.delay
+            case StopTimer():
+                self.timers.pop(action.timer, None)
+            case Reserve():
+                if self.store_down:
+                    return core.reserve_failed(action)
+                got = self.store.try_reserve_now(action.candidates, action.holder, lease_s=1e3)
+                return core.reserved(action, got, now=now)
+            case ReserveMany():
+                if self.held_rounds is not None:
+                    self.held_rounds.append(action)
+                    return []
+                if self.store_down:
+                    return core.round_failed(now=now)
+                requests = [(r.candidates, r.holder) for r in action.items]
+                results = self.store.try_reserve_many_now(requests, lease_s=1e3)
+                return core.round_reserved(results, now=now)
+            case Release():
+                return self._release(action)
+            case Cancel():
+                node = self.nodes[action.node.node_id]
+                node.running.pop(json.loads(action.frame)["job_id"], None)
+                return self._release(action.release)
+            case Assign():
+                return self._assign(action)
+        return []
+
+    def _release(self, action: Release) -> list[Action]:
+        if self.store_down:
+            return self.core.released(action, ok=False, now=self.now)
+        self.store.release_now(action.node_id, action.holder)
+        return self.core.released(action, ok=True, now=self.now)
+
+    def _assign(self, action: Assign) -> list[Action]:
+        node = self.nodes[action.node.node_id]
+        if node.broken or node.node_id not in self.live:
+            node.broken = False
+            return self.core.assign_failed(action.job, action.attempt, now=self.now)
+        msg = json.loads(action.frame)
+        node.running[msg["job_id"]] = msg
+        if len(node.running) > node.capacity:
+            self.violations.append(f"{node.node_id} holds {len(node.running)} > {node.capacity}")
+        return []
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Everything comes back and finishes: the store, the nodes, every timer."""
+        self.store_back()
+        for node_id in sorted(self.nodes):
+            self.node_up(node_id)
+        for _ in range(10_000):
+            busy = [n for n in self.nodes.values() if n.running]
+            if busy:
+                node = busy[0]
+                self.answer(node, next(iter(node.running)), success=True)
+            elif not self.fire_next_timer():
+                return
+        raise AssertionError("the simulation did not settle")
+
+
+Step = Callable[[Sim, list[SimSession], st.DataObject], None]
+
+
+def _utter(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    open_ = [s for s in sessions if not s.closed]
+    if open_:
+        s = data.draw(st.sampled_from(open_))
+        sim.utter(s, len(s.accepted) + len([m for m in s.out if _refused(m)]))
+
+
+def _refused(message: dict[str, Any]) -> bool:
+    return message["type"] == "error" and "job_id" not in message.get("details", {})
+
+
+def _index(message: dict[str, Any]) -> int:
+    """The utterance an answer is for (an error names it in its details)."""
+    index = message.get("utterance_index", message.get("details", {}).get("utterance_index"))
+    assert isinstance(index, int)
+    return index
+
+
+def _answer(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    busy = [n for n in sim.nodes.values() if n.running]
+    if busy:
+        node = data.draw(st.sampled_from(busy))
+        job_id = data.draw(st.sampled_from(sorted(node.running)))
+        sim.answer(node, job_id, success=data.draw(st.booleans()))
+
+
+def _timer(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    sim.fire_next_timer()
+
+
+def _node_flip(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    node_id = data.draw(st.sampled_from(sorted(sim.nodes)))
+    if node_id in sim.live:
+        sim.node_down(node_id)
+    else:
+        sim.node_up(node_id)
+
+
+def _store_flip(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    if sim.store_down:
+        sim.store_back()
+    else:
+        sim.store_down = True
+
+
+def _break_send(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    sim.nodes[data.draw(st.sampled_from(sorted(sim.nodes)))].broken = True
+
+
+def _close(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    open_ = [s for s in sessions if not s.closed]
+    if len(open_) > 1:
+        s = data.draw(st.sampled_from(open_))
+        assert s.session is not None
+        sim.perform(sim.core.close_session(s.session))
+        s.closed = True
+
+
+STEPS: list[tuple[int, Step]] = [
+    (6, _utter),
+    (5, _answer),
+    (2, _timer),
+    (1, _node_flip),
+    (1, _store_flip),
+    (1, _break_send),
+    (1, _close),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    capacities=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    sessions=st.integers(1, 4),
+    steps=st.integers(0, 60),
+    data=st.data(),
+)
+def test_one_answer_each_in_order_within_capacity_and_no_slot_leaked(
+    capacities: list[int], sessions: int, steps: int, data: st.DataObject
+) -> None:
+    """Random interleavings of every event: the core's three invariants hold."""
+    sim = Sim(capacities)
+    sims = [sim.open(f"s{i}") for i in range(sessions)]
+    weights = [w for w, _ in STEPS]
+    for _ in range(steps):
+        choice = data.draw(st.integers(0, sum(weights) - 1))
+        for weight, step in STEPS:
+            if choice < weight:
+                step(sim, sims, data)
+                break
+            choice -= weight
+    sim.settle()
+    assert sim.violations == []
+    for s in sims:
+        if s.closed:
+            continue
+        answered = [_index(m) for m in s.out if not _refused(m)]
+        assert answered == s.accepted, s.session_id  # each accepted one answered once, in order
+    assert sim.core.in_flight == 0
+    assert sim.core.waiting() == 0
+    assert sim.store.try_reserve_many_now([], lease_s=1) == []
+    live = sum(len(sim.store._live(n, sim.now)) for n in list(sim.store._leases))
+    assert live == 0, "a slot is still reserved"
+    assert sim.timers == {}
+
+
+def test_a_wake_round_reserves_in_line_order_and_keeps_the_line() -> None:
+    """Two waiting jobs, one slot freed: the older takes it; the younger keeps its place."""
+    sim = Sim([1])
+    s = sim.open("s")
+    for index in range(3):
+        sim.utter(s, index)
+    node = sim.nodes["n0"]
+    assert [m["utterance_index"] for m in node.running.values()] == [0]
+    assert sim.core.waiting() == 2
+    sim.answer(node, next(iter(node.running)), success=True)
+    assert [m["utterance_index"] for m in node.running.values()] == [1]
+    assert sim.core.waiting() == 1
+
+
+def test_a_new_utterance_queues_behind_waiting_ones_of_its_pair() -> None:
+    """FIFO per pair: with jobs waiting, a new one does not try the store first."""
+    sim = Sim([1])
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)
+    node = sim.nodes["n0"]
+    sim.answer(node, next(iter(node.running)), success=True)  # 1 takes the slot
+    sim.utter(s, 2)
+    assert [m["utterance_index"] for m in node.running.values()] == [1]
+    assert sim.core.waiting() == 1
+
+
+def test_pending_timeout_while_a_round_tries_the_job_answers_it_once() -> None:
+    """The deadline fires while the job's wake round is with the store: one answer."""
+    sim = Sim([1])
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)  # waits
+    assert s.session is not None
+    waiting = s.session.pending[1]
+    node = sim.nodes["n0"]
+    sim.held_rounds = []
+    sim.answer(node, next(iter(node.running)), success=True)  # frees the slot: a round
+    assert len(sim.held_rounds) == 1 and sim.core.waiting() == 1
+    assert waiting.deadline is not None
+    sim.now = 10.0
+    sim.perform(sim.core.timer_fired(waiting.deadline, now=sim.now))
+    assert [m["type"] for m in s.out] == ["translation_result"]  # the round decides
+    sim.perform(sim.core.round_reserved([None], now=sim.now))
+    assert [m["type"] for m in s.out] == ["translation_result", "error"]
+    assert s.out[1]["code"] == "NO_AVAILABLE_NODE"
+    assert sim.core.in_flight == 0 and sim.core.waiting() == 0
