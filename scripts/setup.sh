@@ -19,6 +19,14 @@ fi
 stamp=.venv/.switchboard-installed
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+    # The distribution used to be called `switchboard` (a name the package index gives to
+    # another project); a venv made then still holds it, with its own copy of the command.
+    # Its build metadata in src/ goes first: pip would take it for the installed copy, and
+    # uninstalling that one deletes the package it names, src/switchboard itself.
+    rm -rf src/switchboard.egg-info
+    if compgen -G ".venv/lib/python3*/site-packages/switchboard-*.dist-info" >/dev/null; then
+        .venv/bin/python -m pip uninstall -q -y switchboard
+    fi
     .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
     echo "$want" > "$stamp"
 fi

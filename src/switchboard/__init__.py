@@ -11,4 +11,9 @@ The package is laid out by the domains of the design (docs/architecture.md):
 - ``server``     the aiohttp WebSocket and HTTP front end
 """
 
+# The one place the version is written: pyproject.toml reads it (dynamic = ["version"]).
 __version__ = "0.1.0"
+
+# The name on the package index (`switchboard` there is an unrelated project); the command and
+# this import package keep `switchboard`.  The CLI names it when an extra is missing.
+DISTRIBUTION = "switchboard-scheduler"

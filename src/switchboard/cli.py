@@ -7,6 +7,8 @@ the same key from the environment or the config file — one set of rules and er
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import sys
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from switchboard import __version__
+from switchboard import DISTRIBUTION, __version__
 from switchboard.bench import cli as bench_cli
 from switchboard.chaos import command as chaos_command
 from switchboard.config import Settings, flag_name, load_settings
@@ -61,6 +63,62 @@ _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
 
 # switchboard.client.urls.DEFAULT_URL, spelled out so that `serve` imports no client code.
 DEFAULT_URL = "ws://127.0.0.1:5010"
+
+# What each extra of pyproject.toml adds that a command cannot run without (by import name;
+# tests/unit/test_extras.py keeps this in step with pyproject.toml).  uvloop is left out: the
+# runner falls back to asyncio's loop without it.
+_SERVER_MODULES = ("redis", "hiredis", "prometheus_client")
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "server": _SERVER_MODULES,
+    "agent": ("psutil",),
+    "demo": (*_SERVER_MODULES, "psutil", "rich"),
+    "bench": (*_SERVER_MODULES, "psutil", "rich"),
+}
+# The commands that need more than the bare install (the client SDK and `translate`).
+COMMAND_EXTRAS: dict[str, str] = {
+    "serve": "server",
+    "node": "agent",
+    "demo": "demo",
+    "bench": "bench",
+    "replay": "bench",
+    "chaos": "bench",
+}
+
+
+def missing_modules(extra: str) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here."""
+    return [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+
+
+def _require_extra(command: str) -> None:
+    """Exit 2 with the pip command to run when ``command``'s extra is not installed: checked
+    before the command imports anything, so a client-only install gets one sentence instead of
+    a traceback from deep inside the server stack."""
+    extra = COMMAND_EXTRAS[command]
+    missing = missing_modules(extra)
+    if missing:
+        click.echo(
+            f"switchboard: error: `switchboard {command}` needs the [{extra}] extra, which is "
+            f"not installed (missing: {', '.join(missing)}). "
+            f"Install it with: pip install '{DISTRIBUTION}[{extra}]'",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _check_extra_first(command: click.Command) -> None:
+    """Make ``command`` check its extra before its own body runs (after parsing, so --help
+    still works without the extra)."""
+    callback = command.callback
+    assert callback is not None and command.name is not None
+    name = command.name
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _require_extra(name)
+        return callback(*args, **kwargs)
+
+    command.callback = checked
 
 
 def _valued_options(command: _F) -> _F:
@@ -298,6 +356,9 @@ main.add_command(bench_cli.bench)
 main.add_command(bench_cli.replay)
 # Issue 5's fault suite (docs/reliability.md); likewise only click until it runs.
 main.add_command(chaos_command.chaos)
+
+for _name in COMMAND_EXTRAS:
+    _check_extra_first(main.commands[_name])
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -67,6 +67,32 @@ async def health(request: web.Request) -> web.Response:
     return _reply({"status": "degraded", "store": "down"}, 503)
 
 
+def readiness(*, store_up: bool, closing: bool) -> tuple[int, dict[str, str]]:
+    """``/health/ready``'s answer (protocol.md §7).  Shutting down wins over a store outage:
+    it is the one that will not pass, so it is the reason a load balancer should see."""
+    if closing:
+        return 503, {"status": "not_ready", "reason": "shutting_down"}
+    if not store_up:
+        return 503, {"status": "not_ready", "reason": "store_down"}
+    return 200, {"status": "ready"}
+
+
+@routes.get("/health/live")
+async def health_live(request: web.Request) -> web.Response:
+    """Liveness (§7): answering at all is the proof.  It never looks at the store, so an
+    orchestrator does not restart every instance, dropping every session, on a Redis blip."""
+    return _reply({"status": "ok"})
+
+
+@routes.get("/health/ready")
+async def health_ready(request: web.Request) -> web.Response:
+    """Readiness (§7): send new traffic here?  ``closing`` is set as SIGTERM is handled, before
+    the shutdown grace, so a load balancer drains the instance while its jobs finish."""
+    sched = _sched(request)
+    status, body = readiness(store_up=sched.dispatcher.store_up, closing=sched.closing)
+    return _reply(body, status)
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(
