@@ -37,7 +37,7 @@ class _Rest:
         while True:
             try:
                 sent = yield value  # the awaiting task waits on it, as on a plain ``await``
-            except BaseException as exc:  # noqa: BLE001 - thrown in by the task: pass it on
+            except BaseException as exc:  # thrown in by the task (a cancel): pass it on
                 try:
                     value = coro.throw(exc)
                 except StopIteration as stop:
