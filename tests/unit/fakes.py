@@ -30,7 +30,7 @@ class LinkNode:
         self.sent: list[dict[str, Any]] = []
         self.assigned: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    async def send(self, frame: bytes) -> bool:
+    def write(self, frame: bytes) -> bool:
         msg = json.loads(frame)
         self.sent.append(msg)
         if msg["type"] == "job_assign":
@@ -189,7 +189,7 @@ class Rig:
         msg = codec.decode_node(frame)
         assert isinstance(msg, JobResult)
         before = self.core.in_flight
-        self.dispatcher.perform_soon(
+        self.dispatcher.run(
             self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic())
         )
         return self.core.in_flight < before

@@ -52,8 +52,8 @@ class SimNode:
     running: dict[str, dict[str, Any]] = field(default_factory=dict)  # job_id → assign
     broken: bool = False  # the next job_assign write fails
 
-    async def send(self, frame: bytes) -> bool:  # NodePeer's shape; the sim calls write()
-        raise AssertionError("the synchronous sim writes through SimDriver")
+    def write(self, frame: bytes) -> bool:  # NodePeer's shape; the sim performs Assign itself
+        raise AssertionError("the sim writes in Sim._assign")
 
 
 @dataclass(eq=False)

@@ -8,8 +8,10 @@ The in-process store's calls are plain function calls (``InlineStore``), perform
 an embedded placement runs from the session's frame to ``job_assign`` without a task switch.
 Redis calls run in a task each; their outcome is fed back to the core, and the actions that
 follow are performed in that task.  Actions are performed in the order the core made them
-(the actions an inline store call's outcome leads to go after those already queued), except
-that writes to nodes are awaited after the rest, so no node holds up a session's answers.
+(the actions an inline store call's outcome leads to go after those already queued).  Nothing
+here awaits: writes to nodes go into the socket's buffer at once (``NodePeer.write``), so the
+driver is a plain function of the core's actions and a session's frame is handled from read to
+``job_assign`` written without a task switch.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class DispatchDriver:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close_intake(self) -> None:
-        self.perform_soon(self.core.close_intake())
+        self.run(self.core.close_intake())
 
     # --- events in ----------------------------------------------------------------------------
 
@@ -110,67 +112,43 @@ class DispatchDriver:
         return self.core.open_session(session_id, peer)
 
     def close_session(self, session: Session) -> None:
-        self.perform_soon(self.core.close_session(session))
+        self.run(self.core.close_session(session))
 
     def fail_session(self, session: Session, code: ErrorCode, message: str) -> None:
-        self.perform_soon(self.core.fail_session(session, code, message))
+        self.run(self.core.fail_session(session, code, message))
 
     async def accept(self, session: Session, msg: Utterance, frame: bytes, received: float) -> None:
-        actions = self.core.accept(session, msg, frame, received_at=received, now=time.monotonic())
-        await self.run(actions)
+        """An utterance (a coroutine only so that a subclass may wait around it: the old
+        design's model takes its global lock here)."""
+        self.run(self.core.accept(session, msg, frame, received_at=received, now=time.monotonic()))
 
-    async def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
-        await self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))
+    def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
+        self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))
 
     def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
         return self.core.ack(node_id, msg)
 
     def partial(self, node_id: str, msg: AsrPartial, frame: bytes) -> None:
-        self.perform_soon(self.core.partial(node_id, msg, frame))
+        self.run(self.core.partial(node_id, msg, frame))
 
     def attach_node(self, node: NodePeer) -> None:
         self.core.node_attached(node)
 
     def detach_node(self, node_id: str) -> None:
-        self.perform_soon(self.core.node_gone(node_id, now=time.monotonic()))
+        self.run(self.core.node_gone(node_id, now=time.monotonic()))
 
     def _on_snapshot(self, _snapshot: RuntimeSnapshot) -> None:
-        self.perform_soon(self.core.wake(now=time.monotonic()))
+        self.run(self.core.wake(now=time.monotonic()))
 
     def _timer_fired(self, timer: Timer) -> None:
-        self.perform_soon(self.core.timer_fired(timer, now=time.monotonic()))
+        self.run(self.core.timer_fired(timer, now=time.monotonic()))
 
     # --- performing actions -------------------------------------------------------------------
 
-    async def run(self, actions: list[Action]) -> None:
-        """Perform ``actions`` (and whatever their outcomes lead to) before returning."""
-        writes = self._perform(actions)
-        while writes:
-            follow = await self._write(writes.popleft())
-            if follow:
-                writes.extend(self._perform(follow))
-        self._check_idle()
-
-    def perform_soon(self, actions: list[Action]) -> None:
-        """From a callback: perform everything now but the writes to nodes (in a task)."""
-        if actions:
-            writes = self._perform(actions)
-            if writes:
-                self._spawn(self._write_all(writes))
-        self._check_idle()
-
-    async def _write_all(self, writes: deque[Assign | Cancel]) -> None:
-        while writes:
-            follow = await self._write(writes.popleft())
-            if follow:
-                writes.extend(self._perform(follow))
-        self._check_idle()
-
-    def _perform(self, actions: list[Action]) -> deque[Assign | Cancel]:
-        """Perform every action that needs no waiting, in order; return the writes to nodes,
-        in order, for the caller to await (they must not hold up a session's answers)."""
+    def run(self, actions: list[Action]) -> None:
+        """Perform ``actions``, and whatever their outcomes lead to, now.  Nothing here
+        waits: store calls that take a round trip continue when the store answers."""
         queue = deque(actions)
-        writes: deque[Assign | Cancel] = deque()
         while queue:
             action = queue.popleft()
             match action:
@@ -184,31 +162,29 @@ class DispatchDriver:
                     handle = action.timer.handle
                     if isinstance(handle, asyncio.TimerHandle):
                         handle.cancel()
-                case Assign() | Cancel():
-                    writes.append(action)
+                case Assign():
+                    self._assign(action, queue)
                 case Reserve():
                     self._reserve(action, queue)
                 case Release():
                     self._release(action, queue)
+                case Cancel():
+                    # Written before the release: the frame is in the node's socket buffer
+                    # ahead of any job_assign the freed slot may lead to.
+                    action.node.write(action.frame)
+                    self._release(action.release, queue)
                 case ReserveMany():
                     self._reserve_round(action, queue)
-        return writes
+        self._check_idle()
 
-    async def _write(self, action: Assign | Cancel) -> list[Action]:
-        """Write to a node; the core's answer to what came of it."""
-        if isinstance(action, Cancel):
-            await action.node.send(action.frame)
-            queue: deque[Action] = deque()
-            self._release(action.release, queue)
-            return list(queue)
-        sent = await action.node.send(action.frame)
+    def _assign(self, action: Assign, queue: deque[Action]) -> None:
+        sent = action.node.write(action.frame)
         if action.attempt == 1:
             self._metrics.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
             self.dispatched_total += 1
-        if sent:
-            return []
-        # The node's socket broke; detach_node may not have run yet.
-        return self.core.assign_failed(action.job, action.attempt, now=time.monotonic())
+        if not sent:  # the node's socket broke; detach_node may not have run yet
+            now = time.monotonic()
+            self._follow(queue, self.core.assign_failed(action.job, action.attempt, now=now))
 
     @staticmethod
     def _follow(queue: deque[Action], actions: list[Action]) -> None:
@@ -253,7 +229,7 @@ class DispatchDriver:
             actions = self.core.reserve_failed(action, unreachable=False)
         else:
             actions = self.core.reserved(action, node_id, now=time.monotonic())
-        await self.run(actions)
+        self.run(actions)
 
     async def _reserve_round_remote(self, requests: list[Any]) -> None:
         try:
@@ -265,7 +241,7 @@ class DispatchDriver:
             actions = self.core.round_failed(now=time.monotonic(), unreachable=False)
         else:
             actions = self.core.round_reserved(results, now=time.monotonic())
-        await self.run(actions)
+        self.run(actions)
 
     async def _release_remote(self, action: Release) -> None:
         ok = True
@@ -273,7 +249,7 @@ class DispatchDriver:
             await self._store.release(action.node_id, action.holder)
         except StoreUnavailable:
             ok = False  # the lease expires anyway; the core retries it sooner
-        await self.run(self.core.released(action, ok=ok, now=time.monotonic()))
+        self.run(self.core.released(action, ok=ok, now=time.monotonic()))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -309,6 +285,6 @@ class DispatchDriver:
             except StoreUnavailable:
                 core.store_failed()
             if await self._store.ping():
-                await self.run(core.store_recovered(now=time.monotonic()))
+                self.run(core.store_recovered(now=time.monotonic()))
             else:
                 core.store_failed()

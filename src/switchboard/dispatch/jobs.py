@@ -41,8 +41,9 @@ class NodePeer(Protocol):
 
     node_id: str
 
-    async def send(self, frame: bytes) -> bool:
-        """Write a frame; ``False`` if the connection is gone."""
+    def write(self, frame: bytes) -> bool:
+        """Write a frame without waiting, in order with earlier writes; ``False`` if the
+        connection is gone."""
 
 
 @dataclass(slots=True, eq=False)

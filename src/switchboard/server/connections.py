@@ -11,12 +11,20 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from switchboard.dispatch.jobs import Session
+from switchboard.server import eager
 from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
 
 log = logging.getLogger("switchboard.server")
 
 _SEND_ERRORS = (ConnectionError, RuntimeError, OSError, asyncio.CancelledError)
+_WRITE_ERRORS = (ConnectionError, RuntimeError, OSError)
+
+
+def _ignore_outcome(task: asyncio.Task[None]) -> None:
+    """The rest of a write that had to wait: its failure shows as the socket's close."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def send(ws: web.WebSocketResponse, frame: bytes) -> bool:
@@ -39,8 +47,21 @@ class NodeConnection:
         self.node_id = node_id
         self.ws = ws
 
-    async def send(self, frame: bytes) -> bool:
-        return await send(self.ws, frame)
+    def write(self, frame: bytes) -> bool:
+        """Write a frame now, without waiting (``dispatch.jobs.NodePeer``); ``False`` if the
+        socket is gone.  The frame is in the transport's buffer when this returns, so frames
+        keep the order they were written in; only a write that must wait for the peer's TCP
+        window finishes in a task (``eager.py``)."""
+        ws = self.ws
+        if ws.closed:
+            return False
+        try:
+            _, _, rest = eager.start(ws.send_frame(frame, WSMsgType.TEXT))
+        except _WRITE_ERRORS:
+            return False
+        if rest is not None:
+            rest.add_done_callback(_ignore_outcome)  # a socket that broke meanwhile says so
+        return True
 
     async def close(self, code: int, message: bytes = b"") -> None:
         # Bounded (sockets.py): a frozen node must not hold the heartbeat sweeper.

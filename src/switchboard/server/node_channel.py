@@ -76,7 +76,7 @@ async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, fr
     node_id = conn.node_id
     match msg:
         case JobResult():
-            await sched.dispatcher.result(node_id, msg, frame)
+            sched.dispatcher.result(node_id, msg, frame)
         case JobAck() | JobStarted():
             sched.dispatcher.ack(node_id, msg)
         case AsrPartial():
