@@ -1,7 +1,8 @@
 """End-to-end harness: the real ``switchboard serve`` process and fake peers on real sockets.
 
-- :class:`ServerProcess` runs ``python -m switchboard serve --port 0 …`` and learns its port
-  from the one line it prints (``switchboard listening on http://HOST:PORT (store=…)``).
+- :class:`ServerProcess` runs ``python -m switchboard serve --port 0 …`` (the tools' launcher,
+  ``switchboard.tools.procs``) and learns its port from the one line it prints
+  (``switchboard listening on http://HOST:PORT (store=…)``).
 - :class:`FakeNode` speaks the node side of protocol.md §1 over ``/ws/node``.
 - :class:`FakeSession` speaks the client side of protocol.md §2 over ``/ws/session``.
 
@@ -20,10 +21,6 @@ import itertools
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,12 +30,12 @@ from typing import Any, Literal
 import aiohttp
 
 from switchboard.bench.wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, read_frame
+from switchboard.tools.procs import SchedulerProcess, child_env
 
 SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
 SCALE: float = float(os.environ.get(SCALE_ENV, "1"))
 """Factor for every wall-clock bound (set from the ``timeout_scale`` fixture by conftest)."""
 
-LISTENING = re.compile(r"switchboard listening on http://(?P<host>[^\s:]+):(?P<port>\d+) \(store=")
 DEFAULT_WAIT = 5.0  # seconds, before scaling: how long a frame or condition may take to appear
 SERVICES = ("asr", "nmt", "tts")
 
@@ -97,8 +94,11 @@ class ServerFailed(AssertionError):
     """The server process did not start, or misbehaved as a process."""
 
 
-class ServerProcess:
-    """One real scheduler process; stopped with SIGTERM, then SIGKILL after a timeout."""
+class ServerProcess(SchedulerProcess):
+    """One real scheduler process (the tools' launcher) with the suite's timeout scale, its
+    admin token and the operator-API waits; stopped with SIGTERM, then SIGKILL."""
+
+    failure = ServerFailed
 
     def __init__(
         self,
@@ -109,95 +109,19 @@ class ServerProcess:
         heartbeat_interval: float = 15.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.args = [sys.executable, "-m", "switchboard", "serve", "--port", "0", *args]
-        self.log_path = log_path
+        super().__init__(args, log_path=log_path, env=env)
         self.admin_token = admin_token
         self.heartbeat_interval = heartbeat_interval
-        self._env = dict(env) if env is not None else clean_env()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stdout: list[str] = []
-        self._listening = threading.Event()
-        self.host = ""
-        self.port = 0
-        self.returncode: int | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Launch and wait for the ``listening`` line (blocking; ~0.5 s)."""
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                self.args, stdout=subprocess.PIPE, stderr=log, env=self._env
-            )
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        if not self._listening.wait(scaled(timeout)):
-            self.kill()
-            raise ServerFailed(f"server never said it was listening\n{self.output()}")
-
-    def _read_stdout(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self._stdout.append(line)
-            match = LISTENING.search(line)
-            if match and not self._listening.is_set():
-                self.host, self.port = match["host"], int(match["port"])
-                self._listening.set()
-        # EOF: the process is gone; wake a start() still waiting so it fails at once.
-        self._listening.set()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def start(self, timeout: float = 10.0) -> re.Match[str] | None:
+        """Launch and wait for the ``listening`` line (blocking; ~0.5 s), scaled."""
+        return super().start(scaled(timeout))
 
     def terminate(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait up to ``timeout`` (scaled), then SIGKILL; returns the exit status."""
-        proc = self._proc
-        if proc is None:
-            return self.returncode if self.returncode is not None else -1
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(scaled(timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.returncode = proc.returncode
-        return proc.returncode
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    # --- addresses ----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if not self.port:
-            raise ServerFailed(f"server has no port\n{self.output()}")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1)
-
-    def output(self, tail: int = 200) -> str:
-        """The process's stdout and the tail of its stderr log, for failure reports."""
-        try:
-            log = self.log_path.read_text(errors="replace").splitlines()[-tail:]
-        except OSError:
-            log = ["<no log>"]
-        return "\n".join(
-            [
-                f"$ {' '.join(self.args)}",
-                f"exit status: {self._proc.poll() if self._proc else None}",
-                "--- stdout",
-                *self._stdout,
-                f"--- stderr (last {tail} lines)",
-                *log,
-            ]
-        )
+        return super().terminate(scaled(timeout))
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -276,13 +200,7 @@ class ServerProcess:
         )
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without SWITCHBOARD_* settings (a developer's shell must not
-    change what the server under test does)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+clean_env = child_env  # this environment without SWITCHBOARD_* (tools.procs)
 
 
 async def eventually(
