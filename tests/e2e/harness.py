@@ -3,7 +3,8 @@
 - :class:`ServerProcess` runs ``python -m switchboard serve --port 0 …`` (the tools' launcher,
   ``switchboard.tools.procs``) and learns its port from the one line it prints
   (``switchboard listening on http://HOST:PORT (store=…)``).
-- :class:`FakeNode` speaks the node side of protocol.md §1 over ``/ws/node``.
+- :class:`FakeNode` speaks the node side of protocol.md §1 over ``/ws/node``, with the frames
+  of the tools' fake node (``switchboard.tools.fakenode``), and records every frame it gets.
 - :class:`FakeSession` speaks the client side of protocol.md §2 over ``/ws/session``.
 
 Every wait has a deadline multiplied by :data:`SCALE` (``SWITCHBOARD_TEST_TIMEOUT_SCALE`` or
@@ -30,6 +31,7 @@ from typing import Any, Literal
 import aiohttp
 
 from switchboard.bench.wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, read_frame
+from switchboard.tools import fakenode
 from switchboard.tools.procs import SchedulerProcess, child_env
 
 SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
@@ -37,7 +39,7 @@ SCALE: float = float(os.environ.get(SCALE_ENV, "1"))
 """Factor for every wall-clock bound (set from the ``timeout_scale`` fixture by conftest)."""
 
 DEFAULT_WAIT = 5.0  # seconds, before scaling: how long a frame or condition may take to appear
-SERVICES = ("asr", "nmt", "tts")
+SERVICES = fakenode.SERVICES
 
 JSON = dict[str, Any]
 
@@ -414,7 +416,6 @@ class FakeNode(Peer):
     # --- registration and heartbeats ----------------------------------------------------------
 
     def register_message(self) -> JSON:
-        caps = [{"type": name, "ready": ready} for name, ready in self.services.items()]
         models = [
             {
                 "model_id": f"nmt-{src}-{tgt}",
@@ -426,31 +427,25 @@ class FakeNode(Peer):
             }
             for src, tgt in self.pairs
         ]
-        message: JSON = {
-            "type": "node_register",
-            "version": "2.1.0",
-            "platform": "linux-x86_64",
-            "hardware": {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fake", "mem": 24}]},
-            "installed_models": [*models, {"model_id": "whisper", "kind": "asr"}],
-            "installed_services": [
+        message = fakenode.register_message(
+            self.node_id,
+            self.pairs,
+            version="2.1.0",
+            services=self.services,
+            max_concurrency=self.max_concurrency,
+            token=self.token,
+            accept_public_jobs=self.accept_public_jobs,
+            hardware={"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fake", "mem": 24}]},
+            installed_models=[*models, {"model_id": "whisper", "kind": "asr"}],
+            installed_services=[
                 {"service_id": f"{n}-1", "type": n, "device": "cuda", "status": "running"}
                 for n in self.services
             ],
-            "capability_by_type": caps,
-            "features_supported": {"streaming": True},
-            "accept_public_jobs": self.accept_public_jobs,
-        }
+            features={"streaming": True},
+            pairs_from_models=self.pairs_from_models,
+        )
         if not self.pairs_from_models:
-            message["language_capabilities"] = {
-                "supported_language_pairs": [{"src": s, "tgt": t} for s, t in self.pairs],
-                "asr_languages": sorted({s for s, _ in self.pairs}),
-            }
-        if self.node_id is not None:
-            message["node_id"] = self.node_id
-        if self.max_concurrency is not None:
-            message["max_concurrency"] = self.max_concurrency
-        if self.token is not None:
-            message["token"] = self.token
+            message["language_capabilities"]["asr_languages"] = sorted({s for s, _ in self.pairs})
         return message
 
     async def register(self, *, expect_ack: bool = True) -> Frame:
@@ -464,20 +459,12 @@ class FakeNode(Peer):
         return ack
 
     def heartbeat_message(self, node_id: str | None = None) -> JSON:
-        return {
-            "type": "node_heartbeat",
-            "node_id": node_id or self.node_id,
-            "timestamp": int(time.time() * 1000),
-            "resource_usage": {
-                "cpu_percent": 12.5,
-                "mem_percent": 40,
-                "running_jobs": len(self.running),
-                "gpu_percent": 30,
-            },
-            "capability_by_type": [
-                {"type": name, "ready": ready} for name, ready in self.services.items()
-            ],
-        }
+        return fakenode.heartbeat_message(
+            node_id or self.node_id,
+            running_jobs=len(self.running),
+            services=self.services,
+            usage={"cpu_percent": 12.5, "mem_percent": 40, "gpu_percent": 30},
+        )
 
     async def heartbeat(self) -> None:
         await self.send(self.heartbeat_message())
@@ -554,27 +541,20 @@ class FakeNode(Peer):
         self, assign: Mapping[str, Any], *, success: bool = True, **overrides: Any
     ) -> JSON:
         index = assign["utterance_index"]
-        message: JSON = {
-            "type": "job_result",
-            "job_id": assign["job_id"],
-            "attempt_id": assign["attempt_id"],
-            "node_id": self.node_id,
-            "session_id": assign["session_id"],
-            "utterance_index": index,
-            "success": success,
-            "trace_id": assign["trace_id"],
-        }
         if success:
-            message |= {
-                "text_asr": f"asr {index} by {self.node_id}",
-                "text_translated": f"translated {index} by {self.node_id}",
-                "tts_audio": b64(f"tts {index}".encode()),
-                "tts_format": "pcm16",
-                "processing_time_ms": 12,
+            message = fakenode.result_message(
+                assign,
+                self.node_id,
+                text_asr=f"asr {index} by {self.node_id}",
+                text_translated=f"translated {index} by {self.node_id}",
+                tts_audio=b64(f"tts {index}".encode()),
+                processing_time_ms=12,
                 **self.behaviour.extra,
-            }
+            )
         else:
-            message["error"] = dict(self.behaviour.error or {"code": "ASR_FAILED"})
+            message = fakenode.result_message(
+                assign, self.node_id, success=False, error=self.behaviour.error
+            )
         message.update(overrides)
         return message
 
@@ -591,18 +571,7 @@ class FakeNode(Peer):
         await self.send_raw(text)
 
     async def partial(self, assign: Mapping[str, Any], text: str, *, final: bool = False) -> None:
-        await self.send(
-            {
-                "type": "asr_partial",
-                "job_id": assign["job_id"],
-                "node_id": self.node_id,
-                "session_id": assign["session_id"],
-                "utterance_index": assign["utterance_index"],
-                "text": text,
-                "is_final": final,
-                "trace_id": assign["trace_id"],
-            }
-        )
+        await self.send(fakenode.partial_message(assign, self.node_id, text, final=final))
 
     async def close(self) -> None:
         self.stop_heartbeats()
