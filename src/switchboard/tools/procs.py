@@ -300,7 +300,7 @@ class ChildProcess:
                 f"exit status: {status}",
                 "--- stdout",
                 *self.lines,
-                f"--- log (last {tail} lines)",
+                f"--- stderr (last {tail} lines)",
                 *log,
             ]
         )
