@@ -19,20 +19,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from pathlib import Path
 
 import pytest
-import redis
 
 from switchboard.store.base import ReservationStore
 from switchboard.store.memory import MemoryStore
 from switchboard.store.redis_store import RedisStore
+from switchboard.tools.procs import RedisProcess, free_port
 
 TIMEOUT_SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
 REDIS_BINARY = "redis-server"
@@ -74,91 +69,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # --------------------------------------------------------------------------- redis-server
 
 
-def _free_port() -> int:
-    """A loopback port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """One ``redis-server`` process that a test can stop, restart on the same port, pause or
-    freeze.  No persistence: a restart starts empty, as after a crash, script cache included."""
-
-    def __init__(
-        self, binary: str, workdir: Path, *, scale: float = 1.0, extra_args: Sequence[str] = ()
-    ) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.scale = scale
-        self.extra_args = tuple(extra_args)  # more redis-server options, e.g. --unixsocket
-        self.port = _free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def client(self) -> redis.Redis:
-        """A synchronous client for test set-up and inspection (not the code under test)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5 * self.scale)
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
-        args += ["--logfile", str(self.workdir / "redis.log"), *self.extra_args]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait_ready(deadline=time.monotonic() + 10 * self.scale)
-
-    def _wait_ready(self, *, deadline: float) -> None:
-        while True:
-            if not self.running:
-                raise RuntimeError(f"redis-server exited early; see {self.workdir}/redis.log")
-            try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
-                    if probe.ping():
-                        return
-            except redis.RedisError as exc:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} never answered") from exc
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """Terminate the process and wait until the port is free again."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)  # a frozen server cannot handle SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(timeout=5 * self.scale)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        """Stop and start again on the same port; the new server knows no keys and no scripts."""
-        self.stop()
-        self.start()
-
-    def pause(self, ms: int) -> None:
-        """``CLIENT PAUSE <ms> ALL``: the server keeps connections open but answers nothing."""
-        with self.client() as admin:
-            admin.client_pause(ms, all=True)
-
-    def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, but nothing ever answers."""
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGCONT)
+# The one launcher and port finder of every tool (switchboard.tools.procs), under the names
+# the store tests import.
+RedisServer = RedisProcess
+_free_port = free_port
 
 
 def _launch(
@@ -169,7 +83,7 @@ def _launch(
         pytest.fail(MISSING_REDIS, pytrace=False)
     for _ in range(3):  # the free port can be taken between probing and binding
         workdir = tmp_path_factory.mktemp("redis")
-        server = RedisServer(binary, workdir, scale=scale, extra_args=extra_args)
+        server = RedisServer(workdir, binary=binary, scale=scale, extra_args=extra_args)
         try:
             server.start()
         except RuntimeError:

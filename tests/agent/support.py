@@ -18,11 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
@@ -33,11 +28,11 @@ from aiohttp import WSMsgType, web
 
 from switchboard.agent import AgentConfig, Backend, BackendError, Job, NodeAgent, Result
 from switchboard.agent.backends import PartialSink
+from switchboard.tools import procs as tools_procs
 from tests.e2e import harness
-from tests.e2e.harness import ServerProcess, clean_env
+from tests.e2e.harness import ServerProcess
 
 JSON = dict[str, Any]
-REGISTERED = re.compile(r"switchboard node (?P<node_id>\S+) registered with ")
 SCHEDULER_DEFAULTS: dict[str, float] = {
     "heartbeat_interval": 1.0,
     "job_timeout": 5.0,
@@ -168,36 +163,12 @@ def pytest_runtest_makereport(
 # --------------------------------------------------------------------------- agents
 
 
-class AgentProcess:
-    """``python -m switchboard node …`` as a real process."""
+class AgentProcess(tools_procs.AgentProcess):
+    """``python -m switchboard node …`` as a real process (the tools' launcher), with the
+    suite's timeout scale."""
 
     def __init__(self, url: str, *flags: str, log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "switchboard", "node", "--url", url, *flags]
-        self.log_path = log_path
-        self.lines: list[str] = []
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                self.args, stdout=subprocess.PIPE, stderr=log, env=clean_env()
-            )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    @property
-    def registrations(self) -> list[str]:
-        """Node ids from each ``registered`` line, in order."""
-        return [m["node_id"] for line in self.lines if (m := REGISTERED.search(line))]
+        super().__init__(["--url", url, *flags], log_path=log_path)
 
     async def wait_registered(self, count: int = 1, limit: float = 10.0) -> str:
         """The node id once the agent has registered ``count`` times."""
@@ -208,25 +179,11 @@ class AgentProcess:
         await eventually(probe, f"{count} registration(s)", limit=limit, detail=self.output)
         return self.registrations[-1]
 
-    def send_signal(self, signum: signal.Signals) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signum)
-
     async def wait_exit(self, limit: float = 10.0) -> int:
-        assert self._proc is not None
-        return await asyncio.to_thread(self._proc.wait, scaled(limit))
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    def output(self) -> str:
-        try:
-            log = self.log_path.read_text(errors="replace")
-        except OSError:
-            log = "<no log>"
-        return "\n".join([f"$ {' '.join(self.args)}", "--- stdout", *self.lines, "--- log", log])
+        status = await asyncio.to_thread(self.wait, scaled(limit))
+        if status is None:
+            raise AssertionError(f"agent still running after {scaled(limit):.1f}s")
+        return status
 
 
 @contextlib.asynccontextmanager

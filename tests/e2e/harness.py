@@ -1,8 +1,10 @@
 """End-to-end harness: the real ``switchboard serve`` process and fake peers on real sockets.
 
-- :class:`ServerProcess` runs ``python -m switchboard serve --port 0 …`` and learns its port
-  from the one line it prints (``switchboard listening on http://HOST:PORT (store=…)``).
-- :class:`FakeNode` speaks the node side of protocol.md §1 over ``/ws/node``.
+- :class:`ServerProcess` runs ``python -m switchboard serve --port 0 …`` (the tools' launcher,
+  ``switchboard.tools.procs``) and learns its port from the one line it prints
+  (``switchboard listening on http://HOST:PORT (store=…)``).
+- :class:`FakeNode` speaks the node side of protocol.md §1 over ``/ws/node``, with the frames
+  of the tools' fake node (``switchboard.tools.fakenode``), and records every frame it gets.
 - :class:`FakeSession` speaks the client side of protocol.md §2 over ``/ws/session``.
 
 Every wait has a deadline multiplied by :data:`SCALE` (``SWITCHBOARD_TEST_TIMEOUT_SCALE`` or
@@ -20,10 +22,6 @@ import itertools
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,14 +31,15 @@ from typing import Any, Literal
 import aiohttp
 
 from switchboard.bench.wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, read_frame
+from switchboard.tools import fakenode
+from switchboard.tools.procs import SchedulerProcess, child_env
 
 SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
 SCALE: float = float(os.environ.get(SCALE_ENV, "1"))
 """Factor for every wall-clock bound (set from the ``timeout_scale`` fixture by conftest)."""
 
-LISTENING = re.compile(r"switchboard listening on http://(?P<host>[^\s:]+):(?P<port>\d+) \(store=")
 DEFAULT_WAIT = 5.0  # seconds, before scaling: how long a frame or condition may take to appear
-SERVICES = ("asr", "nmt", "tts")
+SERVICES = fakenode.SERVICES
 
 JSON = dict[str, Any]
 
@@ -97,8 +96,11 @@ class ServerFailed(AssertionError):
     """The server process did not start, or misbehaved as a process."""
 
 
-class ServerProcess:
-    """One real scheduler process; stopped with SIGTERM, then SIGKILL after a timeout."""
+class ServerProcess(SchedulerProcess):
+    """One real scheduler process (the tools' launcher) with the suite's timeout scale, its
+    admin token and the operator-API waits; stopped with SIGTERM, then SIGKILL."""
+
+    failure = ServerFailed
 
     def __init__(
         self,
@@ -109,95 +111,19 @@ class ServerProcess:
         heartbeat_interval: float = 15.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.args = [sys.executable, "-m", "switchboard", "serve", "--port", "0", *args]
-        self.log_path = log_path
+        super().__init__(args, log_path=log_path, env=env)
         self.admin_token = admin_token
         self.heartbeat_interval = heartbeat_interval
-        self._env = dict(env) if env is not None else clean_env()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stdout: list[str] = []
-        self._listening = threading.Event()
-        self.host = ""
-        self.port = 0
-        self.returncode: int | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Launch and wait for the ``listening`` line (blocking; ~0.5 s)."""
-        with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                self.args, stdout=subprocess.PIPE, stderr=log, env=self._env
-            )
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        if not self._listening.wait(scaled(timeout)):
-            self.kill()
-            raise ServerFailed(f"server never said it was listening\n{self.output()}")
-
-    def _read_stdout(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self._stdout.append(line)
-            match = LISTENING.search(line)
-            if match and not self._listening.is_set():
-                self.host, self.port = match["host"], int(match["port"])
-                self._listening.set()
-        # EOF: the process is gone; wake a start() still waiting so it fails at once.
-        self._listening.set()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def start(self, timeout: float = 10.0) -> re.Match[str] | None:
+        """Launch and wait for the ``listening`` line (blocking; ~0.5 s), scaled."""
+        return super().start(scaled(timeout))
 
     def terminate(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait up to ``timeout`` (scaled), then SIGKILL; returns the exit status."""
-        proc = self._proc
-        if proc is None:
-            return self.returncode if self.returncode is not None else -1
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(scaled(timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.returncode = proc.returncode
-        return proc.returncode
-
-    def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-
-    # --- addresses ----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if not self.port:
-            raise ServerFailed(f"server has no port\n{self.output()}")
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1)
-
-    def output(self, tail: int = 200) -> str:
-        """The process's stdout and the tail of its stderr log, for failure reports."""
-        try:
-            log = self.log_path.read_text(errors="replace").splitlines()[-tail:]
-        except OSError:
-            log = ["<no log>"]
-        return "\n".join(
-            [
-                f"$ {' '.join(self.args)}",
-                f"exit status: {self._proc.poll() if self._proc else None}",
-                "--- stdout",
-                *self._stdout,
-                f"--- stderr (last {tail} lines)",
-                *log,
-            ]
-        )
+        return super().terminate(scaled(timeout))
 
     # --- HTTP -----------------------------------------------------------------------------------
 
@@ -276,13 +202,7 @@ class ServerProcess:
         )
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without SWITCHBOARD_* settings (a developer's shell must not
-    change what the server under test does)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+clean_env = child_env  # this environment without SWITCHBOARD_* (tools.procs)
 
 
 async def eventually(
@@ -496,7 +416,6 @@ class FakeNode(Peer):
     # --- registration and heartbeats ----------------------------------------------------------
 
     def register_message(self) -> JSON:
-        caps = [{"type": name, "ready": ready} for name, ready in self.services.items()]
         models = [
             {
                 "model_id": f"nmt-{src}-{tgt}",
@@ -508,31 +427,25 @@ class FakeNode(Peer):
             }
             for src, tgt in self.pairs
         ]
-        message: JSON = {
-            "type": "node_register",
-            "version": "2.1.0",
-            "platform": "linux-x86_64",
-            "hardware": {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fake", "mem": 24}]},
-            "installed_models": [*models, {"model_id": "whisper", "kind": "asr"}],
-            "installed_services": [
+        message = fakenode.register_message(
+            self.node_id,
+            self.pairs,
+            version="2.1.0",
+            services=self.services,
+            max_concurrency=self.max_concurrency,
+            token=self.token,
+            accept_public_jobs=self.accept_public_jobs,
+            hardware={"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fake", "mem": 24}]},
+            installed_models=[*models, {"model_id": "whisper", "kind": "asr"}],
+            installed_services=[
                 {"service_id": f"{n}-1", "type": n, "device": "cuda", "status": "running"}
                 for n in self.services
             ],
-            "capability_by_type": caps,
-            "features_supported": {"streaming": True},
-            "accept_public_jobs": self.accept_public_jobs,
-        }
+            features={"streaming": True},
+            pairs_from_models=self.pairs_from_models,
+        )
         if not self.pairs_from_models:
-            message["language_capabilities"] = {
-                "supported_language_pairs": [{"src": s, "tgt": t} for s, t in self.pairs],
-                "asr_languages": sorted({s for s, _ in self.pairs}),
-            }
-        if self.node_id is not None:
-            message["node_id"] = self.node_id
-        if self.max_concurrency is not None:
-            message["max_concurrency"] = self.max_concurrency
-        if self.token is not None:
-            message["token"] = self.token
+            message["language_capabilities"]["asr_languages"] = sorted({s for s, _ in self.pairs})
         return message
 
     async def register(self, *, expect_ack: bool = True) -> Frame:
@@ -546,20 +459,12 @@ class FakeNode(Peer):
         return ack
 
     def heartbeat_message(self, node_id: str | None = None) -> JSON:
-        return {
-            "type": "node_heartbeat",
-            "node_id": node_id or self.node_id,
-            "timestamp": int(time.time() * 1000),
-            "resource_usage": {
-                "cpu_percent": 12.5,
-                "mem_percent": 40,
-                "running_jobs": len(self.running),
-                "gpu_percent": 30,
-            },
-            "capability_by_type": [
-                {"type": name, "ready": ready} for name, ready in self.services.items()
-            ],
-        }
+        return fakenode.heartbeat_message(
+            node_id or self.node_id,
+            running_jobs=len(self.running),
+            services=self.services,
+            usage={"cpu_percent": 12.5, "mem_percent": 40, "gpu_percent": 30},
+        )
 
     async def heartbeat(self) -> None:
         await self.send(self.heartbeat_message())
@@ -636,27 +541,20 @@ class FakeNode(Peer):
         self, assign: Mapping[str, Any], *, success: bool = True, **overrides: Any
     ) -> JSON:
         index = assign["utterance_index"]
-        message: JSON = {
-            "type": "job_result",
-            "job_id": assign["job_id"],
-            "attempt_id": assign["attempt_id"],
-            "node_id": self.node_id,
-            "session_id": assign["session_id"],
-            "utterance_index": index,
-            "success": success,
-            "trace_id": assign["trace_id"],
-        }
         if success:
-            message |= {
-                "text_asr": f"asr {index} by {self.node_id}",
-                "text_translated": f"translated {index} by {self.node_id}",
-                "tts_audio": b64(f"tts {index}".encode()),
-                "tts_format": "pcm16",
-                "processing_time_ms": 12,
+            message = fakenode.result_message(
+                assign,
+                self.node_id,
+                text_asr=f"asr {index} by {self.node_id}",
+                text_translated=f"translated {index} by {self.node_id}",
+                tts_audio=b64(f"tts {index}".encode()),
+                processing_time_ms=12,
                 **self.behaviour.extra,
-            }
+            )
         else:
-            message["error"] = dict(self.behaviour.error or {"code": "ASR_FAILED"})
+            message = fakenode.result_message(
+                assign, self.node_id, success=False, error=self.behaviour.error
+            )
         message.update(overrides)
         return message
 
@@ -673,18 +571,7 @@ class FakeNode(Peer):
         await self.send_raw(text)
 
     async def partial(self, assign: Mapping[str, Any], text: str, *, final: bool = False) -> None:
-        await self.send(
-            {
-                "type": "asr_partial",
-                "job_id": assign["job_id"],
-                "node_id": self.node_id,
-                "session_id": assign["session_id"],
-                "utterance_index": assign["utterance_index"],
-                "text": text,
-                "is_final": final,
-                "trace_id": assign["trace_id"],
-            }
-        )
+        await self.send(fakenode.partial_message(assign, self.node_id, text, final=final))
 
     async def close(self) -> None:
         self.stop_heartbeats()

@@ -1,79 +1,52 @@
-"""Valid Lingua messages to mutate (protocol.md §1–§2), for given ids."""
+"""Valid Lingua messages to mutate (protocol.md §1–§2), for given ids; the node side is the
+tools' fake node's frames (``switchboard.tools.fakenode``)."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
+from switchboard.tools import fakenode
+
 JSON = dict[str, Any]
 AUDIO = base64.b64encode(b"\x01\x00" * 64).decode("ascii")
 
 
 def node_register(node_id: str, token: str | None = None) -> JSON:
-    message: JSON = {
-        "type": "node_register",
-        "node_id": node_id,
-        "version": "2.1.0",
-        "platform": "linux-x86_64",
-        "hardware": {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fuzz"}]},
-        "installed_models": [
+    return fakenode.register_message(
+        node_id,
+        [("fz", "zz")],
+        version="2.1.0",
+        max_concurrency=2,
+        token=token,
+        hardware={"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "fuzz"}]},
+        installed_models=[
             {"model_id": "m", "kind": "nmt", "src_lang": "fz", "tgt_lang": "zz", "version": "1"}
         ],
-        "installed_services": [
+        installed_services=[
             {"service_id": "asr-1", "type": "asr", "device": "cuda", "status": "running"}
         ],
-        "capability_by_type": [
-            {"type": "asr", "ready": True},
-            {"type": "nmt", "ready": True},
-            {"type": "tts", "ready": True},
-        ],
-        "features_supported": {"streaming": True},
-        "accept_public_jobs": True,
-        "language_capabilities": {"supported_language_pairs": [{"src": "fz", "tgt": "zz"}]},
-        "max_concurrency": 2,
-    }
-    if token is not None:
-        message["token"] = token
-    return message
+        features={"streaming": True},
+    )
 
 
 def node_frames(node_id: str, job: JSON) -> list[JSON]:
     """Every node → scheduler type after registration; ``job`` gives the ids of a job
     (someone else's, or none that exists)."""
-    ref = {
-        "job_id": job["job_id"],
-        "attempt_id": job["attempt_id"],
-        "node_id": node_id,
-        "session_id": job["session_id"],
-        "trace_id": job["trace_id"],
-    }
+    job = {"utterance_index": 0, **job}
+    heartbeat = fakenode.heartbeat_message(
+        node_id,
+        running_jobs=0,
+        services={"asr": True},
+        usage={"cpu_percent": 1.5, "mem_percent": 2},
+    )
+    heartbeat["timestamp"] = 1700000000000  # fixed: a seed must give the same frames
     return [
-        {
-            "type": "node_heartbeat",
-            "node_id": node_id,
-            "timestamp": 1700000000000,
-            "resource_usage": {"cpu_percent": 1.5, "mem_percent": 2, "running_jobs": 0},
-            "capability_by_type": [{"type": "asr", "ready": True}],
-        },
-        {**ref, "type": "job_ack"},
-        {**ref, "type": "job_started"},
-        {
-            **ref,
-            "type": "job_result",
-            "utterance_index": job.get("utterance_index", 0),
-            "success": True,
-            "text_asr": "FORGED",
-            "text_translated": "FORGED",
-            "tts_audio": "",
-            "tts_format": "pcm16",
-        },
-        {
-            **ref,
-            "type": "asr_partial",
-            "utterance_index": job.get("utterance_index", 0),
-            "text": "FORGED",
-            "is_final": False,
-        },
+        heartbeat,
+        fakenode.ack_message(job, node_id),
+        fakenode.ack_message(job, node_id, "job_started"),
+        fakenode.result_message(job, node_id, text_asr="FORGED", text_translated="FORGED"),
+        fakenode.partial_message(job, node_id, "FORGED"),
         {"type": "node_error", "node_id": node_id, "code": "X", "message": "fuzz"},
         node_register(node_id),
     ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
+from switchboard.tools.procs import free_port
 from tests.e2e.harness import FakeNode, ServerProcess, b64
 from tests.security.clients import Client, session_init
 from tests.security.conftest import Serve
@@ -113,18 +113,12 @@ async def test_tokens_appear_in_no_log_metric_api_answer_or_frame(serve: Serve) 
         assert not leaked, f"{secret} sent to a peer: {leaked[:2]}"
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_redis_password_appears_nowhere(serve: Serve) -> None:
     """A Redis URL's password (user-info or query) is shown as *** at start-up and never
     appears while the store is unreachable: not in the log, /health, /api/v1/stats or the
     SCHEDULER_DEPENDENCY_DOWN a client gets."""
     password = "redispw-8Gk2Qs7VxL"
-    url = f"redis://user:{password}@127.0.0.1:{_closed_port()}/0?password={password}"
+    url = f"redis://user:{password}@127.0.0.1:{free_port()}/0?password={password}"
     server = await serve("--redis-url", url, "--log-level", "debug")
     texts = []
     for path in ("/health", "/api/v1/stats", "/metrics"):

@@ -6,7 +6,8 @@ received" are comparable even when they sit in different generator processes.  T
 travels inside the utterance as the opaque field ``bench_t0``, which the scheduler relays
 unchanged in ``job_assign`` (contract §1), so no table has to match jobs to utterances.
 
-A fake node answers after a latency drawn from the stand-in backend's model
+A fake node is the tools' (``switchboard.tools.fakenode``) on this module's raw socket; it
+answers after a latency drawn from the stand-in backend's model
 (``switchboard.agent.pseudo.LatencyModel``: lognormal from a median and a p99, seeded).
 """
 
@@ -26,8 +27,9 @@ import msgspec
 
 from switchboard.agent.pseudo import LatencyModel
 from switchboard.bench import wsclient
+from switchboard.tools import fakenode
+from switchboard.tools.fakenode import Conduct
 
-SERVICES = ("asr", "nmt", "tts")
 Pair = tuple[str, str]
 _encode = msgspec.json.encode
 
@@ -72,7 +74,15 @@ class _Assign(msgspec.Struct):
 _assign_decoder = msgspec.json.Decoder(_Assign)
 
 
+_HARDWARE = {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "stand-in"}]}
+_USAGE = {"cpu_percent": 20.0, "mem_percent": 30.0}
+
+
 class FakeNode:
+    """The tools' fake node (``switchboard.tools.fakenode``: its frames, its :class:`Conduct`)
+    on the benchmark's raw socket: a bare ``job_result`` after a latency drawn from ``latency``,
+    no ``job_ack``, as Lingua's Electron node answers."""
+
     def __init__(
         self,
         node_id: str,
@@ -87,12 +97,21 @@ class FakeNode:
         self.pairs = tuple(pairs)
         self.max_concurrency = max_concurrency
         self.latency = latency
+        self.conduct = Conduct(model=latency, acks=False)
         self.tally = tally
         self.rng = rng
-        self.healthy = True
         self.ws: wsclient.WSClient | None = None
         self.running: dict[str, asyncio.TimerHandle] = {}
         self._registered: asyncio.Future[None] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether its heartbeats report its services ready (the storm flips it)."""
+        return self.conduct.ready
+
+    @healthy.setter
+    def healthy(self, ready: bool) -> None:
+        self.conduct.ready = ready
 
     async def connect(self, host: str, port: int) -> None:
         self._registered = asyncio.get_running_loop().create_future()
@@ -103,43 +122,26 @@ class FakeNode:
         self.heartbeat()  # registering → ready now, not at the first periodic beat
 
     def _register(self) -> dict[str, Any]:
-        return {
-            "type": "node_register",
-            "node_id": self.node_id,
-            "version": "bench",
-            "platform": "linux-x64",
-            "hardware": {"cpu_cores": 8, "memory_gb": 32, "gpus": [{"name": "stand-in"}]},
-            "installed_models": [],
-            "capability_by_type": self._capabilities(),
-            "features_supported": {},
-            "accept_public_jobs": True,
-            "language_capabilities": {
-                "supported_language_pairs": [{"src": s, "tgt": t} for s, t in self.pairs]
-            },
-            "max_concurrency": self.max_concurrency,
-        }
-
-    def _capabilities(self) -> list[dict[str, Any]]:
-        return [{"type": s, "ready": self.healthy} for s in SERVICES]
+        return fakenode.register_message(
+            self.node_id,
+            self.pairs,
+            version="bench",
+            services=fakenode.all_services(self.healthy),
+            max_concurrency=self.max_concurrency,
+            hardware=_HARDWARE,
+            platform="linux-x64",
+        )
 
     def heartbeat(self) -> None:
         if self.ws is None:
             return
-        self.ws.send(
-            _encode(
-                {
-                    "type": "node_heartbeat",
-                    "node_id": self.node_id,
-                    "timestamp": int(time.time() * 1000),
-                    "resource_usage": {
-                        "cpu_percent": 20.0,
-                        "mem_percent": 30.0,
-                        "running_jobs": len(self.running),
-                    },
-                    "capability_by_type": self._capabilities(),
-                }
-            )
+        message = fakenode.heartbeat_message(
+            self.node_id,
+            running_jobs=len(self.running),
+            services=fakenode.all_services(self.healthy),
+            usage=_USAGE,
         )
+        self.ws.send(_encode(message))
 
     def _on_message(self, payload: bytes) -> None:
         now = time.perf_counter()
@@ -162,7 +164,7 @@ class FakeNode:
         if msg.attempt_id == 1 and msg.bench_t0 is not None:
             self.tally.ext.append(msg.bench_t0)
             self.tally.ext.append(now - msg.bench_t0)
-        delay = self.latency.draw(self.rng)
+        delay = self.conduct.delay(self.rng)
         loop = asyncio.get_running_loop()
         self.running[msg.job_id] = loop.call_later(delay, self._finish, msg)
 
@@ -170,24 +172,17 @@ class FakeNode:
         self.running.pop(msg.job_id, None)
         if self.ws is None:
             return
-        self.ws.send(
-            _encode(
-                {
-                    "type": "job_result",
-                    "job_id": msg.job_id,
-                    "attempt_id": msg.attempt_id,
-                    "node_id": self.node_id,
-                    "session_id": msg.session_id,
-                    "utterance_index": msg.utterance_index,
-                    "success": True,
-                    "trace_id": msg.trace_id,
-                    "text_asr": "stand-in",
-                    "text_translated": "[bench] stand-in",
-                    "tts_audio": "",
-                    "tts_format": "pcm16",
-                }
-            )
+        assign = {
+            "job_id": msg.job_id,
+            "attempt_id": msg.attempt_id,
+            "session_id": msg.session_id,
+            "utterance_index": msg.utterance_index,
+            "trace_id": msg.trace_id,
+        }
+        result = fakenode.result_message(
+            assign, self.node_id, text_asr="stand-in", text_translated="[bench] stand-in"
         )
+        self.ws.send(_encode(result))
 
     def leave(self) -> None:
         """Disconnect at once (running jobs are retried elsewhere by the scheduler)."""

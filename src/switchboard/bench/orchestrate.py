@@ -1,6 +1,7 @@
 """The processes of one benchmark run: a private Redis, the scheduler, the load generators.
 
-Each run gets a fresh scheduler process (``serverproc``) so that no run inherits another's
+The processes are the tools' (``switchboard.tools.procs``).  Each run gets a fresh
+scheduler process (``serverproc``) so that no run inherits another's
 state, memory or JIT-less warm caches; Redis runs get a fresh key namespace on one private
 ``redis-server`` (loopback, free port, no persistence).  Load generators are separate processes
 (multiprocessing, spawn), never the scheduler's: the figures are the scheduler's, and the
@@ -9,18 +10,10 @@ report says when a generator, not the scheduler, was the bottleneck.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
-import os
 import queue as queue_mod
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
 from array import array
@@ -31,9 +24,8 @@ from typing import Protocol
 
 from switchboard.bench import loadgen
 from switchboard.bench.loadgen import GenResult, GenSpec
-from switchboard.bench.sysutil import cpu_seconds, die_with_parent, free_port, rss_bytes
-
-LISTENING = re.compile(r"switchboard listening on http://(?P<host>[^\s:]+):(?P<port>\d+) ")
+from switchboard.bench.sysutil import cpu_seconds, rss_bytes
+from switchboard.tools.procs import ProcessFailed, RedisProcess, SchedulerProcess
 
 
 class BenchError(RuntimeError):
@@ -51,113 +43,55 @@ class NoProgress:
         return None
 
 
-# --- redis-server ------------------------------------------------------------------------------
+# --- redis-server and the scheduler (the tools' one launcher, failing as BenchError) ---------
 
 
-class RedisProc:
+class RedisProc(RedisProcess):
     """A private ``redis-server`` on a free loopback port, without persistence."""
 
     def __init__(self, workdir: Path, binary: str | None = None) -> None:
         found = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.binary = found
-        self.workdir = workdir
-        self.port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(workdir, binary=found)
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir)]
-        self._proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BenchError("redis-server exited at start")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        raise BenchError(f"redis-server on port {self.port} never answered")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        try:
+            super().start()
+        except ProcessFailed as exc:
+            raise BenchError(str(exc)) from exc
 
 
-# --- the scheduler -----------------------------------------------------------------------------
-
-
-class ServerProc:
+class ServerProc(SchedulerProcess):
     """One scheduler process: ``python -m switchboard.bench.serverproc`` (with the latency
     tap), or with ``cli=True`` the plain ``switchboard serve`` (E3 replays use it, to check the
     real command's ``--record``)."""
+
+    failure = BenchError
 
     def __init__(
         self, flags: Mapping[str, object], workdir: Path, name: str, *, cli: bool = False
     ) -> None:
         self.workdir = workdir
         self.samples_path = workdir / f"{name}.samples"
-        self.log_path = workdir / f"{name}.log"
         if cli:
-            args = [sys.executable, "-m", "switchboard", "serve", "--port", "0"]
+            super().__init__(flags=flags, log_path=workdir / f"{name}.log")
         else:
-            args = [sys.executable, "-m", "switchboard.bench.serverproc", "--port", "0"]
-            args += ["--samples-out", str(self.samples_path)]
-        for key, value in flags.items():
-            args += ["--" + key.replace("_", "-"), str(value)]
-        self.args = args
-        self.host = ""
-        self.port = 0
-        self._proc: subprocess.Popen[str] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
+            super().__init__(
+                ["--samples-out", str(self.samples_path)],
+                flags=flags,
+                log_path=workdir / f"{name}.log",
+                module="switchboard.bench.serverproc",
+                command=(),
+            )
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     def start(self, timeout: float = 30.0) -> None:
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self.args,
-                env=_child_env(),
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                bufsize=1,
-                preexec_fn=die_with_parent,
-            )
-        found = threading.Event()
-        threading.Thread(target=self._pump, args=(found,), daemon=True).start()
-        if not found.wait(timeout):
-            self.stop()
-            raise BenchError(f"the scheduler did not start; see {self.log_path}")
-
-    def _pump(self, found: threading.Event) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            match = LISTENING.search(line)
-            if match:
-                self.host, self.port = match["host"], int(match["port"])
-                found.set()
+        try:
+            super().start(timeout)
+        except BenchError:
+            raise BenchError(f"the scheduler did not start; see {self.log_path}") from None
 
     def get(self, path: str) -> str:
         with urllib.request.urlopen(self.base_url + path, timeout=10) as reply:
@@ -166,16 +100,7 @@ class ServerProc:
 
     def stop(self) -> array[float]:
         """SIGTERM, wait, and the exact latency samples it wrote."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return array("d")
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.terminate(timeout=30)
         samples: array[float] = array("d")
         if self.samples_path.exists():
             samples.frombytes(self.samples_path.read_bytes())
@@ -188,14 +113,6 @@ class ServerProc:
             return {}
         loaded: dict[str, object] = json.loads(path.read_text())
         return loaded
-
-
-def _child_env() -> dict[str, str]:
-    """This environment without ``SWITCHBOARD_*``: a developer's tokens or settings must not
-    change what a benchmark run measures."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # --- load generators ---------------------------------------------------------------------------

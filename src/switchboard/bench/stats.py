@@ -1,4 +1,5 @@
-"""Percentiles and time series from exact samples, and quantiles from a Prometheus histogram.
+"""Percentiles and time series from exact samples, and quantiles from a Prometheus histogram
+(read and estimated by ``switchboard.tools.prom``).
 
 Samples are flat arrays of ``(time, seconds)`` pairs (what the scheduler's tap and the load
 generator keep).  Percentiles are nearest-rank on the sorted values: no interpolation, so every
@@ -8,9 +9,10 @@ figure is a latency that was actually observed.
 from __future__ import annotations
 
 import math
-import re
 from array import array
 from collections.abc import Iterable, Sequence
+
+from switchboard.tools.prom import counter_value, histogram_buckets, histogram_quantile
 
 QUANTILES: tuple[tuple[str, float], ...] = (
     ("p50", 0.5),
@@ -19,6 +21,17 @@ QUANTILES: tuple[tuple[str, float], ...] = (
     ("p999", 0.999),
 )
 Summary = dict[str, float]
+__all__ = [
+    "QUANTILES",
+    "Summary",
+    "completions_between",
+    "counter_value",  # reading /metrics lives in tools.prom; re-exported for runs.py
+    "histogram_buckets",
+    "histogram_summary_ms",
+    "summary_ms",
+    "timeline",
+    "values_between",
+]
 
 
 def summary_ms(seconds: Sequence[float]) -> Summary | None:
@@ -60,51 +73,17 @@ def timeline(
     return out
 
 
-_BUCKET = re.compile(
-    r'^(?P<name>\w+)_bucket\{(?:[^}]*,)?le="(?P<le>[^"]+)"[^}]*\}\s+(?P<count>\S+)'
-)
-
-
-def counter_value(metrics_text: str, name: str) -> float | None:
-    """The value of an unlabelled counter or gauge in Prometheus text."""
-    for line in metrics_text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
-def histogram_buckets(metrics_text: str, name: str) -> list[tuple[float, float]]:
-    """``(upper bound, cumulative count)`` of one Prometheus histogram, in bound order."""
-    buckets: list[tuple[float, float]] = []
-    for line in metrics_text.splitlines():
-        match = _BUCKET.match(line)
-        if match and match["name"] == name:
-            buckets.append((float(match["le"]), float(match["count"])))
-    return sorted(buckets)
-
-
 def histogram_summary_ms(buckets: Iterable[tuple[float, float]]) -> Summary | None:
     """Quantiles as PromQL's ``histogram_quantile`` estimates them (linear inside a bucket),
     to show how far the coarse buckets are from the exact samples."""
     ordered = list(buckets)
     if not ordered or ordered[-1][1] == 0:
         return None
-    total = ordered[-1][1]
     out: Summary = {}
     for name, q in QUANTILES:
-        out[name] = round(_bucket_quantile(ordered, q * total) * 1e3, 4)
+        seconds = histogram_quantile(q, ordered)
+        assert seconds is not None  # the histogram has samples
+        out[name] = round(seconds * 1e3, 4)
     finite = [b for b in ordered if math.isfinite(b[0])]
     out["max"] = round((finite[-1][0] if finite else math.inf) * 1e3, 4)
     return out
-
-
-def _bucket_quantile(buckets: list[tuple[float, float]], rank: float) -> float:
-    lower, below = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if not math.isfinite(bound):
-                return lower  # beyond the last finite bucket: its bound is all we know
-            inside = count - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, count
-    return lower

@@ -1,33 +1,19 @@
 """Process and machine facts for the benchmark: limits, event loop, CPU, memory, the machine.
 
-Linux only (``/proc``), like the figures it serves; no third-party dependency.
+Linux only (``/proc``), like the figures it serves; no third-party dependency.  Starting
+processes (and a free port) is ``switchboard.tools.procs``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import platform
 import resource
-import signal
-import socket
 import sys
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.util.find_library("c") if sys.platform == "linux" else None
-# Resolved before any fork: the child between fork and exec must only call it.
-_prctl = getattr(ctypes.CDLL(_LIBC, use_errno=True), "prctl", None) if _LIBC else None
-
-
-def die_with_parent() -> None:
-    """``preexec_fn`` of every child the benchmark starts: SIGTERM when the benchmark dies,
-    so an interrupted run leaves no scheduler or redis-server behind."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def raise_open_files_limit() -> int:
@@ -71,12 +57,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load_average() -> tuple[float, float, float]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from switchboard.chaos.ledger import Ledger
-from switchboard.chaos.nodes import ChaosNode, Conduct
 from switchboard.chaos.procs import AgentProc, RedisProc, SchedulerProc
 from switchboard.chaos.sessions import ChaosSession
+from switchboard.tools.fakenode import Conduct, FakeNode
 
 PAIR = ("en", "de")
 
@@ -117,7 +117,7 @@ class Rig:
     redis: RedisProc | None = None
     scheduler: SchedulerProc | None = None
     agents: list[AgentProc] = field(default_factory=list)
-    nodes: list[ChaosNode] = field(default_factory=list)
+    nodes: list[FakeNode] = field(default_factory=list)
     sessions: list[ChaosSession] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)  # the load has all been sent
     notes: list[str] = field(default_factory=list)
@@ -190,7 +190,7 @@ class Rig:
     async def start_nodes(self, conduct: list[Conduct]) -> None:
         p = self.profile
         self.nodes = [
-            ChaosNode(
+            FakeNode(
                 self.sched.ws_url,
                 f"node-{n}",
                 pairs=(PAIR,),
@@ -198,6 +198,7 @@ class Rig:
                 heartbeat_every=p.heartbeat_interval / 3,
                 conduct=conduct[n],
                 seed=n,
+                version="chaos",
             )
             for n in range(p.nodes)
         ]

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from switchboard.chaos.ledger import Figures
-from switchboard.chaos.nodes import NodeCounts
 from switchboard.chaos.rig import Profile, Rig
 from switchboard.chaos.scenarios import Scenario
 from switchboard.chaos.sessions import wait_answered
+from switchboard.tools.fakenode import NodeCounts
 
 log = logging.getLogger("switchboard.chaos")
 NODE_BUSY = "NODE_BUSY"  # the node agent's own refusal of a job beyond its capacity

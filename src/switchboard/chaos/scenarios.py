@@ -11,8 +11,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from switchboard.chaos import faults
-from switchboard.chaos.nodes import Conduct
 from switchboard.chaos.rig import Profile, Rig
+from switchboard.tools.fakenode import Conduct
 
 BOTH = ("redis", "memory")
 REDIS_ONLY = ("redis",)

@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 
 from switchboard.chaos.ledger import RESULT, Ledger
-from switchboard.chaos.nodes import STALE_MARK
+from switchboard.tools.fakenode import STALE_MARK
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode

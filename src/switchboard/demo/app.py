@@ -24,23 +24,22 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
 from switchboard.client.urls import endpoint
+from switchboard.demo import processes
 from switchboard.demo.load import PAIRS, Load, Tally
 from switchboard.demo.monitor import Monitor, Reading
-from switchboard.demo.processes import LISTENING, Child, child_env, stop_children
 from switchboard.demo.view import Frame, plain_line, render, summary_lines
+from switchboard.tools.procs import AgentProcess, ProcessFailed, SchedulerProcess, child_env
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_LIMIT = 20.0  # seconds for the scheduler to listen and the nodes to be ready
@@ -94,8 +93,8 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="switchboard-demo-"))
         self.stop = asyncio.Event()
         self.hurry = False
-        self.scheduler: Child | None = None
-        self.nodes: list[Child] = []
+        self.scheduler: SchedulerProcess | None = None
+        self.nodes: dict[str, AgentProcess] = {}
         self.base_url = ""
 
     def say(self, line: str) -> None:
@@ -166,10 +165,11 @@ class Demo:
                 # refused with SCHEDULER_DEPENDENCY_DOWN, which is no demo at all.
                 raise DemoError(f"the scheduler cannot reach Redis at {self.options.redis_url}")
         for n in range(1, self.options.nodes + 1):
-            node = await Child.spawn(
-                f"node-{n}", self._node_args(n), log_path=self.workdir / f"node-{n}.log", env=env
+            node = processes.node(
+                self._node_flags(n), log_path=self.workdir / f"node-{n}.log", env=env
             )
-            self.nodes.append(node)
+            self.nodes[f"node-{n}"] = node
+            node.launch()
             self.say(f"demo: node demo-node-{n} pid {node.pid}")
         wanted = {f"demo-node-{n}" for n in range(1, self.options.nodes + 1)}
         async with Monitor(self.base_url) as monitor:
@@ -177,25 +177,15 @@ class Demo:
                 raise DemoError(f"the nodes did not all become ready; see {self.workdir}")
 
     async def _start_scheduler(self, env: dict[str, str]) -> None:
-        listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def on_line(line: str) -> None:
-            match = LISTENING.search(line)
-            if match and not listening.done():
-                listening.set_result(match["url"])
-
         log_path = self.workdir / "scheduler.log"
-        self.scheduler = await Child.spawn(
-            "scheduler", self._scheduler_args(), log_path=log_path, env=env, on_line=on_line
-        )
-        exited = asyncio.ensure_future(self.scheduler.proc.wait())
-        either: set[asyncio.Future[Any]] = {listening, exited}
-        await asyncio.wait(either, timeout=START_LIMIT, return_when=asyncio.FIRST_COMPLETED)
-        exited.cancel()
-        if not listening.done():
-            listening.cancel()
-            raise DemoError(f"the scheduler did not start; see {log_path}")
-        self.base_url = listening.result()
+        # Known before it starts: a Ctrl-C during start-up stops it like any other child.
+        self.scheduler = processes.scheduler(self._scheduler_args(), log_path=log_path, env=env)
+        try:
+            match = await asyncio.to_thread(self.scheduler.start, START_LIMIT)
+        except ProcessFailed:
+            raise DemoError(f"the scheduler did not start; see {log_path}") from None
+        assert match is not None
+        self.base_url = match["url"]
         self.say(
             f"demo: scheduler pid {self.scheduler.pid} listening on {self.base_url}"
             f" (store={self.options.store})"
@@ -203,18 +193,7 @@ class Demo:
 
     def _scheduler_args(self) -> list[str]:
         # Every demo peer connects from 127.0.0.1: lift the per-address connection limit.
-        args = [
-            sys.executable,
-            "-m",
-            "switchboard",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--max-connections-per-address",
-            "0",
-        ]
+        args = ["--host", "127.0.0.1", "--max-connections-per-address", "0"]
         args += ["--log-level", "warning"]
         if self.options.store == "redis":
             # A namespace of its own: the demo never touches another deployment's keys.
@@ -222,10 +201,9 @@ class Demo:
             args += ["--redis-url", self.options.redis_url, "--redis-namespace", namespace]
         return args
 
-    def _node_args(self, n: int) -> list[str]:
+    def _node_flags(self, n: int) -> list[str]:
         o = self.options
-        args = [sys.executable, "-m", "switchboard", "node"]
-        args += ["--url", endpoint(self.base_url, "/ws/node"), "--node-id", f"demo-node-{n}"]
+        args = ["--url", endpoint(self.base_url, "/ws/node"), "--node-id", f"demo-node-{n}"]
         for src, tgt in PAIRS:
             args += ["--pair", f"{src}:{tgt}"]
         args += ["--max-concurrency", str(o.node_concurrency), "--seed", str(n)]
@@ -236,9 +214,10 @@ class Demo:
     async def _stop_stack(self) -> dict[str, int]:
         """Nodes first (they drain, with no work left), then the scheduler."""
         grace = 1.0 if self.hurry else STOP_GRACE
-        exits = await stop_children(self.nodes, grace=grace)
+        exits = await processes.stop_children(self.nodes, grace=grace)
         if self.scheduler is not None:
-            exits = {**await stop_children([self.scheduler], grace=grace), **exits}
+            scheduler = {"scheduler": self.scheduler}
+            exits = {**await processes.stop_children(scheduler, grace=grace), **exits}
         return exits
 
     # --- load and view ----------------------------------------------------------------------

@@ -9,7 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from switchboard.demo.stats import QUANTILES, bucket_quantile, histogram_buckets
+from switchboard.demo.stats import QUANTILES
+from switchboard.tools.prom import histogram_buckets, histogram_quantile
 
 DISPATCH_HISTOGRAM = "switchboard_dispatch_latency_seconds"
 
@@ -74,7 +75,7 @@ class Monitor:
             nodes=tuple(_row(node) for node in nodes),
             dispatched_total=int(stats.get("dispatched_total", 0)),
             jobs_in_flight=int(stats.get("jobs_in_flight", 0)),
-            scheduling=tuple(bucket_quantile(q, buckets) for q in QUANTILES),
+            scheduling=tuple(histogram_quantile(q, buckets) for q in QUANTILES),
             ok=True,
         )
 

@@ -1,0 +1,489 @@
+"""The child processes every tool starts: the scheduler, node agents, a private redis-server.
+
+One launcher, blocking (``subprocess`` and a reader thread), because its callers are both
+plain code (``bench`` runs without an event loop; the e2e suite starts spare servers on a
+thread pool) and asyncio code (``chaos``, ``demo``, the agent tests), which call it through
+``asyncio.to_thread``.  The only waits are for a line on the child's stdout and for its exit;
+nothing here polls the event loop's clock.
+
+- :class:`ChildProcess`: any child; stderr to a log file, stdout kept line by line and matched
+  against a ``ready`` pattern (``switchboard serve`` and ``switchboard node`` each print one
+  line when ready, and the agent one per registration).
+- :class:`SchedulerProcess`: ``python -m switchboard serve`` (or a module that wraps it, as
+  ``bench.serverproc`` does) on port 0; learns its address from the ``listening`` line and
+  comes back on the same port when started again, so peers reconnect to the same URL.
+- :class:`RedisProcess`: a private ``redis-server`` on a free loopback port, no persistence; a
+  fault may stop, restart, pause or freeze it.
+
+Every child gets SIGTERM if the tool dies without cleaning up (``PR_SET_PDEATHSIG``, Linux), so
+an interrupted run leaves no scheduler or redis-server behind, and its environment has no
+``SWITCHBOARD_*`` settings: a developer's tokens or settings must not change what a tool runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar, Final
+
+import redis
+
+LISTENING: Final = re.compile(
+    r"switchboard listening on (?P<url>http://(?P<host>[^\s:/]+):(?P<port>\d+))"
+    r" \(store=(?P<store>[^)]+)\)"
+)
+"""The one line ``switchboard serve`` prints once it accepts connections (server/runner.py)."""
+
+REGISTERED: Final = re.compile(r"switchboard node (?P<node_id>\S+) registered with ")
+"""The line ``switchboard node`` prints at every registration (agent/command.py)."""
+
+_PR_SET_PDEATHSIG: Final = 1
+_LIBC = ctypes.util.find_library("c") if sys.platform == "linux" else None
+# Resolved before any fork: between fork and exec the child may only call it.
+_prctl: Callable[..., int] | None = (
+    getattr(ctypes.CDLL(_LIBC, use_errno=True), "prctl", None) if _LIBC else None
+)
+
+
+class ProcessFailed(RuntimeError):
+    """A child process did not start, or died where it should not have."""
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of every child: SIGTERM when the tool that started it dies."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it; it can be taken before
+    it is bound, so callers that can start on port 0 should)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """``base`` (this environment) without ``SWITCHBOARD_*``, unbuffered, plus ``extra``."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not k.startswith("SWITCHBOARD_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def flag_args(flags: Mapping[str, object]) -> list[str]:
+    """``{"job_timeout": 5}`` → ``["--job-timeout", "5"]``, as ``switchboard serve`` spells it."""
+    args: list[str] = []
+    for key, value in flags.items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    return args
+
+
+def peak_rss(pid: int) -> int | None:
+    """A process's peak resident memory in bytes (``VmHWM``: the kernel's high-water mark, so
+    a peak between two samples is not missed), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class ChildProcess:
+    """One child process, started again as often as a fault needs.
+
+    ``lines`` holds every stdout line of every incarnation; ``matches`` every ``ready`` match.
+    Stopping sends SIGCONT first: a SIGSTOPped process cannot act on SIGTERM.
+    """
+
+    failure: ClassVar[type[Exception]] = ProcessFailed
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        log_path: Path,
+        ready: re.Pattern[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        new_session: bool = False,
+        stdout_to_log: bool = False,
+    ) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.ready = ready
+        self.env = dict(env) if env is not None else child_env()
+        # A child in a session of its own does not get the terminal's Ctrl-C: the tool stops
+        # its children itself, in order.
+        self.new_session = new_session
+        self.stdout_to_log = stdout_to_log  # the demo keeps stdout with stderr in one log
+        self.lines: list[str] = []
+        self.matches: list[re.Match[str]] = []
+        self.returncode: int | None = None
+        self.starts = 0
+        self.peak_rss = 0  # bytes, over every incarnation
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._changed = threading.Condition()
+        self._eof = True
+
+    # --- life -------------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start the process and return at once (see :meth:`start` to wait until ready)."""
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=self.env,
+                start_new_session=self.new_session,
+                preexec_fn=die_with_parent,
+            )
+        self.starts += 1
+        self.returncode = None
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, args=(self._proc,), daemon=True)
+        self._reader.start()
+
+    def start(self, timeout: float = 10.0) -> re.Match[str] | None:
+        """Launch; with a ``ready`` pattern, wait for this incarnation's first match."""
+        seen = len(self.matches)
+        self.launch()
+        if self.ready is None:
+            return None
+        try:
+            return self.wait_match(seen + 1, timeout)
+        except self.failure:
+            self.kill()
+            raise
+
+    def wait_match(self, count: int, timeout: float) -> re.Match[str]:
+        """The ``count``-th ``ready`` match since the first start; fails when the process's
+        stdout ends first or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.matches) < count:
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    what = "exited" if self._eof else f"not ready in {timeout:g}s"
+                    raise self.failure(f"{' '.join(self.args[:5])} {what}\n{self.output()}")
+                self._changed.wait(left)
+            return self.matches[count - 1]
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        log = self.log_path.open("a", encoding="utf-8") if self.stdout_to_log else None
+        try:
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip("\n")
+                if log is not None:
+                    log.write(line + "\n")
+                    log.flush()
+                match = self.ready.search(line) if self.ready is not None else None
+                with self._changed:
+                    self.lines.append(line)
+                    if match is not None:
+                        self.matches.append(match)
+                        self.on_ready(match)
+                    self._changed.notify_all()
+        finally:
+            if log is not None:
+                log.close()
+            with self._changed:
+                self._eof = True  # wakes a start() still waiting, so it fails at once
+                self._changed.notify_all()
+
+    def on_ready(self, match: re.Match[str]) -> None:
+        """Hook: a ``ready`` line arrived (runs on the reader thread)."""
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise self.failure("not started")
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+
+    def sample(self) -> None:
+        """Fold the current high-water mark of resident memory into :attr:`peak_rss`."""
+        if self.running:
+            self.peak_rss = max(self.peak_rss, peak_rss(self.pid) or 0)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, or None if still running after ``timeout`` seconds."""
+        if self._proc is None:
+            return self.returncode
+        try:
+            status = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._reaped(status)
+        return status
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit status."""
+        self.sample()
+        proc = self._proc
+        if proc is None:
+            return self.returncode if self.returncode is not None else -1
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        status = proc.wait()
+        self._reaped(status)
+        return status
+
+    def kill(self) -> int | None:
+        """SIGKILL: no goodbye, no cleanup (a crash); the exit status."""
+        self.sample()
+        proc = self._proc
+        if proc is None:
+            return self.returncode
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        status = proc.wait()
+        self._reaped(status)
+        return status
+
+    def kill_group(self) -> None:
+        """Last resort for a child in its own session: SIGKILL its whole process group."""
+        if self._proc is not None and self.new_session:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def _reaped(self, status: int) -> None:
+        self.returncode = status
+        if self._reader is not None:
+            self._reader.join(2.0)  # the last lines, before anyone reads them
+
+    # --- reports ----------------------------------------------------------------------------
+
+    def output(self, tail: int = 200) -> str:
+        """The command, its stdout and the tail of its log, for failure reports."""
+        try:
+            log = self.log_path.read_text(errors="replace").splitlines()[-tail:]
+        except OSError:
+            log = ["<no log>"]
+        status = self._proc.poll() if self._proc is not None else None
+        return "\n".join(
+            [
+                f"$ {' '.join(self.args)}",
+                f"exit status: {status}",
+                "--- stdout",
+                *self.lines,
+                f"--- stderr (last {tail} lines)",
+                *log,
+            ]
+        )
+
+    def tracebacks(self) -> int:
+        """Tracebacks in the log: every one is a defect to explain."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return text.count("Traceback (most recent call last)")
+
+
+class SchedulerProcess(ChildProcess):
+    """``python -m MODULE [serve] --port P [args] [flags]``: the scheduler on ``host:port``.
+
+    The first start asks for port 0; a later start asks for the port the first one got, so a
+    restarted scheduler is found at the same URL.
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        *,
+        log_path: Path,
+        flags: Mapping[str, object] | None = None,
+        module: str = "switchboard",
+        command: Sequence[str] = ("serve",),
+        env: Mapping[str, str] | None = None,
+        new_session: bool = False,
+        stdout_to_log: bool = False,
+    ) -> None:
+        self.extra_args = [*args, *flag_args(flags or {})]
+        self.head = [sys.executable, "-m", module, *command]
+        self.host = ""
+        self.port = 0
+        self.store = ""
+        super().__init__(
+            self._command(),
+            log_path=log_path,
+            ready=LISTENING,
+            env=env,
+            new_session=new_session,
+            stdout_to_log=stdout_to_log,
+        )
+
+    def _command(self) -> list[str]:
+        return [*self.head, "--port", str(self.port), *self.extra_args]
+
+    def launch(self) -> None:
+        self.args = self._command()
+        super().launch()
+
+    def on_ready(self, match: re.Match[str]) -> None:
+        self.host, self.port, self.store = match["host"], int(match["port"]), match["store"]
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise self.failure(f"the scheduler has no port\n{self.output()}")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+
+class AgentProcess(ChildProcess):
+    """``python -m switchboard node …``: ready at each registration (:data:`REGISTERED`)."""
+
+    def __init__(
+        self,
+        flags: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        new_session: bool = False,
+        stdout_to_log: bool = False,
+    ) -> None:
+        args = [sys.executable, "-m", "switchboard", "node", *flags]
+        super().__init__(
+            args,
+            log_path=log_path,
+            ready=REGISTERED,
+            env=env,
+            new_session=new_session,
+            stdout_to_log=stdout_to_log,
+        )
+
+    @property
+    def registrations(self) -> list[str]:
+        """The node id of each registration so far, in order."""
+        with self._changed:
+            return [match["node_id"] for match in self.matches]
+
+
+class RedisProcess:
+    """A private ``redis-server`` that a test or a fault may stop, restart on the same port,
+    pause or freeze.  No persistence: a restart starts empty, as after a crash, script cache
+    included."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        binary: str | None = None,
+        scale: float = 1.0,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        found = binary or shutil.which("redis-server")
+        if found is None:
+            raise ProcessFailed("redis-server not found on PATH (apt-get install redis-server)")
+        self.binary = found
+        self.workdir = workdir
+        self.scale = scale  # stretches every wait (slow machines)
+        self.extra_args = tuple(extra_args)  # more redis-server options, e.g. --unixsocket
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def client(self) -> redis.Redis:
+        """A synchronous client for set-up, inspection and faults (not the code under test)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5 * self.scale)
+
+    def start(self) -> None:
+        """Start and wait until it answers PING."""
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        args += ["--logfile", str(self.workdir / "redis.log"), *self.extra_args]
+        self._proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+        self._wait_ready(deadline=time.monotonic() + 10 * self.scale)
+
+    def _wait_ready(self, *, deadline: float) -> None:
+        while True:
+            if not self.running:
+                raise ProcessFailed(f"redis-server exited early; see {self.workdir}/redis.log")
+            try:
+                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                    if probe.ping():
+                        return
+            except redis.RedisError as exc:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ProcessFailed(f"redis-server on port {self.port} never answered") from exc
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGKILL after a while) and wait for it."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a frozen server cannot handle SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(timeout=5 * self.scale)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port; the new server knows no keys and no scripts."""
+        self.stop()
+        self.start()
+
+    def pause(self, ms: int) -> None:
+        """``CLIENT PAUSE <ms> ALL``: the server keeps connections open but answers nothing."""
+        with self.client() as admin:
+            admin.client_pause(ms, all=True)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections and bytes; nothing is processed."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
