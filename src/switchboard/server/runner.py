@@ -94,15 +94,16 @@ async def serve(
         await app_runner.cleanup()
         return 1
     port = _bound_port(app_runner) or settings.port
-    # One machine-readable line, so wrappers and tests can find a port chosen with --port 0.
-    print(
-        f"switchboard listening on http://{settings.host}:{port} (store={sched.store.name})",
-        flush=True,
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # One machine-readable line, so wrappers and tests can find a port chosen with --port 0.
+    # Printed once the signal handlers are in: a wrapper may stop us as soon as it reads it.
+    print(
+        f"switchboard listening on http://{settings.host}:{port} (store={sched.store.name})",
+        flush=True,
+    )
     settle_heap()
     if ready is not None:
         ready.set()
