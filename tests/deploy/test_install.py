@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from switchboard import DISTRIBUTION
+from switchboard.tools.procs import LISTENING
 from tests.deploy.files import CONFIG, DEPLOY, METRIC, ROOT, dockerfile_stages, exec_form
-from tests.e2e.harness import LISTENING
 
 if TYPE_CHECKING:
     from tests.conftest import RedisServer

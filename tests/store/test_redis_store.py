@@ -216,8 +216,12 @@ async def test_no_redis_exception_escapes(
     async def boom(*args: Any, **kwargs: Any) -> Any:
         raise raised
 
+    def boom_then(*args: Any) -> None:  # the hot path's callback face: the error, from the loop
+        asyncio.get_running_loop().call_soon(args[-1], None, raised)
+
     monkeypatch.setattr(shared_store._client, "evalsha", boom)
     monkeypatch.setattr(shared_store._hot, "evalsha", boom)
+    monkeypatch.setattr(shared_store._hot, "evalsha_then", boom_then)
     with pytest.raises(StoreError) as info:
         await OPS[op](shared_store)
     assert type(info.value) is expected

@@ -51,6 +51,7 @@ class SimNode:
     capacity: int
     running: dict[str, dict[str, Any]] = field(default_factory=dict)  # job_id → assign
     broken: bool = False  # the next job_assign write fails
+    closing: bool = False  # every write fails, and the server has not noticed the close yet
 
     def write(self, frame: bytes) -> bool:  # NodePeer's shape; the sim performs Assign itself
         raise AssertionError("the sim writes in Sim._assign")
@@ -96,6 +97,7 @@ class Sim:
         self.timers: dict[Timer, float] = {}
         self.violations: list[str] = []
         self.held_rounds: list[ReserveMany] | None = None  # a list: wake rounds are held here
+        self._queue: list[Action] | None = None
         for node_id in self.nodes:
             self.node_up(node_id)
 
@@ -196,10 +198,16 @@ class Sim:
     # --- the driver ---------------------------------------------------------------------------
 
     def perform(self, actions: list[Action]) -> None:
-        queue = list(actions)
-        while queue:
-            action = queue.pop(0)
-            queue.extend(self._perform_one(action))  # in the order the core made them
+        """As the driver does: in the order the core made them, nested calls queued behind."""
+        if self._queue is not None:
+            self._queue.extend(actions)
+            return
+        queue = self._queue = list(actions)
+        try:
+            while queue:
+                queue.extend(self._perform_one(queue.pop(0)))
+        finally:
+            self._queue = None
 
     def _perform_one(self, action: Action) -> list[Action]:
         core, now = self.core, self.now
@@ -242,9 +250,15 @@ class Sim:
 
     def _assign(self, action: Assign) -> list[Action]:
         node = self.nodes[action.node.node_id]
-        if node.broken or node.node_id not in self.live:
-            node.broken = False
+        if node.closing:
             return self.core.assign_failed(action.job, action.attempt, now=self.now)
+        if node.broken or node.node_id not in self.live:
+            # A write fails only on a broken socket: the node is gone, as the server then
+            # finds (its jobs, its registration and its place in the snapshot with it).
+            node.broken = False
+            failed = self.core.assign_failed(action.job, action.attempt, now=self.now)
+            self.node_down(node.node_id)
+            return failed
         msg = json.loads(action.frame)
         node.running[msg["job_id"]] = msg
         if len(node.running) > node.capacity:
@@ -423,3 +437,27 @@ def test_pending_timeout_while_a_round_tries_the_job_answers_it_once() -> None:
     assert [m["type"] for m in s.out] == ["translation_result", "error"]
     assert s.out[1]["code"] == "NO_AVAILABLE_NODE"
     assert sim.core.in_flight == 0 and sim.core.waiting() == 0
+
+
+def test_a_failed_write_takes_the_node_out_of_dispatch_at_once() -> None:
+    """Two nodes whose sockets are closing (not yet noticed) and a third one busy: the job
+    waits for the third instead of spending its attempts on the closing ones again."""
+    sim = Sim([1, 1, 1])
+    s = sim.open("s")
+    sim.node_down("n0")
+    sim.node_down("n1")
+    sim.utter(s, 0)  # takes n2
+    for node_id in ("n0", "n1"):
+        sim.nodes[node_id].closing = True
+        sim.node_up(node_id)
+    sim.utter(s, 1)  # n0 and n1 fail their writes; n2 is full: it waits
+    assert [m["type"] for m in s.out] == []
+    assert sim.core.waiting() == 1
+    n2 = sim.nodes["n2"]
+    sim.answer(n2, next(iter(n2.running)), success=True)
+    assert [m["utterance_index"] for m in n2.running.values()] == [1]
+    sim.answer(n2, next(iter(n2.running)), success=True)
+    assert [(m["type"], m["utterance_index"]) for m in s.out] == [
+        ("translation_result", 0),
+        ("translation_result", 1),
+    ]

@@ -367,12 +367,21 @@ class DispatchCore:
         out.append(Assign(node, frame, job, attempt))
 
     def assign_failed(self, job: Job, attempt: int, *, now: float) -> list[Action]:
-        """The node's socket broke while ``job_assign`` was written."""
+        """The node's socket broke while ``job_assign`` was written.  The node is gone for
+        dispatch from now on, not only once its connection's end is noticed: a failover
+        placed at once could otherwise pick it again, and a closing socket fails every write
+        (found by E2's churn: three writes in a row to closing nodes used up a job's attempts).
+        """
         out: list[Action] = []
         if job.state is JobState.ASSIGNED and job.attempt == attempt:
+            node_id = job.node_id
+            if node_id is not None:
+                self._nodes.pop(node_id, None)
             self._fail_over(
                 job, "send_failed", ErrorCode.NODE_UNAVAILABLE, out, now=now, cancel=False
             )
+            if node_id is not None:
+                self._node_lost(node_id, now, out)
         return out
 
     # --- slots given back ---------------------------------------------------------------------
@@ -541,13 +550,16 @@ class DispatchCore:
     def node_gone(self, node_id: str, *, now: float) -> list[Action]:
         """The node is gone: its jobs are retried at once (contract §2 "Failures")."""
         out: list[Action] = []
+        self._node_lost(node_id, now, out)
+        return out
+
+    def _node_lost(self, node_id: str, now: float, out: list[Action]) -> None:
         self._nodes.pop(node_id, None)
         self._load.pop(node_id, None)
         for job in list(self._node_jobs.pop(node_id, {}).values()):
             self._fail_over(
                 job, "node_offline", ErrorCode.NODE_UNAVAILABLE, out, now=now, cancel=False
             )
-        return out
 
     # --- failures ---------------------------------------------------------------------------
 

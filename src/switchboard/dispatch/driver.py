@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from switchboard.dispatch.actions import (
@@ -67,6 +68,7 @@ class DispatchDriver:
         self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
         self.idle.set()
         self.dispatched_total = 0
+        self._queue: deque[Action] | None = None  # what run() is performing, while it is
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -147,8 +149,22 @@ class DispatchDriver:
 
     def run(self, actions: list[Action]) -> None:
         """Perform ``actions``, and whatever their outcomes lead to, now.  Nothing here
-        waits: store calls that take a round trip continue when the store answers."""
-        queue = deque(actions)
+        waits: store calls that take a round trip continue when the store answers.
+
+        Called again from inside (a push that ends a slow session, a store that answers at
+        once), it queues behind what is being performed instead of going first: actions are
+        performed in the order the core made them."""
+        if self._queue is not None:
+            self._queue.extend(actions)
+            return
+        queue = self._queue = deque(actions)
+        try:
+            self._perform(queue)
+        finally:
+            self._queue = None
+        self._check_idle()
+
+    def _perform(self, queue: deque[Action]) -> None:
         while queue:
             action = queue.popleft()
             match action:
@@ -175,7 +191,6 @@ class DispatchDriver:
                     self._release(action.release, queue)
                 case ReserveMany():
                     self._reserve_round(action, queue)
-        self._check_idle()
 
     def _assign(self, action: Assign, queue: deque[Action]) -> None:
         sent = action.node.write(action.frame)
@@ -195,7 +210,11 @@ class DispatchDriver:
 
     def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
         if self._inline is None:
-            self._spawn(self._reserve_remote(action))
+            self._store.reserve_soon(
+                [(action.candidates, action.holder)],
+                lease_s=self._lease,
+                done=functools.partial(self._reserved, action),
+            )
             return
         node_id = self._inline.try_reserve_now(
             action.candidates, action.holder, lease_s=self._lease
@@ -205,51 +224,52 @@ class DispatchDriver:
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
         requests = [(r.candidates, r.holder) for r in action.items]
         if self._inline is None:
-            self._spawn(self._reserve_round_remote(requests))
+            self._store.reserve_soon(requests, lease_s=self._lease, done=self._round_reserved)
             return
         results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
         self._follow(queue, self.core.round_reserved(results, now=time.monotonic()))
 
     def _release(self, action: Release, queue: deque[Action]) -> None:
         if self._inline is None:
-            self._spawn(self._release_remote(action))
+            self._store.release_soon(
+                [(action.node_id, action.holder)], done=functools.partial(self._released, action)
+            )
             return
         self._inline.release_now(action.node_id, action.holder)
         self._follow(queue, self.core.released(action, ok=True, now=time.monotonic()))
 
-    async def _reserve_remote(self, action: Reserve) -> None:
-        try:
-            node_id = await self._store.try_reserve(
-                action.candidates, action.holder, lease_s=self._lease
-            )
-        except StoreUnavailable:
+    # --- a store with round trips answers (callbacks from the loop) -----------------------------
+
+    def _reserved(
+        self, action: Reserve, results: Sequence[str | None] | None, error: BaseException | None
+    ) -> None:
+        if error is None and results is not None:
+            actions = self.core.reserved(action, results[0], now=time.monotonic())
+        elif isinstance(error, StoreUnavailable):
             actions = self.core.reserve_failed(action)
-        except Exception:  # a bug or a store error must cost one answer, not the utterance
-            log.exception("reserving for job %s failed", action.job.job_id)
+        else:  # a bug or a store error must cost one answer, not the utterance
+            log.error("reserving for job %s failed: %r", action.job.job_id, error)
             actions = self.core.reserve_failed(action, unreachable=False)
-        else:
-            actions = self.core.reserved(action, node_id, now=time.monotonic())
         self.run(actions)
 
-    async def _reserve_round_remote(self, requests: list[Any]) -> None:
-        try:
-            results = await self._store.try_reserve_many(requests, lease_s=self._lease)
-        except StoreUnavailable:
-            actions = self.core.round_failed(now=time.monotonic())
-        except Exception:
-            log.exception("a wake round's reservations failed")
-            actions = self.core.round_failed(now=time.monotonic(), unreachable=False)
+    def _round_reserved(
+        self, results: Sequence[str | None] | None, error: BaseException | None
+    ) -> None:
+        now = time.monotonic()
+        if error is None and results is not None:
+            actions = self.core.round_reserved(list(results), now=now)
+        elif isinstance(error, StoreUnavailable):
+            actions = self.core.round_failed(now=now)
         else:
-            actions = self.core.round_reserved(results, now=time.monotonic())
+            log.error("a wake round's reservations failed: %r", error)
+            actions = self.core.round_failed(now=now, unreachable=False)
         self.run(actions)
 
-    async def _release_remote(self, action: Release) -> None:
-        ok = True
-        try:
-            await self._store.release(action.node_id, action.holder)
-        except StoreUnavailable:
-            ok = False  # the lease expires anyway; the core retries it sooner
-        self.run(self.core.released(action, ok=ok, now=time.monotonic()))
+    def _released(
+        self, action: Release, _results: Sequence[bool] | None, error: BaseException | None
+    ) -> None:
+        # Unreachable: the lease expires anyway, and the core retries it sooner.
+        self.run(self.core.released(action, ok=error is None, now=time.monotonic()))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)

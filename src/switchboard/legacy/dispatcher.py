@@ -6,7 +6,7 @@ model holds the read side of the global lock around one whole placement attempt:
 read, the session's decision, the choice of candidates, the store's ``try_reserve`` round trip,
 and the write of ``job_assign`` (one socket write, which does not suspend unless the node's
 socket is backed up).  With the in-process store all of that happens inside ``accept``; with
-Redis the reservation and what follows it run in ``_reserve_remote``.
+Redis the reservation's round trip and what follows it run under the lock in ``_locked``.
 
 The steps inside are Switchboard's own (the dispatch core), not the old O(n) scan of every
 node with an ``await`` per skipped node: in Python that scan costs ~1.5 ms per dispatch at 200
@@ -16,13 +16,19 @@ contest of interpreter speed instead of one of designs.  So only the locking dif
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from switchboard.dispatch.actions import Reserve
+from switchboard.dispatch.actions import Action, Reserve, ReserveMany
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.jobs import Session
 from switchboard.legacy.rwlock import FairRWLock
 from switchboard.protocol.messages import Utterance
+
+Then = Callable[[Sequence[Any] | None, BaseException | None], None]
 
 
 class LegacyDriver(DispatchDriver):
@@ -32,10 +38,28 @@ class LegacyDriver(DispatchDriver):
         async with self.global_lock.read():
             await super().accept(session, msg, frame, received)
 
-    async def _reserve_remote(self, action: Reserve) -> None:
-        async with self.global_lock.read():
-            await super()._reserve_remote(action)
+    def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
+        if self._inline is not None:  # inside accept(), under the lock already
+            super()._reserve(action, queue)
+            return
+        requests = [(action.candidates, action.holder)]
+        self._spawn(self._locked(requests, functools.partial(self._reserved, action)))
 
-    async def _reserve_round_remote(self, requests: list[Any]) -> None:
+    def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
+        if self._inline is not None:
+            super()._reserve_round(action, queue)
+            return
+        requests = [(r.candidates, r.holder) for r in action.items]
+        self._spawn(self._locked(requests, self._round_reserved))
+
+    async def _locked(self, requests: list[Any], then: Then) -> None:
+        """The reservation's round trip and the ``job_assign`` after it, under the lock."""
         async with self.global_lock.read():
-            await super()._reserve_round_remote(requests)
+            outcome: asyncio.Future[tuple[Any, Any]] = asyncio.get_running_loop().create_future()
+            self._store.reserve_soon(
+                requests,
+                lease_s=self._lease,
+                done=lambda results, error: outcome.set_result((results, error)),
+            )
+            results, error = await outcome
+            then(results, error)

@@ -18,9 +18,15 @@ Semantics (both stores, pinned by ``tests/store/test_contract.py``):
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+# What a callback-style store call reports: the results in order, or the error instead.
+Outcome = Callable[[Sequence[T] | None, BaseException | None], None]
+_running: set[asyncio.Task[Any]] = set()  # the loop holds tasks only weakly
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,28 @@ class ReservationStore(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the in-process store has none."""
 
+    # --- the same calls with a callback (the dispatch driver's way in) ------------------------
+    # ``done(results, None)`` or ``done(None, error)``, once, from the loop (never from inside
+    # the call).  A store with a cheaper path than a task per call (Redis) overrides them.
+
+    def reserve_soon(
+        self,
+        requests: Sequence[tuple[Sequence[Candidate], str]],
+        *,
+        lease_s: float,
+        done: Outcome[str | None],
+    ) -> None:
+        """``try_reserve_many``, with a callback."""
+        _then(self.try_reserve_many(requests, lease_s=lease_s), done)
+
+    def release_soon(self, leases: Sequence[tuple[str, str]], *, done: Outcome[bool]) -> None:
+        """``release`` of each lease in order, with a callback."""
+
+        async def release_all() -> list[bool]:
+            return [await self.release(node_id, holder) for node_id, holder in leases]
+
+        _then(release_all(), done)
+
 
 @runtime_checkable
 class InlineStore(Protocol):
@@ -90,3 +118,37 @@ class InlineStore(Protocol):
     ) -> list[str | None]: ...
 
     def release_now(self, node_id: str, holder: str) -> bool: ...
+
+
+def _then(call: Coroutine[Any, Any, Sequence[T]], done: Outcome[T]) -> None:
+    """Run ``call`` in a task and report its outcome to ``done``."""
+
+    def report(task: asyncio.Task[Sequence[T]]) -> None:
+        if task.cancelled():
+            done(None, asyncio.CancelledError())
+        elif (error := task.exception()) is not None:
+            done(None, error)
+        else:
+            done(task.result(), None)
+
+    task = asyncio.ensure_future(call)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    task.add_done_callback(report)
+
+
+async def awaited(start: Callable[..., None], *args: Any, **kwargs: Any) -> Sequence[Any]:
+    """Await a callback-style call (``reserve_soon``, ``release_soon``): its results, or its
+    error raised here."""
+    future: asyncio.Future[Sequence[Any]] = asyncio.get_running_loop().create_future()
+
+    def done(results: Sequence[Any] | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(results or ())
+
+    start(*args, done=done, **kwargs)
+    return await future

@@ -42,7 +42,7 @@ from redis.commands.core import AsyncScript
 from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
 from switchboard.store import pipelined
-from switchboard.store.base import Candidate, ReservationStore
+from switchboard.store.base import Candidate, Outcome, ReservationStore, awaited
 from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.memory import check_lease
@@ -199,37 +199,88 @@ class RedisStore(ReservationStore):
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._call(lambda: script(keys=keys, args=args))
 
-    async def _run_hot(
-        self, script: pipelined.Script, keys: Sequence[str], args: Sequence[pipelined.Arg]
-    ) -> Any:
-        """``_run`` for the hot path, with redis-py's retry policy: once more at once after a
-        connection error (a fresh connection is opened; the scripts are idempotent per holder)."""
+    def _run_hot(
+        self,
+        script: pipelined.Script,
+        keys: Sequence[str],
+        args: Sequence[pipelined.Arg],
+        done: Callable[[Any, StoreError | None], None],
+    ) -> None:
+        """One script on the pipelined connection, written now; ``done`` gets the reply or
+        the translated failure, once.  The same policy as ``_call`` with redis-py's retry:
+        once more at once after a connection error (a fresh connection is opened; the scripts
+        are idempotent per holder), and no answer within the timeout is ``StoreUnavailable``
+        (a paused Redis accepts bytes but never answers).  Timed by the loop's clock, not
+        ``asyncio.timeout``: there is no task to cancel, only a callback to give up on."""
+        finished = False
+        retried = False
 
-        async def op() -> Any:
-            try:
-                return await self._hot.evalsha(script, keys, args)
-            except pipelined.ConnectionFailed:
-                return await self._hot.evalsha(script, keys, args)
+        def finish(value: Any, error: StoreError | None) -> None:
+            nonlocal finished
+            if not finished:
+                finished = True
+                timer.cancel()
+                done(value, error)
 
-        return await self._call(op)
+        def reply(value: Any, error: BaseException | None) -> None:
+            nonlocal retried
+            if finished:
+                return  # given up on: a late reply is dropped
+            if isinstance(error, pipelined.ConnectionFailed) and not retried:
+                retried = True
+                self._hot.evalsha_then(script, keys, args, reply)
+            elif isinstance(error, StoreError):
+                finish(None, error)
+            elif error is not None:
+                translated = _translate(error)
+                translated.__cause__ = error  # as ``raise ... from``: the cause stays readable
+                finish(None, translated)
+            else:
+                finish(value, None)
+
+        timeout = self._timeout_s
+        timer = asyncio.get_running_loop().call_later(
+            timeout,
+            finish,
+            None,
+            StoreUnavailable(f"redis gave no answer within {timeout:g} s"),
+        )
+        self._hot.evalsha_then(script, keys, args, reply)
 
     async def try_reserve(
         self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
     ) -> str | None:
-        lease_ms = _lease_ms(lease_s)
-        if not candidates:
-            return None
-        return await self._reserve_batch.call((tuple(candidates), holder, lease_ms))
+        (node,) = await self.try_reserve_many([(candidates, holder)], lease_s=lease_s)
+        return node
 
     async def try_reserve_many(
         self, requests: Sequence[tuple[Sequence[Candidate], str]], *, lease_s: float
     ) -> list[str | None]:
+        return list(await awaited(self.reserve_soon, requests, lease_s=lease_s))
+
+    def reserve_soon(
+        self,
+        requests: Sequence[tuple[Sequence[Candidate], str]],
+        *,
+        lease_s: float,
+        done: Outcome[str | None],
+    ) -> None:
         lease_ms = _lease_ms(lease_s)
         wanted = [(tuple(cands), holder, lease_ms) for cands, holder in requests if cands]
-        got = iter(await self._reserve_batch.call_many(wanted)) if wanted else iter(())
-        return [next(got) if cands else None for cands, _ in requests]
+        if not wanted:  # nothing to ask Redis; still answered from the loop, as always
+            asyncio.get_running_loop().call_soon(done, [None] * len(requests), None)
+            return
 
-    async def _reserve_many(self, requests: Sequence[_ReserveRequest]) -> list[str | None]:
+        def spread(results: Sequence[str | None] | None, error: BaseException | None) -> None:
+            if error is not None or results is None:
+                done(None, error)
+                return
+            got = iter(results)
+            done([next(got) if cands else None for cands, _ in requests], None)
+
+        self._reserve_batch.submit(wanted, spread)
+
+    def _reserve_many(self, requests: Sequence[_ReserveRequest], done: Outcome[str | None]) -> None:
         keys = [self._keys.nodes]
         args: list[pipelined.Arg] = [len(requests)]
         for candidates, holder, lease_ms in requests:
@@ -237,20 +288,36 @@ class RedisStore(ReservationStore):
             for cand in candidates:
                 keys.append(self._keys.slots(cand.node_id))
                 args += [cand.node_id, cand.capacity, cand.tier]
-        reply = await self._run_hot(self._try_reserve, keys, args)
-        if not isinstance(reply, list) or len(reply) != len(requests):
-            raise StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
-        return [node or None for node in reply]
+
+        def parse(reply: Any, error: StoreError | None) -> None:
+            if error is None and (not isinstance(reply, list) or len(reply) != len(requests)):
+                error = StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
+            done(None if error else [node or None for node in reply], error)
+
+        self._run_hot(self._try_reserve, keys, args, parse)
 
     async def release(self, node_id: str, holder: str) -> bool:
-        return await self._release_batch.call((node_id, holder))
+        (released,) = await awaited(self.release_soon, [(node_id, holder)])
+        return bool(released)
 
-    async def _release_many(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
+    def release_soon(self, leases: Sequence[tuple[str, str]], *, done: Outcome[bool]) -> None:
+        self._release_batch.submit(leases, done)
+
+    def _release_many(self, leases: Sequence[tuple[str, str]], done: Outcome[bool]) -> None:
         keys = [self._keys.slots(node_id) for node_id, _ in leases]
-        reply = await self._run_hot(self._release, keys, [holder for _, holder in leases])
-        if not isinstance(reply, list) or len(reply) != len(leases):
-            raise StoreError(f"unexpected reply from release_many: {reply!r}")
-        return [_as_int(n) > 0 for n in reply]
+
+        def parse(reply: Any, error: StoreError | None) -> None:
+            if error is None and (not isinstance(reply, list) or len(reply) != len(leases)):
+                error = StoreError(f"unexpected reply from release_many: {reply!r}")
+            if error is not None:
+                done(None, error)
+                return
+            try:
+                done([_as_int(n) > 0 for n in reply], None)
+            except StoreError as exc:
+                done(None, exc)
+
+        self._run_hot(self._release, keys, [holder for _, holder in leases], parse)
 
     async def renew(self, leases: Iterable[tuple[str, str]], *, lease_s: float) -> int:
         lease_ms = _lease_ms(lease_s)
