@@ -40,6 +40,10 @@ class AddressCounter:
         if self._open[address] <= 0:
             del self._open[address]
 
+    @property
+    def limit(self) -> int:
+        return self._limit
+
     def count(self, address: str) -> int:
         return self._open.get(address, 0)
 
