@@ -79,14 +79,20 @@ class Channel(Generic[Conn]):
             await self._gone(sched, conn)
 
     async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
-        budget = frame_budget(sched.settings, now=time.perf_counter())
+        limited = sched.settings.max_frames_per_second > 0
+        # Made at the first frame, full: an idle connection (most sessions, most of the time)
+        # never holds one, and a bucket idle that long would be full anyway.
+        budget: FrameBudget | None = None
         async for message in ws:
             received = time.perf_counter()  # "read off the socket" for the latency metric
             # Every data frame is charged, good or bad: what it costs us is reading and
             # decoding it, whatever it says.  (Pings are answered inside aiohttp, unseen.)
-            if budget is not None and not budget.take(received):
-                await rate_limited(ws, sched.settings)
-                return
+            if limited:
+                if budget is None:
+                    budget = frame_budget(sched.settings, now=received)
+                if not budget.take(received):
+                    await rate_limited(ws, sched.settings)
+                    return
             if message.type is WSMsgType.TEXT:
                 if await self._text(sched, conn, message.data, received):
                     return
@@ -115,10 +121,8 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
     await close_within(ws, code=CLOSE_POLICY_VIOLATION)
 
 
-def frame_budget(settings: Settings, *, now: float) -> FrameBudget | None:
-    """The connection's ``--max-frames-per-second`` bucket; ``None`` when the limit is off."""
-    if not settings.max_frames_per_second:
-        return None
+def frame_budget(settings: Settings, *, now: float) -> FrameBudget:
+    """A connection's ``--max-frames-per-second`` / ``--frame-burst`` bucket, full at ``now``."""
     return FrameBudget(settings.max_frames_per_second, settings.frame_burst, now=now)
 
 

@@ -58,7 +58,9 @@ class FrameBudget:
     :meth:`take` is on the hot path (every frame of every connection), so it is a handful of
     float operations on slots, and the caller passes the time it already read for the frame.
     The bucket starts full: a peer's opening burst (a session sending its first utterances, a
-    node answering a batch of jobs) is never charged for the time before it connected.
+    node answering a batch of jobs) is never charged for the time before it connected.  The
+    channel makes it at a connection's first frame after the handshake, so idle connections
+    hold none (about 120 bytes each otherwise).
     """
 
     __slots__ = ("_burst", "_last", "_rate", "_tokens")
