@@ -125,3 +125,21 @@ async def test_zero_turns_the_http_limit_off(serve: Serve) -> None:
     await eventually(served, "a request beside 40 held ones")
     for request in held:
         await request.close()
+
+
+async def test_an_abandoned_request_gives_its_place_back(serve: Serve) -> None:
+    """A client that hangs up half-way through its upload does not keep its place: with a
+    limit of 1, the address is served again once that connection is gone."""
+    server = await serve("--max-http-requests-per-address", "1")
+    held = await HeldRequest.start(server)
+
+    async def refused() -> bool:
+        return (await _get(server, "/health/live"))[0] == 429
+
+    await eventually(refused, "the held request takes the only place")
+    await held.close()
+
+    async def served() -> bool:
+        return (await _get(server, "/health/live"))[0] == 200
+
+    await eventually(served, "the abandoned request's place given back")
