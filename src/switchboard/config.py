@@ -23,6 +23,18 @@ settable the same three ways:
     address; one more is refused with ``TOO_MANY_CONNECTIONS``.  Loopback counts like any
     other address (behind a local reverse proxy every peer is 127.0.0.1: raise it there);
     0 turns the limit off.
+``ping_interval`` (20.0 s)
+    a WebSocket (node or session) that has sent nothing for this long is pinged; one that
+    neither answers nor sends anything within half of it more is dropped as dead, which frees
+    its jobs and slots as any disconnect does.  0 turns pings off.
+``max_frames_per_second`` (1000) and ``frame_burst`` (2000)
+    a token bucket per WebSocket connection: it holds ``frame_burst`` frames and refills at
+    ``max_frames_per_second``; a frame that finds it empty gets ``RATE_LIMITED`` and the
+    connection is closed (1008).  0 turns the limit off.
+``max_http_requests_per_address`` (32)
+    plain HTTP requests (operator API, ``/metrics``, health, dashboard) in progress at once
+    from one remote address; one more is answered 429.  WebSocket connections are not counted
+    here (``max_connections_per_address`` is theirs).  0 turns the limit off.
 ``log_level`` ("info")
     one of debug, info, warning, error, critical (any case).
 ``redis_namespace`` ("switchboard")
@@ -104,6 +116,10 @@ class Settings:
     handshake_timeout: float = 10.0
     max_sessions: int = 10000
     max_connections_per_address: int = 256
+    ping_interval: float = 20.0
+    max_frames_per_second: int = 1000
+    frame_burst: int = 2000
+    max_http_requests_per_address: int = 32
     log_level: str = "info"
     redis_namespace: str = "switchboard"
     snapshot_min_interval: float = 0.005
@@ -489,6 +505,10 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "handshake_timeout": _SECONDS,
     "max_sessions": _COUNT,
     "max_connections_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
+    "ping_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: no pings
+    "max_frames_per_second": _Spec(_parse_int, _int_range(0)),  # 0: no limit
+    "frame_burst": _COUNT,
+    "max_http_requests_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "redis_namespace": _Spec(_parse_text, _check_name),
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),

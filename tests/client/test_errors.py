@@ -24,6 +24,7 @@ from switchboard.protocol.codes import ErrorCode
         (ErrorCode.SCHEDULER_DEPENDENCY_DOWN, errors.DependencyDown),
         (ErrorCode.INTERNAL_ERROR, errors.InternalError),
         (ErrorCode.PAYLOAD_TOO_LARGE, errors.PayloadTooLarge),
+        (ErrorCode.RATE_LIMITED, errors.RateLimited),
     ],
 )
 def test_every_scheduler_code_has_its_exception(code: str, cls: type[errors.ServerError]) -> None:
@@ -58,3 +59,9 @@ def test_missing_fields_do_not_break_the_mapping() -> None:
 def test_connection_lost_is_a_session_closed_without_code() -> None:
     exc = errors.ConnectionLost("gone")
     assert isinstance(exc, errors.SessionClosed) and exc.code is None
+
+
+def test_rate_limited_is_a_limit_reached() -> None:
+    """Code that retries later after any server limit (LimitReached) covers RATE_LIMITED."""
+    exc = errors.error_from_frame({"type": "error", "code": "RATE_LIMITED", "message": "slow"})
+    assert isinstance(exc, errors.LimitReached)

@@ -18,6 +18,7 @@
             ├── DependencyDown       SCHEDULER_DEPENDENCY_DOWN
             ├── PayloadTooLarge      PAYLOAD_TOO_LARGE
             ├── LimitReached         TOO_MANY_SESSIONS, TOO_MANY_CONNECTIONS (retry later)
+            │   └── RateLimited          RATE_LIMITED: this client sent frames too fast
             ├── HandshakeTimeout     HANDSHAKE_TIMEOUT
             ├── InternalError        INTERNAL_ERROR
             └── NodeError            NODE_ERROR, or any code a node gave (``ASR_FAILED``,
@@ -50,6 +51,7 @@ __all__ = [
     "NodeError",
     "NodeUnavailable",
     "PayloadTooLarge",
+    "RateLimited",
     "ServerError",
     "SessionClosed",
     "SwitchboardError",
@@ -136,6 +138,12 @@ class LimitReached(ServerError):
     """TOO_MANY_SESSIONS / TOO_MANY_CONNECTIONS: a server limit refused the connection."""
 
 
+class RateLimited(LimitReached):
+    """RATE_LIMITED: more frames than the server's ``--max-frames-per-second`` (and its burst)
+    allow; the server closed the connection.  A :class:`LimitReached`: reconnect later, and
+    send more slowly."""
+
+
 class HandshakeTimeout(ServerError):
     """HANDSHAKE_TIMEOUT: ``session_init`` did not arrive within the server's time."""
 
@@ -161,6 +169,7 @@ _BY_CODE: Final[Mapping[str, type[ServerError]]] = {
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLarge,
     ErrorCode.TOO_MANY_SESSIONS: LimitReached,
     ErrorCode.TOO_MANY_CONNECTIONS: LimitReached,
+    ErrorCode.RATE_LIMITED: RateLimited,
     ErrorCode.HANDSHAKE_TIMEOUT: HandshakeTimeout,
     ErrorCode.INTERNAL_ERROR: InternalError,
     ErrorCode.NODE_ERROR: NodeError,

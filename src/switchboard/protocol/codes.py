@@ -27,6 +27,8 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"
     # --max-connections-per-address connections from this address are open already (close 1008).
     TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+    # more frames than --max-frames-per-second allows (after --frame-burst) (close 1008).
+    RATE_LIMITED = "RATE_LIMITED"
 
 
 # RFC 6455 close codes the contract names (§3).

@@ -16,11 +16,13 @@ from switchboard.errors import StoreUnavailable
 from switchboard.management.pools import Pool
 from switchboard.protocol import langs
 from switchboard.server.auth import bearer, token_ok
+from switchboard.server.limits import AddressCounter
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 from switchboard.sessions.state import SessionRuntimeState
 
 routes = web.RouteTableDef()
 _json = msgspec.json.encode
+HTTP_REQUESTS = web.AppKey("http_requests", AddressCounter)  # --max-http-requests-per-address
 
 
 def _reply(body: object, status: int = 200) -> web.Response:
@@ -58,6 +60,40 @@ def admin_only(handler: Handler) -> Handler:
         return await handler(request)
 
     return guarded
+
+
+def http_limited(handler: Handler) -> Handler:
+    """Guard one plain HTTP route with ``--max-http-requests-per-address`` (docs/security.md).
+
+    Counts requests in progress per remote address: under HTTP/1.1 a connection carries one
+    request at a time, so this is the number of the address's connections that cost us
+    something beyond an idle socket (a body being buffered, up to ``--max-frame-bytes``, or a
+    handler running).  A guard on each route, like
+    :func:`admin_only` and for its reason: the WebSocket routes are not wrapped, so a session
+    carries nothing of it for its lifetime.  The refusal closes the connection, so a client
+    over the limit does not keep its socket either.
+    """
+
+    @functools.wraps(handler)
+    async def limited(request: web.Request) -> web.StreamResponse:
+        counter = request.app[HTTP_REQUESTS]
+        address = request.remote or "unknown"
+        try:
+            if not counter.open(address):
+                return too_many_requests(counter.limit)
+            return await handler(request)
+        finally:
+            counter.close(address)
+
+    return limited
+
+
+def too_many_requests(limit: int) -> web.Response:
+    message = f"too many HTTP requests in progress from this address (limit {limit})"
+    response = _reply({"error": "TOO_MANY_REQUESTS", "message": message}, 429)
+    response.headers["Retry-After"] = "1"
+    response.force_close()
+    return response
 
 
 @routes.get("/health")

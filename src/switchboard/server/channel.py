@@ -11,10 +11,12 @@ from typing import Generic, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from switchboard.config import Settings
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLATION, ErrorCode
 from switchboard.server.connections import send
+from switchboard.server.limits import FrameBudget
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 from switchboard.server.sockets import close_within, open_socket
 
@@ -77,8 +79,20 @@ class Channel(Generic[Conn]):
             await self._gone(sched, conn)
 
     async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
+        limited = sched.settings.max_frames_per_second > 0
+        # Made at the first frame, full: an idle connection (most sessions, most of the time)
+        # never holds one, and a bucket idle that long would be full anyway.
+        budget: FrameBudget | None = None
         async for message in ws:
             received = time.perf_counter()  # "read off the socket" for the latency metric
+            # Every data frame is charged, good or bad: what it costs us is reading and
+            # decoding it, whatever it says.  (Pings are answered inside aiohttp, unseen.)
+            if limited:
+                if budget is None:
+                    budget = frame_budget(sched.settings, now=received)
+                if not budget.take(received):
+                    await rate_limited(ws, sched.settings)
+                    return
             if message.type is WSMsgType.TEXT:
                 if await self._text(sched, conn, message.data, received):
                     return
@@ -105,6 +119,30 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
     """
     await send(ws, codec.error(code, message))
     await close_within(ws, code=CLOSE_POLICY_VIOLATION)
+
+
+def frame_budget(settings: Settings, *, now: float) -> FrameBudget:
+    """A connection's ``--max-frames-per-second`` / ``--frame-burst`` bucket, full at ``now``."""
+    return FrameBudget(settings.max_frames_per_second, settings.frame_burst, now=now)
+
+
+async def rate_limited(ws: web.WebSocketResponse, settings: Settings) -> None:
+    """A peer over its frame rate: ``RATE_LIMITED``, then close 1008 (docs/protocol.md §3).
+
+    The connection is cut rather than the frame dropped: a peer this far above any real node's
+    or client's rate is broken or hostile, and each frame it sends costs the loop a read and a
+    decode that other connections are waiting for.  Returning from the receive loop runs the
+    usual "peer gone" path (jobs failed over or cancelled, slots released).
+    """
+    limit, burst = settings.max_frames_per_second, settings.frame_burst
+    farewell = codec.error(
+        ErrorCode.RATE_LIMITED,
+        f"more than {limit} frames per second (burst {burst}): connection closed",
+        {"max_frames_per_second": limit, "frame_burst": burst},
+    )
+    log.warning("closing a connection over %d frames/s (burst %d)", limit, burst)
+    with contextlib.suppress(ConnectionError, RuntimeError, OSError):  # gone already: done
+        await close_within(ws, code=CLOSE_POLICY_VIOLATION, farewell=farewell)
 
 
 async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None:

@@ -5,7 +5,15 @@
    buffered), and closes the socket with 1009 *inside* ``receive()``, before our handler sees
    anything.  The close goes through :meth:`close`, so that is where the ``error`` is written,
    just ahead of the close frame.
-2. A close that cannot hang.  Writing waits while the peer's TCP window is shut, so a peer that
+2. Dead peers are found.  With ``--ping-interval`` aiohttp pings a socket that has sent nothing
+   for that long and, when neither a pong nor any other frame arrives within half of it more,
+   aborts the transport and hands the reader an ``ERROR`` message: the channel's receive loop
+   ends there and the usual "peer gone" path runs (a node's jobs fail over, a session's
+   pending jobs are cancelled; both release their slots).  A half-open TCP connection (the
+   peer's machine lost power, a NAT forgot the flow) sends no FIN, so without pings nothing
+   would ever end it.  Any frame received counts as a sign of life, so a node heartbeating
+   more often than the interval is never pinged.
+3. A close that cannot hang.  Writing waits while the peer's TCP window is shut, so a peer that
    stops reading (a slow consumer, a frozen process) would hold a close — and whoever awaits
    it — forever.  :meth:`close_within` gives the peer ``grace`` seconds to take its last frames
    and answer the close, then aborts the transport.
@@ -35,7 +43,9 @@ _AIOHTTP_LIMIT_SLACK: Final = 1
 class ServerSocket(web.WebSocketResponse):
     """``WebSocketResponse`` that says why it closes with 1009, and can be cut off."""
 
-    def __init__(self, *, max_frame_bytes: int, close_timeout: float) -> None:
+    def __init__(
+        self, *, max_frame_bytes: int, close_timeout: float, ping_interval: float = 0.0
+    ) -> None:
         # Compression off: permessage-deflate costs ~4x memory per connection (issue 2 §8).
         # decode_text=False hands us bytes, which msgspec decodes without an extra str copy.
         super().__init__(
@@ -44,6 +54,9 @@ class ServerSocket(web.WebSocketResponse):
             decode_text=False,
             autoping=True,
             timeout=close_timeout,
+            # aiohttp's heartbeat: ping after ping_interval s of silence, give up after half
+            # of it more (docstring, point 2).  None: no pings.
+            heartbeat=ping_interval or None,
         )
         self._too_large = codec.error(
             ErrorCode.PAYLOAD_TOO_LARGE,
@@ -89,7 +102,9 @@ async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
     # The close handshake (our close frame, the peer's answer) may take as long as the
     # opening one: both are the peer's turn.
     ws = ServerSocket(
-        max_frame_bytes=settings.max_frame_bytes, close_timeout=settings.handshake_timeout
+        max_frame_bytes=settings.max_frame_bytes,
+        close_timeout=settings.handshake_timeout,
+        ping_interval=settings.ping_interval,
     )
     await ws.prepare(request)
     return ws
