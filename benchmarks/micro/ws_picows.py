@@ -135,9 +135,15 @@ async def serve_aiohttp(ready: Callable[[int], None]) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_picows(ready: Callable[[int], None]) -> None:
-    from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest
-    from picows import ws_create_server
+async def serve_picows(ready: Callable[[int], None]) -> None:  # noqa: C901 (its listener class)
+    from picows import (
+        WSFrame,
+        WSListener,
+        WSMsgType,
+        WSTransport,
+        WSUpgradeRequest,
+        ws_create_server,
+    )
 
     pairs = Pairs()
     text, cont, close = WSMsgType.TEXT, WSMsgType.CONTINUATION, WSMsgType.CLOSE
