@@ -47,7 +47,9 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.command()
 @click.option("--quick", is_flag=True, help="Seconds per scenario: a smoke run, not a measurement.")
 @click.option(
-    "--scenarios", callback=_csv(("e1", "e2", "e3", "rss")), help="Subset of e1,e2,e3,rss."
+    "--scenarios",
+    callback=_csv(("hot", "e1", "e2", "e3", "rss")),
+    help="Subset of hot,e1,e2,e3,rss (hot: E0, the scheduler's own cost).",
 )
 @click.option("--designs", callback=_csv(("snapshot", "global_lock")), help="snapshot,global_lock.")
 @click.option("--stores", callback=_csv(("memory", "redis")), help="memory,redis.")
@@ -59,6 +61,25 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 )
 @click.option(
     "--phase-seconds", type=click.FloatRange(min=0.5), default=None, help="E2 phase length."
+)
+@click.option("--hot-sessions", type=click.IntRange(1, 50_000), default=None, help="E0 sessions.")
+@click.option(
+    "--hot-rate", type=click.FloatRange(min=0.01), default=None, help="E0 utterances/s/session."
+)
+@click.option(
+    "--hot-phase-seconds", type=click.FloatRange(min=0.5), default=None, help="E0 phase length."
+)
+@click.option(
+    "--hot-cycles", type=click.IntRange(1, 100), default=None, help="E0 calm+storm cycles."
+)
+@click.option(
+    "--hot-slots", type=click.IntRange(1, 10_000), default=None, help="E0 slots per node."
+)
+@click.option(
+    "--hot-max-sessions",
+    type=click.IntRange(0, 50_000),
+    default=None,
+    help="E0 closed-loop throughput phase sessions (0: skip it).",
 )
 @click.option("--rss-sessions", type=click.IntRange(1, 100_000), default=None)
 @click.option(
@@ -91,7 +112,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     help="Keep logs here.",
 )
 def bench(**options: Any) -> None:
-    """Benchmarks E1–E3 of issue 4, both designs on the same load in one run."""
+    """Benchmarks E0 (issue 9) and E1–E3 (issue 4), both designs on the same load in one run."""
     from switchboard.bench import report, runs, sysutil
     from switchboard.bench.orchestrate import BenchError
 
@@ -131,6 +152,12 @@ def _config(options: dict[str, Any]) -> Any:
         "e2_rate": "e2_rate",
         "phase_seconds": "e2_phase_s",
         "rss_sessions": "rss_sessions",
+        "hot_sessions": "hot_sessions",
+        "hot_rate": "hot_rate",
+        "hot_phase_seconds": "hot_phase_s",
+        "hot_cycles": "hot_cycles",
+        "hot_slots": "hot_max_concurrency",
+        "hot_max_sessions": "hot_max_sessions",
         "generators": "generators",
         "trace_path": "e3_trace",
         "speed": "e3_speed",

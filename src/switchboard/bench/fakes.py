@@ -165,6 +165,11 @@ class FakeNode:
             self.tally.ext.append(msg.bench_t0)
             self.tally.ext.append(now - msg.bench_t0)
         delay = self.conduct.delay(self.rng)
+        if delay == 0.0:
+            # An instant node (scenario E0) answers from this handler, as a node that has
+            # the result at hand would, not one loop iteration later.
+            self._finish(msg)
+            return
         loop = asyncio.get_running_loop()
         self.running[msg.job_id] = loop.call_later(delay, self._finish, msg)
 

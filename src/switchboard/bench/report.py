@@ -96,17 +96,118 @@ def _notes(row: Row) -> str:
     if errors:
         codes = ", ".join(sorted({*(row.get("errors") or {}), *(row.get("rejected") or {})}))
         notes.append(f"{errors:,} error answers ({codes})")
+    if row.get("slot_waits") and row["scenario"] == "E0":
+        notes.append(f"{row['slot_waits']:,.0f} utterances entered the waiting line")
     for key in ("out_of_order", "unanswered", "connect_failures"):
         if row.get(key):
             notes.append(f"{key.replace('_', ' ')}: {row[key]}")
     return "; ".join(notes)
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    head = "| " + " | ".join(name for name, _ in _COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in _COLUMNS) + "|"
-    body = ["| " + " | ".join(get(row) for _, get in _COLUMNS) + " |" for row in rows]
+def markdown_table(
+    rows: Sequence[Row], columns: Sequence[tuple[str, Callable[[Row], str]]] = _COLUMNS
+) -> str:
+    head = "| " + " | ".join(name for name, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(get(row) for _, get in columns) + " |" for row in rows]
     return "\n".join([head, rule, *body])
+
+
+# --- E0 (issue 9): the outside latency is the headline -----------------------------------------
+
+
+def _waits(row: Row) -> str:
+    waits, full = row.get("slot_waits"), row.get("reservations_full")
+    if waits is None and full is None:
+        return "—"
+    return f"{_num(waits)} / {_num(full)}"
+
+
+# The outside interval comes first: it is what a client and a node see, sockets and the
+# server's reader included, and it is measured in another process than the scheduler's.
+_HOT_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("scenario", lambda r: f"E0 {r.get('phase', '')}".strip()),
+    ("design", lambda r: r["design"]),
+    ("store", lambda r: r["store"]),
+    ("sessions", lambda r: _num(r.get("sessions"))),
+    ("hb Hz", lambda r: _num(r.get("heartbeat_hz"), "{:g}")),
+    ("**outside p50 ms**", lambda r: _lat(r, "p50", "external_latency_ms")),
+    ("outside p90", lambda r: _lat(r, "p90", "external_latency_ms")),
+    ("**outside p99**", lambda r: _lat(r, "p99", "external_latency_ms")),
+    ("outside p99.9", lambda r: _lat(r, "p999", "external_latency_ms")),
+    ("outside max", lambda r: _lat(r, "max", "external_latency_ms")),
+    ("inside p50 / p99", lambda r: f"{_lat(r, 'p50')} / {_lat(r, 'p99')}"),
+    ("jobs/s", lambda r: _num(r.get("jobs_per_s"))),
+    ("slot waits / full", _waits),
+    ("sched CPU %", lambda r: _num(r.get("server_cpu_pct"), "{:.0f}")),
+    ("gen CPU %", lambda r: _gen(r)),
+    ("notes", lambda r: _notes(r)),
+)
+
+
+def _ext(row: Row | None, key: str) -> float | None:
+    if row is None or not isinstance(row.get("external_latency_ms"), dict):
+        return None
+    value = row["external_latency_ms"].get(key)
+    return float(value) if value is not None else None
+
+
+def _ratio(top: float | None, bottom: float | None, fmt: str = "{:.2f}") -> str:
+    if top is None or not bottom:
+        return "—"
+    return fmt.format(top / bottom) + f" ({_ms(top)} / {_ms(bottom)} ms)"
+
+
+def hot_summary(rows: Sequence[Row]) -> str:
+    """Issue 9's figures per store, from the E0 rows of this run only (no targets judged)."""
+    stores = [s for s in ("memory", "redis") if _find(rows, scenario="E0", store=s)]
+    lines = ["| figure | " + " | ".join(stores) + " |", "|---|" + "---|" * len(stores)]
+
+    def row(store: str, design: str, phase: str) -> Row | None:
+        return _find(rows, scenario="E0", design=design, store=store, phase=phase)
+
+    def line(figure: str, get: Callable[[str], str]) -> None:
+        lines.append(f"| {figure} | " + " | ".join(get(s) for s in stores) + " |")
+
+    line(
+        "outside p50, calm / storm (ms)",
+        lambda s: (
+            f"{_ms(_ext(row(s, 'snapshot', 'calm'), 'p50'))} / "
+            f"{_ms(_ext(row(s, 'snapshot', 'storm'), 'p50'))}"
+        ),
+    )
+    line("outside p99, calm (ms)", lambda s: _ms(_ext(row(s, "snapshot", "calm"), "p99")))
+    line("outside p99, storm (ms)", lambda s: _ms(_ext(row(s, "snapshot", "storm"), "p99")))
+    line(
+        "outside p99 storm / calm",
+        lambda s: _ratio(
+            _ext(row(s, "snapshot", "storm"), "p99"), _ext(row(s, "snapshot", "calm"), "p99")
+        ),
+    )
+    line(
+        "inside p50, calm / storm (ms)",
+        lambda s: (
+            f"{_ms(_p(row(s, 'snapshot', 'calm'), 'p50'))} / "
+            f"{_ms(_p(row(s, 'snapshot', 'storm'), 'p50'))}"
+        ),
+    )
+    line(
+        "completed jobs/s, one process (closed loop)",
+        lambda s: _num((row(s, "snapshot", "max") or {}).get("jobs_per_s")),
+    )
+    line(
+        "global_lock / snapshot outside p99, storm",
+        lambda s: _ratio(
+            _ext(row(s, "global_lock", "storm"), "p99"),
+            _ext(row(s, "snapshot", "storm"), "p99"),
+            "{:,.1f}×",
+        ),
+    )
+    line(
+        "utterances that waited / reservations found full (snapshot, calm+storm run)",
+        lambda s: _waits(row(s, "snapshot", "storm") or {}),
+    )
+    return "\n".join(lines)
 
 
 # --- the headline (issue 4's table) ------------------------------------------------------------
@@ -228,7 +329,30 @@ def headline_table(items: Sequence[Headline]) -> str:
 
 
 def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -> str:
-    parts = [
+    hot = [r for r in rows if r["scenario"] == "E0"]
+    rows = [r for r in rows if r["scenario"] != "E0"]
+    parts: list[str] = []
+    if hot:
+        parts += [
+            "### E0: the scheduler's own cost (issue 9)",
+            "",
+            "Outside (the headline): session *send* → fake node *receives* `job_assign`, "
+            "measured in the load-generator process, not the scheduler's; inside: the "
+            "scheduler's own samples (utterance read → `job_assign` written). Nodes answer at "
+            "once with a bare `job_result`. *max*: a closed loop over the same instant nodes, "
+            "completed jobs/s. *Slot waits / full*: utterances that entered the waiting line, "
+            "and reservation attempts that found every candidate full, over the whole run "
+            "(`/metrics`); both should be 0 (a wait with no full reservation was not for "
+            "want of a slot: e.g. the reserved node left during the reservation).",
+            "",
+            hot_summary(hot),
+            "",
+            markdown_table(hot, _HOT_COLUMNS),
+            "",
+        ]
+    if not rows:
+        return "\n".join([*parts, *_footer(machine, command)]) + "\n"
+    parts += [
         "### Headline (issue 4)",
         "",
         headline_table(headline(rows)),
@@ -245,10 +369,16 @@ def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -
         "",
         markdown_table(rows),
         "",
+        *_footer(machine, command),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _footer(machine: dict[str, object], command: str) -> list[str]:
+    return [
         f"Machine: {machine.get('nproc')} CPUs ({machine.get('cpu_model')}), Python "
         f"{machine.get('python')}; 1/5/15-min load average at start:"
         f" {machine.get('loadavg_at_start')}.",
         "",
         f"Command: `{command}`",
     ]
-    return "\n".join(parts) + "\n"

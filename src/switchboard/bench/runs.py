@@ -24,7 +24,14 @@ from typing import Any, Protocol
 from switchboard.bench import replay, stats, trace, tracegen
 from switchboard.bench.loadgen import GenResult, GenSpec, merged_samples
 from switchboard.bench.orchestrate import LoadOutcome, Progress, RedisProc, ServerProc, run_load
-from switchboard.bench.scenarios import BenchConfig, e1_spec, e2_spec, rss_spec
+from switchboard.bench.scenarios import (
+    BenchConfig,
+    e1_spec,
+    e2_spec,
+    hot_max_spec,
+    hot_spec,
+    rss_spec,
+)
 
 MIB = 1024 * 1024
 HISTOGRAM = "switchboard_dispatch_latency_seconds"
@@ -83,7 +90,13 @@ class Bench:
                 stack.callback(redis.stop)
                 self.redis_url = redis.url
             for scenario in self.config.scenarios:
-                {"e1": self._e1, "e2": self._e2, "e3": self._e3, "rss": self._rss}[scenario]()
+                {
+                    "hot": self._hot,
+                    "e1": self._e1,
+                    "e2": self._e2,
+                    "e3": self._e3,
+                    "rss": self._rss,
+                }[scenario]()
         return self.result
 
     # --- one scheduler process per run --------------------------------------------------------
@@ -131,6 +144,14 @@ class Bench:
             "snapshot_build_cpu_s": None if build_s is None else round(build_s, 2),
             "global_lock_waited_s": counters.get("global_lock_waited_s"),
             "gc": _gc_summary(counters.get("gc")),
+            # Whole run, from /metrics: utterances that entered the waiting line (every
+            # candidate full, none left, or others already waiting for the same nodes), and
+            # reservations that found every candidate full.  E0 gives the nodes enough slots
+            # that both should be 0; a wait without a full reservation was not for want of one.
+            "slot_waits": stats.counter_value(metrics, "switchboard_queue_wait_seconds_count"),
+            "reservations_full": _labelled(
+                metrics, "switchboard_reservations_total", 'outcome="full"'
+            ),
         }
         return outcome, samples, metrics
 
@@ -183,6 +204,45 @@ class Bench:
                 if kind == "storm":
                     row["storm"] = _storm_counts(outcome.results)
                 self.result.rows.append(row)
+
+    # --- E0 (hot): the scheduler's own cost ---------------------------------------------------
+
+    def _hot(self) -> None:
+        c = self.config
+        total = sum(seconds for _, seconds in c.hot_phases)
+        for store, design in itertools.product(c.stores, c.designs):
+            flags = self._flags(design, store, max_concurrency=c.hot_max_concurrency)
+            outcome, samples, _metrics = self._load(
+                f"E0 {design}/{store} instant nodes",
+                flags,
+                functools.partial(hot_spec, c),
+                total,
+            )
+            phases = outcome.results[0].phases
+            for kind, hz in (("calm", c.storm.hz_calm), ("storm", c.storm.hz_storm)):
+                windows = [(s, e) for name, s, e in phases if name == kind]
+                row = self._row("E0", design, store, c.hot_sessions, hz, outcome)
+                row.update(_measured(outcome, samples, windows))
+                row.update(phase=kind, offered_per_s=c.hot_sessions * c.hot_rate)
+                if kind == "storm":
+                    row["storm"] = _storm_counts(outcome.results)
+                self.result.rows.append(row)
+        if c.hot_max_sessions <= 0:
+            return
+        for store, design in itertools.product(c.stores, c.designs):
+            flags = self._flags(design, store, max_concurrency=c.hot_max_concurrency)
+            outcome, samples, _metrics = self._load(
+                f"E0 max {design}/{store} S={c.hot_max_sessions}",
+                flags,
+                functools.partial(hot_max_spec, c),
+                c.hot_max_duration,
+            )
+            start = min(r.started for r in outcome.results) + c.warmup
+            end = min(max(r.ended for r in outcome.results), start - c.warmup + c.hot_max_duration)
+            row = self._row("E0", design, store, c.hot_max_sessions, c.storm.hz_calm, outcome)
+            row.update(_measured(outcome, samples, [(start, end)]))
+            row.update(phase="max", concurrency=c.hot_max_sessions * c.hot_max_window)
+            self.result.rows.append(row)
 
     # --- RSS --------------------------------------------------------------------------------
 
@@ -278,6 +338,19 @@ def _measured(outcome: LoadOutcome, samples: Any, windows: list[tuple[float, flo
         "jobs_per_s": round(done / seconds, 1) if seconds > 0 else None,
         "measured_s": round(seconds, 2),
     }
+
+
+def _labelled(metrics_text: str, name: str, label: str) -> float | None:
+    """One labelled child of a Prometheus counter (``name{label}``): 0 when the family is
+    exported without that child (prometheus_client shows a child only once it is used),
+    None when the family itself is absent."""
+    prefix = f"{name}{{{label}}} "
+    family = False
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+        family = family or line.startswith(name + "{")
+    return 0.0 if family else None
 
 
 def _gc_summary(raw: object) -> Row | None:

@@ -7,6 +7,11 @@ E2 storm       open loop at a speaking pace (Poisson bursts, ``rate`` utterances
                alternating calm and storm phases (``storm.py``).  Latency with and without the
                storm, over time.
 E3 replay      the sample trace replayed and checked (``replay.py``).
+E0 hot         (``hot``, issue 9) the scheduler's own cost: E2's speaking pace and storm, but
+               nodes answer at once and have slots to spare, so nothing but the scheduler
+               (and the sockets to it) sits between an utterance and its ``job_assign``;
+               measured from outside first.  Then a closed loop over the same instant nodes:
+               completed jobs/s of one process.
 RSS            10,000 sessions connected and idle: the scheduler's memory per session.
 
 Every scenario runs each design (``snapshot``, ``global_lock``) on each store, interleaved
@@ -23,7 +28,7 @@ from switchboard.bench.loadgen import GenSpec, NodeSpec
 from switchboard.bench.storm import StormSpec
 
 Pair = tuple[str, str]
-SCENARIOS = ("e1", "e2", "e3", "rss")
+SCENARIOS = ("hot", "e1", "e2", "e3", "rss")
 DESIGNS = ("snapshot", "global_lock")
 STORES = ("memory", "redis")
 # English to and from five languages: ten directed pairs, as a European/Asian deployment.
@@ -57,6 +62,19 @@ class BenchConfig:
     e2_max_concurrency: int = 4
     storm: StormSpec = field(default_factory=StormSpec)
     rss_sessions: int = 10_000
+    # E0 (``hot``): nodes answer at once and never run short of slots, so the figures are
+    # the scheduler's own; the phases are E2's (a calm warm-up, then calm/storm cycles).
+    hot_sessions: int = 1000
+    hot_rate: float = 0.5
+    hot_phase_s: float = 8.0
+    hot_cycles: int = 2
+    hot_warmup_s: float = 4.0
+    # 500 utterances/s answered at once keep well under one job per node in flight; 64 slots
+    # a node leave room for bursts and for the old design's backlog, so a slot wait is news.
+    hot_max_concurrency: int = 64
+    hot_max_sessions: int = 300  # the closed-loop throughput phase (0: skip it)
+    hot_max_window: int = 2
+    hot_max_duration: float = 8.0
     e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
     e3_speed: float = 8.0
     generators: int = 1
@@ -78,6 +96,13 @@ class BenchConfig:
             e2_phase_s=1.5,
             e2_cycles=1,
             e2_warmup_s=0.5,
+            hot_sessions=20,
+            hot_rate=2.0,
+            hot_phase_s=1.5,
+            hot_cycles=1,
+            hot_warmup_s=0.5,
+            hot_max_sessions=20,
+            hot_max_duration=1.5,
             rss_sessions=200,
             e3_speed=40.0,
             warmup=0.3,
@@ -88,6 +113,11 @@ class BenchConfig:
     def phases(self) -> tuple[tuple[str, float], ...]:
         cycle = (("calm", self.e2_phase_s), ("storm", self.e2_phase_s))
         return (("warmup", self.e2_warmup_s), *(cycle * self.e2_cycles))
+
+    @property
+    def hot_phases(self) -> tuple[tuple[str, float], ...]:
+        cycle = (("calm", self.hot_phase_s), ("storm", self.hot_phase_s))
+        return (("warmup", self.hot_warmup_s), *(cycle * self.hot_cycles))
 
 
 def topology(count: int, *, max_concurrency: int) -> list[NodeSpec]:
@@ -181,6 +211,51 @@ def e2_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
         rate=config.e2_rate,
         phases=config.phases,
         storm=config.storm,
+        churn_profiles=churn_profiles(),
+    )
+    return split([whole], config.generators)
+
+
+def hot_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
+    """E0 at a speaking pace: E2's sessions, nodes and storm; answers at once (latency 0,
+    which ``FakeNode`` sends from the ``job_assign`` handler itself, as Lingua's Electron node
+    does: a ``job_result`` and no ``job_ack``/``job_started`` before it)."""
+    whole = GenSpec(
+        host=host,
+        port=port,
+        index=0,
+        nodes=tuple(topology(config.nodes, max_concurrency=config.hot_max_concurrency)),
+        session_pairs=tuple(session_pairs(config.hot_sessions, seed=config.seed)),
+        plan="open",
+        latency_median=0.0,
+        latency_p99=0.0,
+        seed=config.seed,
+        audio_bytes=config.audio_bytes,
+        rate=config.hot_rate,
+        phases=config.hot_phases,
+        storm=config.storm,
+        churn_profiles=churn_profiles(),
+    )
+    return split([whole], config.generators)
+
+
+def hot_max_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
+    """E0's throughput phase: a closed loop over the same instant nodes, calm heartbeats."""
+    whole = GenSpec(
+        host=host,
+        port=port,
+        index=0,
+        nodes=tuple(topology(config.nodes, max_concurrency=config.hot_max_concurrency)),
+        session_pairs=tuple(session_pairs(config.hot_max_sessions, seed=config.seed)),
+        plan="closed",
+        latency_median=0.0,
+        latency_p99=0.0,
+        seed=config.seed,
+        audio_bytes=config.audio_bytes,
+        utterances=1_000_000,  # bounded by the duration, not by a count
+        window=config.hot_max_window,
+        duration=config.hot_max_duration,
+        storm=replace(config.storm, churn_per_s=0, flips_per_s=0),
         churn_profiles=churn_profiles(),
     )
     return split([whole], config.generators)
