@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.management.nodes import NodeStatus
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
+from switchboard.runtime.values import NodeStatus
 from tests.unit.fakes import heartbeat_msg, register_msg
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from switchboard.dispatch import selection
-from switchboard.management.nodes import NodeStatus
 from switchboard.protocol.messages import Pipeline
+from switchboard.runtime.values import NodeStatus
 from switchboard.sessions.state import SessionRuntimeState
 from tests.unit.helpers import ALL, node, snapshot
 

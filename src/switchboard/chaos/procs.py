@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Final
 
 import aiohttp
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from switchboard.store import admin
 
 _LISTENING: Final = re.compile(r"switchboard listening on http://(?P<host>[^\s:]+):(?P<port>\d+)")
 _REGISTERED: Final = re.compile(r"switchboard node (?P<node_id>\S+) registered")
@@ -242,13 +242,7 @@ class RedisProc:
                 await asyncio.sleep(0.02)
 
     async def ping(self) -> bool:
-        client = aioredis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            return bool(await client.ping())
-        except (RedisError, OSError):
-            return False
-        finally:
-            await client.aclose()
+        return await admin.ping(self.port)
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -274,8 +268,4 @@ class RedisProc:
 
     async def pause(self, seconds: float) -> None:
         """``CLIENT PAUSE <ms> ALL``: connections stay open, nothing is answered."""
-        client = aioredis.Redis(port=self.port, socket_timeout=5)
-        try:
-            await client.client_pause(int(seconds * 1000), all=True)
-        finally:
-            await client.aclose()
+        await admin.pause(self.port, seconds)

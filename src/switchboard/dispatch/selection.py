@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from itertools import repeat
 
-from switchboard.management.nodes import NodeStatus
 from switchboard.protocol import langs
 from switchboard.protocol.messages import Pipeline
-from switchboard.runtime.snapshot import NodeRuntime, RuntimeSnapshot
+from switchboard.runtime.snapshot import RuntimeSnapshot
+from switchboard.runtime.values import NodeRuntime, NodeStatus
 from switchboard.sessions.state import Decision
 from switchboard.store.base import Candidate
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from switchboard.legacy.rwlock import FairRWLock
-from switchboard.management.pools import Pool
 from switchboard.management.registry import ManagementRegistry
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
 from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.runtime.values import Pool
 
 
 class GlobalLockRegistry(ManagementRegistry):

@@ -8,15 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
-from switchboard.management.pools import (
-    GeneratedPoolIds,
-    MemberView,
-    Pool,
-    PoolLanguageIndex,
-    members_of,
-    node_languages,
-)
-from switchboard.runtime.snapshot import NodeRuntime, RuntimeSnapshot
+from switchboard.management.pools import GeneratedPoolIds, MemberView, members_of
+from switchboard.runtime.index import PoolLanguageIndex
+from switchboard.runtime.snapshot import RuntimeSnapshot
+from switchboard.runtime.values import NodeRuntime, Pool, node_languages
 
 
 def build_snapshot(

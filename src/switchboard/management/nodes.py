@@ -6,7 +6,6 @@ Every change of status goes through ``NodeState.set_status``, which logs it.
 
 from __future__ import annotations
 
-import enum
 import logging
 from dataclasses import dataclass, field
 
@@ -18,18 +17,9 @@ from switchboard.protocol.messages import (
     NodeRegister,
     ResourceUsage,
 )
+from switchboard.runtime.values import NodeStatus, Pair
 
 log = logging.getLogger("switchboard.management")
-
-Pair = tuple[str, str]
-
-
-class NodeStatus(enum.StrEnum):
-    REGISTERING = "registering"
-    READY = "ready"
-    DEGRADED = "degraded"
-    DRAINING = "draining"
-    OFFLINE = "offline"
 
 
 def pairs_from(

@@ -18,11 +18,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from switchboard.management.builder import build_snapshot
-from switchboard.management.nodes import NodeState, NodeStatus, pairs_from, ready_services
-from switchboard.management.pools import GeneratedPoolIds, Pool
+from switchboard.management.nodes import NodeState, pairs_from, ready_services
+from switchboard.management.pools import GeneratedPoolIds
 from switchboard.metrics import Metrics
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
-from switchboard.runtime.snapshot import NodeRuntime, SnapshotHolder
+from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.runtime.values import NodeRuntime, NodeStatus, Pool
 
 log = logging.getLogger("switchboard.management")
 

@@ -12,38 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from switchboard.management.nodes import NodeStatus, Pair
-from switchboard.management.pools import Pool, PoolLanguageIndex
-from switchboard.protocol import langs
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRuntime:
-    """One node as dispatch sees it (seed §4.1 ``NodeRuntimeSnapshot``)."""
-
-    node_id: str
-    status: NodeStatus
-    pairs: frozenset[Pair]
-    services: frozenset[str]
-    accept_public_jobs: bool
-    max_concurrency: int
-
-    def serves(self, src: str, tgt: str) -> bool:
-        """Exact ordered pair, with ``zh`` serving ``zh-cn``; ``auto`` source: any source."""
-        auto = src == langs.AUTO
-        return any(
-            langs.serves(node_tgt, tgt) and (auto or langs.serves(node_src, src))
-            for node_src, node_tgt in self.pairs
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "node_id": self.node_id,
-            "status": self.status.value,
-            "language_pairs": [{"src": s, "tgt": t} for s, t in sorted(self.pairs)],
-            "services": sorted(self.services),
-            "max_concurrency": self.max_concurrency,
-        }
+from switchboard.runtime.index import PoolLanguageIndex
+from switchboard.runtime.values import NodeRuntime, Pool
 
 
 @dataclass(frozen=True, slots=True)

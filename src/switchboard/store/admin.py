@@ -1,0 +1,30 @@
+"""Administrative Redis calls for the tools that run a redis-server (the fault rig).
+
+Only ``switchboard.store`` talks to Redis (``tests/unit/test_layers.py`` pins it), so a tool
+that needs to ping or pause a server it started asks here instead of importing redis-py.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+
+async def ping(port: int) -> bool:
+    """Whether a redis-server answers PING on ``127.0.0.1:port`` within half a second."""
+    client = aioredis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+async def pause(port: int, seconds: float) -> None:
+    """``CLIENT PAUSE <ms> ALL``: connections stay open, nothing is answered."""
+    client = aioredis.Redis(port=port, socket_timeout=5)
+    try:
+        await client.client_pause(int(seconds * 1000), all=True)
+    finally:
+        await client.aclose()
