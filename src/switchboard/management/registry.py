@@ -3,10 +3,11 @@
 The lock is held only for in-memory changes, never across I/O, and never together with a
 session lock: this module knows nothing of sessions or dispatch (seed §7).  After a structural
 change (a node joins or leaves, its status, pairs, services or capacity change, pools are
-reconfigured) it marks the runtime snapshot dirty; one rebuilder task builds the new snapshot
-outside the lock and publishes it, at most once per ``min_rebuild_interval``, so a burst of
-changes costs one rebuild.  A routine heartbeat that changes nothing structural publishes
-nothing.
+reconfigured) it records the node's new runtime view and marks the snapshot dirty; one rebuilder
+task hands the views changed since the last build to the incremental ``SnapshotBuilder``
+outside the lock and publishes the result, at most once per ``min_rebuild_interval``, so a
+burst of changes costs one rebuild, and a rebuild costs what changed.  A routine heartbeat
+that changes nothing structural publishes nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from switchboard.management.builder import build_snapshot
+from switchboard.management.builder import SnapshotBuilder
 from switchboard.management.nodes import NodeState, pairs_from, ready_services
-from switchboard.management.pools import GeneratedPoolIds
 from switchboard.metrics import Metrics
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
 from switchboard.runtime.snapshot import SnapshotHolder
@@ -48,8 +48,10 @@ class ManagementRegistry:
         self._lock = asyncio.Lock()
         self._nodes: dict[str, NodeState] = {}
         self._views: dict[str, NodeRuntime] = {}
+        # Views changed since the last build (``None``: the node left), handed to the builder.
+        self._changed: dict[str, NodeRuntime | None] = {}
         self._configured: tuple[Pool, ...] | None = None
-        self._generated_ids = GeneratedPoolIds()  # touched only by the rebuilder
+        self._builder = SnapshotBuilder()  # touched only by rebuild_now
         self._version = 0
         self._dirty = asyncio.Event()
         self._rebuilder: asyncio.Task[None] | None = None
@@ -78,7 +80,7 @@ class ManagementRegistry:
             and view.accept_public_jobs == node.accept_public_jobs
         ):
             return
-        self._views[node.node_id] = NodeRuntime(
+        self._views[node.node_id] = self._changed[node.node_id] = NodeRuntime(
             node_id=node.node_id,
             status=node.status,
             pairs=node.pairs,
@@ -150,6 +152,7 @@ class ManagementRegistry:
                 return False
             node.set_status(NodeStatus.OFFLINE)
             del self._views[node_id]
+            self._changed[node_id] = None
             self._dirty.set()
         return True
 
@@ -197,17 +200,18 @@ class ManagementRegistry:
         """Build and publish at once (start-up, tests, and after PUT /api/v1/pools)."""
         self._dirty.clear()
         async with self._locked():
-            views = list(self._views.values())
+            changed, self._changed = self._changed, {}
             configured = self._configured
             self._version += 1
             version = self._version
+            count = len(self._views)
+        # Outside the lock, and without an await until the publish: builds run one at a time,
+        # in version order, each costing what changed since the last (builder.py).
         start = time.perf_counter()
-        snapshot = build_snapshot(
-            version, views, configured=configured, generated_ids=self._generated_ids
-        )
+        snapshot = self._builder.build(version, changed, configured=configured)
         self._metrics.snapshot_build.observe(time.perf_counter() - start)
         self._metrics.snapshot_rebuilds.inc()
-        self._metrics.nodes.set(len(views))
+        self._metrics.nodes.set(count)
         self._holder.publish(snapshot)
 
     async def _rebuild_loop(self) -> None:
