@@ -34,7 +34,7 @@ import random
 import statistics
 import time
 import timeit
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -156,16 +156,22 @@ class Model:
         self.views = {n: view(n, pairs, NodeStatus.READY) for n, pairs in nodes}
         self.old, self.version, self.configured = old, 0, None
         self.ids, self.builder = GeneratedPoolIds(), SnapshotBuilder()
+        self.build_us: list[float] = []  # every build's own time
+        self.step_builds: list[float] = []  # the timed changes' builds
         self.snapshot = self.build(dict(self.views))
 
     def build(self, changes: dict[str, NodeRuntime | None]) -> RuntimeSnapshot:
         self.version += 1
+        start = time.perf_counter_ns()
         if self.old:
             values = list(self.views.values())
-            return old_build(
+            built = old_build(
                 self.version, values, configured=self.configured, generated_ids=self.ids
             )
-        return self.builder.build(self.version, changes, configured=self.configured)
+        else:
+            built = self.builder.build(self.version, changes, configured=self.configured)
+        self.build_us.append((time.perf_counter_ns() - start) / 1000)
+        return built
 
     def change(self, node_id: str, new: NodeRuntime | None) -> None:
         if new is None:
@@ -179,14 +185,31 @@ class Model:
         self.snapshot = self.build({})
 
 
-def timed(step: Callable[[int], None], untimed: Callable[[int], None], n: int) -> list[float]:
+def timed(
+    step: Callable[[int], object],
+    untimed: Callable[[int], object],
+    n: int,
+    model: Model | None = None,
+) -> list[float]:
+    """µs per ``step``; with ``model``, the step's build alone goes to ``model.step_builds``."""
     samples = []
     for i in range(n):
         untimed(i)
         start = time.perf_counter_ns()
         step(i)
         samples.append((time.perf_counter_ns() - start) / 1000)
+        if model is not None:
+            model.step_builds.append(model.build_us[-1])
     return samples
+
+
+def steady_dispatch(
+    model: Model, nodes: list[tuple[str, list[tuple[str, str]]]], n: int
+) -> list[float]:
+    """A dispatch with no change before it: the per-job cost the change adds to."""
+    for i in range(n):
+        dispatch(model.snapshot, nodes[i][1][0], i)  # fill the memos, as traffic does
+    return timed(lambda i: dispatch(model.snapshot, nodes[i][1][0], i), lambda i: None, n)
 
 
 def model_events(
@@ -204,7 +227,7 @@ def model_events(
             model.views.pop(spare[i - 1][0])
             model.snapshot = model.build({spare[i - 1][0]: None})
 
-    yield "join", timed(join, unjoin, n)
+    yield "join", timed(join, unjoin, n, model)
     model.views.pop(spare[n - 1][0])
     model.snapshot = model.build({spare[n - 1][0]: None})
 
@@ -218,7 +241,7 @@ def model_events(
             node_id, pairs = nodes[i - 1]
             model.change(node_id, view(node_id, pairs, NodeStatus.READY))
 
-    yield "leave", timed(leave, rejoin, n)
+    yield "leave", timed(leave, rejoin, n, model)
     rejoin(n)
 
     def flip(i: int) -> None:
@@ -227,7 +250,7 @@ def model_events(
         model.change(node_id, view(node_id, pairs, status))
         dispatch(model.snapshot, pairs[0], i)
 
-    yield "flip", timed(flip, lambda i: None, n)
+    yield "flip", timed(flip, lambda i: None, n, model)
 
     def drain(i: int) -> None:
         node_id, pairs = nodes[i]
@@ -239,7 +262,7 @@ def model_events(
             node_id, pairs = nodes[i - 1]
             model.change(node_id, view(node_id, pairs, NodeStatus.READY))
 
-    yield "drain", timed(drain, undrain, n)
+    yield "drain", timed(drain, undrain, n, model)
     undrain(n)
 
     base = configured_pools()
@@ -250,91 +273,96 @@ def model_events(
         model.set_pools(toggled(base, i + 1))
         dispatch(model.snapshot, ("en", LANGS[0]), i)
 
-    yield "pool", timed(pool, lambda i: None, n)
+    yield "pool", timed(pool, lambda i: None, n, model)
 
 
-async def registry_events(
-    nodes: list[tuple[str, list[tuple[str, str]]]], n: int
-) -> dict[str, list[float]]:
-    holder = SnapshotHolder()
-    registry = ManagementRegistry(
-        holder, metrics=Metrics(), default_max_concurrency=4, heartbeat_interval=5
-    )
-    beats = {}
-    for node_id, pairs in nodes:
-        await registry.register(node_id, register_msg(node_id, pairs))
-        beats[node_id] = (heartbeat_msg(node_id, pairs, True), heartbeat_msg(node_id, pairs, False))
-        await registry.heartbeat(node_id, beats[node_id][0])
-    await registry.rebuild_now()
-    spare = [(f"spare-{i}", nodes[i % len(nodes)][1]) for i in range(n)]
-    spare_msgs = [register_msg(node_id, pairs) for node_id, pairs in spare]
-    results: dict[str, list[float]] = {}
+Step = Callable[[int], Awaitable[None]]
 
-    async def run(step: Callable[[int], object], untimed: Callable[[int], object]) -> list[float]:
+
+class RegistryBench:
+    """The same changes through ``ManagementRegistry`` (what the server runs)."""
+
+    def __init__(self, nodes: list[tuple[str, list[tuple[str, str]]]], n: int) -> None:
+        self.nodes, self.n = nodes, n
+        self.holder = SnapshotHolder()
+        self.registry = ManagementRegistry(
+            self.holder, metrics=Metrics(), default_max_concurrency=4, heartbeat_interval=5
+        )
+        self.beats = {
+            node_id: (heartbeat_msg(node_id, pairs, True), heartbeat_msg(node_id, pairs, False))
+            for node_id, pairs in nodes
+        }
+        self.spare = [(f"spare-{i}", nodes[i % len(nodes)][1]) for i in range(n)]
+        self.spare_msgs = [register_msg(node_id, pairs) for node_id, pairs in self.spare]
+        self.base = configured_pools()
+
+    async def run(self) -> dict[str, list[float]]:
+        for node_id, pairs in self.nodes:
+            await self._add(node_id, pairs)
+        await self.registry.rebuild_now()
+        results = {
+            "join": await self._timed(self.join, self.unjoin),
+            "leave": await self._timed(self.leave, self.rejoin),
+            "flip": await self._timed(self.flip, self.nothing),
+            "drain": await self._timed(self.drain, self.nothing),
+        }
+        await self.registry.set_pools(self.base)
+        await self.registry.rebuild_now()
+        results["pool"] = await self._timed(self.pool, self.nothing)
+        return results
+
+    async def _timed(self, step: Step, untimed: Step) -> list[float]:
         samples = []
-        for i in range(n):
-            await untimed(i)  # type: ignore[misc]
+        for i in range(self.n):
+            await untimed(i)
             start = time.perf_counter_ns()
-            await step(i)  # type: ignore[misc]
+            await step(i)
             samples.append((time.perf_counter_ns() - start) / 1000)
+        await untimed(self.n)  # undo the last step
         return samples
 
-    async def nothing(i: int) -> None:
+    async def _add(self, node_id: str, pairs: list[tuple[str, str]]) -> None:
+        await self.registry.register(node_id, register_msg(node_id, pairs))
+        await self.registry.heartbeat(node_id, self.beats[node_id][0])
+
+    async def _changed(self, pair: tuple[str, str], i: int) -> None:
+        await self.registry.rebuild_now()
+        dispatch(self.holder.current, pair, i)
+
+    async def nothing(self, i: int) -> None:
         pass
 
-    async def join(i: int) -> None:
-        await registry.register(spare[i][0], spare_msgs[i])
-        await registry.rebuild_now()
-        dispatch(holder.current, spare[i][1][0], i)
+    async def join(self, i: int) -> None:
+        await self.registry.register(self.spare[i][0], self.spare_msgs[i])
+        await self._changed(self.spare[i][1][0], i)
 
-    async def unjoin(i: int) -> None:
+    async def unjoin(self, i: int) -> None:
         if i:
-            await registry.remove(spare[i - 1][0])
-            await registry.rebuild_now()
+            await self.registry.remove(self.spare[i - 1][0])
+            await self.registry.rebuild_now()
 
-    results["join"] = await run(join, unjoin)
-    await unjoin(n)
+    async def leave(self, i: int) -> None:
+        await self.registry.remove(self.nodes[i][0])
+        await self._changed(self.nodes[i][1][0], i)
 
-    async def leave(i: int) -> None:
-        await registry.remove(nodes[i][0])
-        await registry.rebuild_now()
-        dispatch(holder.current, nodes[i][1][0], i)
-
-    async def rejoin(i: int) -> None:
+    async def rejoin(self, i: int) -> None:
         if i:
-            node_id, pairs = nodes[i - 1]
-            await registry.register(node_id, register_msg(node_id, pairs))
-            await registry.heartbeat(node_id, beats[node_id][0])
-            await registry.rebuild_now()
+            await self._add(*self.nodes[i - 1])
+            await self.registry.rebuild_now()
 
-    results["leave"] = await run(leave, rejoin)
-    await rejoin(n)
+    async def flip(self, i: int) -> None:
+        node_id, pairs = self.nodes[i // 2]
+        ready = i % 2 == 1  # degraded, then ready again
+        await self.registry.heartbeat(node_id, self.beats[node_id][0 if ready else 1])
+        await self._changed(pairs[0], i)
 
-    async def flip(i: int) -> None:
-        node_id, pairs = nodes[i // 2]
-        await registry.heartbeat(node_id, beats[node_id][i % 2 == 0])
-        await registry.rebuild_now()
-        dispatch(holder.current, pairs[0], i)
+    async def drain(self, i: int) -> None:
+        await self.registry.drain(self.nodes[i][0])
+        await self._changed(self.nodes[i][1][0], i)
 
-    results["flip"] = await run(flip, nothing)
-
-    async def drain(i: int) -> None:
-        await registry.drain(nodes[i][0])
-        await registry.rebuild_now()
-        dispatch(holder.current, nodes[i][1][0], i)
-
-    results["drain"] = await run(drain, nothing)
-    base = configured_pools()
-    await registry.set_pools(base)
-    await registry.rebuild_now()
-
-    async def pool(i: int) -> None:
-        await registry.set_pools(toggled(base, i + 1))
-        await registry.rebuild_now()
-        dispatch(holder.current, ("en", LANGS[0]), i)
-
-    results["pool"] = await run(pool, nothing)
-    return results
+    async def pool(self, i: int) -> None:
+        await self.registry.set_pools(toggled(self.base, i + 1))
+        await self._changed(("en", LANGS[0]), i)
 
 
 def _map_costs(size: int, reps: int = 200) -> tuple[float, float]:
@@ -372,18 +400,34 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.maps:
         maps(sizes)
-    print(f"µs per change incl. first dispatch, median and p90 of {args.iterations}")
-    print(f"{'nodes':>6} {'change':6} {'old':>17} {'new':>17} {'registry':>17}  largest pool")
+    n = args.iterations
+    print(f"µs per change incl. first dispatch (build alone in []), median and p90 of {n}")
+    head = f"{'nodes':>6} {'change':6} {'old':>17} {'[old build]':>11} {'new':>17}"
+    print(f"{head} {'[new build]':>11} {'registry':>17}")
     for size in sizes:
         nodes = population(size)
-        old = dict(model_events(Model(nodes, old=True), nodes, args.iterations))
-        new_model = Model(nodes, old=False)
+        old_model, new_model = Model(nodes, old=True), Model(nodes, old=False)
         largest = max(len(m) for m in new_model.snapshot.pool_members.values())
-        new = dict(model_events(new_model, nodes, args.iterations))
-        reg = uvloop.run(registry_events(nodes, args.iterations))
+        old, old_builds = _events(old_model, nodes, n)
+        new, new_builds = _events(new_model, nodes, n)
+        reg = uvloop.run(RegistryBench(nodes, n).run())
         for event in EVENTS:
-            cells = " ".join(summary(r[event]) for r in (old, new, reg))
-            print(f"{size:>6} {event:6} {cells}  {largest}")
+            cells = [summary(old[event]), f"{statistics.median(old_builds[event]):11.1f}"]
+            cells += [summary(new[event]), f"{statistics.median(new_builds[event]):11.1f}"]
+            print(f"{size:>6} {event:6} {' '.join(cells)} {summary(reg[event])}")
+        fresh = Model(nodes, old=False)
+        steady = statistics.median(steady_dispatch(fresh, nodes, n))
+        print(f"{size:>6} (largest pool {largest}; a dispatch with no change: {steady:.1f} µs)")
+
+
+def _events(
+    model: Model, nodes: list[tuple[str, list[tuple[str, str]]]], n: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    totals, builds = {}, {}
+    for event, samples in model_events(model, nodes, n):
+        totals[event], builds[event] = samples, model.step_builds
+        model.step_builds = []
+    return totals, builds
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from types import TracebackType
 
 from switchboard.management.builder import SnapshotBuilder
 from switchboard.management.nodes import NodeState, pairs_from, ready_services
@@ -26,6 +27,32 @@ from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.runtime.values import NodeRuntime, NodeStatus, Pool
 
 log = logging.getLogger("switchboard.management")
+
+
+class _Held:
+    """``async with registry._locked()``: the management lock, its hold time observed.
+
+    A plain class rather than ``contextlib.asynccontextmanager``, whose generator machinery
+    cost ~5 µs per use; made per use so a test may swap ``registry._lock``.
+    """
+
+    __slots__ = ("_lock", "_metrics", "_start")
+
+    def __init__(self, lock: asyncio.Lock, metrics: Metrics) -> None:
+        self._lock, self._metrics, self._start = lock, metrics, 0.0
+
+    async def __aenter__(self) -> None:
+        await self._lock.acquire()
+        self._start = time.perf_counter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._metrics.lock_hold.observe(time.perf_counter() - self._start)
+        self._lock.release()
 
 
 class ManagementRegistry:
@@ -58,14 +85,8 @@ class ManagementRegistry:
 
     # --- the lock ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
-        async with self._lock:
-            start = time.perf_counter()
-            try:
-                yield
-            finally:
-                self._metrics.lock_hold.observe(time.perf_counter() - start)
+    def _locked(self) -> _Held:
+        return _Held(self._lock, self._metrics)
 
     def _refresh_view(self, node: NodeState) -> None:
         """Recompute the node's runtime view if a structural field changed, and mark the
@@ -120,8 +141,9 @@ class ManagementRegistry:
         The fast path takes no lock.  The management lock only keeps in-memory changes whole,
         and no holder of it ever awaits, so the lock is free whenever another task runs; an
         update that does not await is then just as atomic in this one loop, without the
-        ~5 µs of ``_locked``.  If the lock is held after all (a holder that awaits, as a test
-        may make one), the heartbeat waits its turn like any other change.
+        acquire, release and hold-time histogram (~3 µs, a heartbeat's whole budget).  If the
+        lock is held after all (a holder that awaits, as a test may make one), the heartbeat
+        waits its turn like any other change.
         """
         if not self._lock.locked():
             return self._apply_heartbeat(node_id, msg)
