@@ -114,6 +114,13 @@ def toggled(pools: tuple[Pool, ...], step: int) -> tuple[Pool, ...]:
     return (first, *pools[1:])
 
 
+def warm(snapshot: RuntimeSnapshot, nodes: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    """One dispatch per pair the population serves, as live traffic would have made: the
+    memos a change then finds filled (or, for the old builder, does not)."""
+    for i, pair in enumerate(sorted({p for _, pairs in nodes for p in pairs})):
+        dispatch(snapshot, pair, i)
+
+
 def dispatch(snapshot: RuntimeSnapshot, pair: tuple[str, str], start: int) -> int:
     decision = SessionRuntimeState().decide(snapshot, *pair)
     return len(selection.candidates(snapshot, decision, ALL, start=start))
@@ -216,6 +223,7 @@ def model_events(
     model: Model, nodes: list[tuple[str, list[tuple[str, str]]]], n: int
 ) -> Iterator[tuple[str, list[float]]]:
     spare = [(f"spare-{i}", nodes[i % len(nodes)][1]) for i in range(n)]
+    warm(model.snapshot, nodes)
 
     def join(i: int) -> None:
         node_id, pairs = spare[i]
@@ -267,7 +275,7 @@ def model_events(
 
     base = configured_pools()
     model.set_pools(base)
-    dispatch(model.snapshot, ("en", LANGS[1]), 0)
+    warm(model.snapshot, nodes)
 
     def pool(i: int) -> None:
         model.set_pools(toggled(base, i + 1))
@@ -300,6 +308,7 @@ class RegistryBench:
         for node_id, pairs in self.nodes:
             await self._add(node_id, pairs)
         await self.registry.rebuild_now()
+        warm(self.holder.current, self.nodes)
         results = {
             "join": await self._timed(self.join, self.unjoin),
             "leave": await self._timed(self.leave, self.rejoin),
@@ -308,6 +317,7 @@ class RegistryBench:
         }
         await self.registry.set_pools(self.base)
         await self.registry.rebuild_now()
+        warm(self.holder.current, self.nodes)
         results["pool"] = await self._timed(self.pool, self.nothing)
         return results
 

@@ -229,3 +229,26 @@ def test_a_node_that_changes_language_set_moves_pool_memos_too() -> None:
     assert second.eligible_members(zh.pool_id, "zh", "en", ALL)[0] == ("b",)
     assert second.eligible_members(wide, "zh", "en", ALL)[0] == ("a",)
     assert second.lang_index.lookup("zh", "en") == (zh.pool_id, wide)
+
+
+def test_a_redefined_pool_keeps_its_memo_patched_for_the_same_batch() -> None:
+    """An operator edit that keeps a pool's members keeps its memo (no walk on the next
+    dispatch), patched for a health flip that arrives in the same coalesced batch."""
+    builder = SnapshotBuilder()
+    asia = Pool(10, "asia", frozenset({"zh", "en"}), frozenset())
+    views = {n: node(n, ("zh", "en")) for n in ("a", "b", "c")}
+    first = builder.build(1, views, configured=(asia,))
+    assert first.eligible_members(10, "zh", "en", ALL)[0] == ("a", "b", "c")
+    strict = replace(asia, required_services=frozenset({"tts"}))  # every member has tts
+    flipped = node("b", ("zh", "en"), status=NodeStatus.DEGRADED)
+    second = builder.build(2, {"b": flipped}, configured=(strict,))
+    assert second.pool_members[10] == ("a", "b", "c")
+    assert second.eligible[10].get(("zh", "en", ALL)) == (("a", "c"), (4, 4))
+    notts = node("c", ("zh", "en"), services=frozenset({"asr", "nmt"}))
+    third = builder.build(3, {"c": notts}, configured=(asia,))
+    assert third.eligible[10].get(("zh", "en", ALL)) == (("a",), (4,))
+    asr_nmt = frozenset({"asr", "nmt"})
+    assert third.eligible_members(10, "zh", "en", asr_nmt)[0] == ("a", "c")
+    fourth = builder.build(4, {}, configured=(strict,))  # c leaves the pool: patched out
+    assert fourth.pool_members[10] == ("a", "b")
+    assert fourth.eligible[10].get(("zh", "en", asr_nmt)) == (("a",), (4,))

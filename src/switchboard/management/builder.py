@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 import immutables
@@ -93,7 +93,7 @@ class SnapshotBuilder:
             )
             self._retarget(pools, fresh, generated=generated, same_kind=same_kind)
             index = PoolLanguageIndex(pools, generated=generated)
-            members, memos = self._regroup(pools, fresh, generated)
+            members, memos = self._regroup(pools, fresh, generated, changed.keys())
         self._patch(members, memos, fresh, changed, pools, generated)
         # Never written again once published: the next build copies them.
         self._members, self._memos = members, memos
@@ -194,24 +194,47 @@ class SnapshotBuilder:
             }
 
     def _regroup(
-        self, pools: Sequence[Pool], fresh: frozenset[int], generated: bool
+        self,
+        pools: Sequence[Pool],
+        fresh: frozenset[int],
+        generated: bool,
+        changed: Collection[str],
     ) -> tuple[dict[int, tuple[str, ...]], dict[int, EligibleMemo]]:
-        """Per-pool maps in the new pool order: kept pools' entries, fresh pools' members from
-        the kind groups (one check per kind, not per node) and empty memos."""
+        """Per-pool maps in the new pool order: kept pools' entries as they were, fresh pools'
+        members from the kind groups (one check per kind, not per node)."""
         members: dict[int, tuple[str, ...]] = {}
         memos: dict[int, EligibleMemo] = {}
         for pool in pools:
             pool_id = pool.pool_id
-            if pool_id in fresh:
-                runs: list[str] = []
-                for kind, group in self._groups.items():
-                    if pool_id in self._pools_of_kind(kind, pools, generated):
-                        runs += group
-                members[pool_id] = tuple(sorted(runs))  # sorted runs: timsort merges them
-                memos[pool_id] = EligibleMemo()
-            else:
+            if pool_id not in fresh:
                 members[pool_id], memos[pool_id] = self._members[pool_id], self._memos[pool_id]
+                continue
+            runs: list[str] = []
+            for kind, group in self._groups.items():
+                if pool_id in self._pools_of_kind(kind, pools, generated):
+                    runs += group
+            ids = tuple(sorted(runs))  # sorted runs: timsort merges them rather than sorting
+            members[pool_id], memos[pool_id] = self._carried(pool_id, ids, changed)
         return members, memos
+
+    def _carried(
+        self, pool_id: int, ids: tuple[str, ...], changed: Collection[str]
+    ) -> tuple[tuple[str, ...], EligibleMemo]:
+        """A fresh pool's member tuple and memo, from its id's previous ones where it had any.
+
+        A memo depends on the member list and the members' views, not on the pool's
+        definition, so an operator's edit that leaves most members in place (or none out:
+        required services every member has) keeps the memo, patched for the difference and
+        for this batch's changed nodes; the first dispatch then does not walk the pool.
+        """
+        before = self._members.get(pool_id)
+        if before is None:
+            return ids, EligibleMemo()
+        if ids == before and not changed:
+            return before, self._memos[pool_id]
+        now_in = frozenset(ids)
+        moved = (now_in ^ frozenset(before)) | frozenset(changed)
+        return ids, self._memos[pool_id].patched(self._nodes, sorted(moved), now_in)
 
     def _patch(
         self,
