@@ -18,6 +18,7 @@ the management domain patches those memos when it builds a snapshot.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Mapping
 from itertools import repeat
 
@@ -34,6 +35,8 @@ TIER_PREFERRED, TIER_OTHER, TIER_TRIED = 0, 1, 2
 # stale (another instance's leases); fewer keeps the store's work per job constant.
 DEFAULT_LIMIT = 4
 _NO_LOAD: Mapping[str, int] = {}
+# A Python step per loaded node costs about what eight C-level lookups per member do.
+_SPARSE = 8
 
 
 def services_for(pipeline: Pipeline | None) -> frozenset[str]:
@@ -52,11 +55,29 @@ def eligible_members(
     return snapshot.eligible_members(pool_id, src, tgt, services)
 
 
+def _loads(ids: tuple[str, ...], load: Mapping[str, int]) -> list[int]:
+    """The local job count of each of ``ids`` (sorted: member order), in their order.
+
+    ``load`` holds only nodes with jobs on them.  When it is small next to the pool (a
+    large pool, light traffic), placing its entries by bisection beats one lookup per member
+    (~30 µs for a 700-member pool); otherwise one C-level ``map`` over the members does.
+    """
+    count = len(ids)
+    if len(load) * _SPARSE > count:
+        return list(map(load.get, ids, repeat(0, count)))
+    loads = [0] * count
+    for node_id, jobs in load.items():
+        i = bisect_left(ids, node_id)
+        if i < count and ids[i] == node_id:
+            loads[i] = jobs
+    return loads
+
+
 def _best(
     eligible: Eligible, *, start: int, load: Mapping[str, int], skip: Collection[str], limit: int
 ) -> list[tuple[str, int]]:
     """Up to ``limit`` ``(node_id, capacity)`` with room, least loaded first; among equals,
-    in member order rotated to ``start``.
+    in member order (``eligible``'s ids are sorted) rotated to ``start``.
 
     Written with C-level list operations (``map``, ``set``, ``list.index``) rather than a
     Python loop per node: a 200-node pool costs a few microseconds, not a few hundred.
@@ -67,7 +88,7 @@ def _best(
     if not count or limit <= 0:
         return found
     start %= count
-    loads = list(map(load.get, ids, repeat(0, count)))
+    loads = _loads(ids, load)
     for level in sorted(set(loads)):
         for low, high in ((start, count), (0, start)):
             pos = low
