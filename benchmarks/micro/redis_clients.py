@@ -167,24 +167,16 @@ class RedisPyAdapter:
         from redis.backoff import NoBackoff
 
         pool = BlockingConnectionPool.from_url(  # RedisStore.from_url's settings (pool of 32)
-            f"redis://127.0.0.1:{port}/0",
-            max_connections=int(os.environ.get("RCBENCH_POOL", 32)),
+            f"redis://127.0.0.1:{port}/0", max_connections=int(os.environ.get("RCBENCH_POOL", 32)),
             timeout=1.0,
-            decode_responses=True,
-            socket_timeout=1.0,
-            socket_connect_timeout=1.0,
+            decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0,
             retry=Retry(NoBackoff(), retries=1),
         )
         self.client = Redis(connection_pool=pool)
-        self.scripts = {
-            n: self.client.register_script(lua(n)) for n in ("try_reserve_many", "release_many")
-        }
+        self.scripts = {n: self.client.register_script(lua(n)) for n in ("try_reserve_many", "release_many")}
         conn = await pool.get_connection()
-        self.info = {
-            "redis_py": redis.__version__,
-            "parser": type(conn._parser).__name__,
-            "pool": pool.max_connections,
-        }
+        self.info = {"redis_py": redis.__version__, "parser": type(conn._parser).__name__,
+                     "pool": pool.max_connections}
         await pool.release(conn)
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> list[Any]:
@@ -200,9 +192,7 @@ class CoredisAdapter:
 
         self.client = coredis.Redis(host="127.0.0.1", port=port, decode_responses=True)
         await self.client.__aenter__()  # coredis 6 needs the client entered (anyio task group)
-        self.scripts = {
-            n: self.client.register_script(lua(n)) for n in ("try_reserve_many", "release_many")
-        }
+        self.scripts = {n: self.client.register_script(lua(n)) for n in ("try_reserve_many", "release_many")}
         self.info = {"coredis": coredis.__version__}
 
     async def call(self, name: str, keys: list[str], args: list[Any]) -> list[Any]:
@@ -271,12 +261,8 @@ class ProductionAdapter:
 
 
 ADAPTERS = {
-    "redispy": RedisPyAdapter,
-    "redispy-hiredis": RedisPyAdapter,
-    "coredis": CoredisAdapter,
-    "glide": GlideAdapter,
-    "pipelined": PipelinedAdapter,
-    "production": ProductionAdapter,
+    "redispy": RedisPyAdapter, "redispy-hiredis": RedisPyAdapter, "coredis": CoredisAdapter,
+    "glide": GlideAdapter, "pipelined": PipelinedAdapter, "production": ProductionAdapter,
 }
 
 
@@ -328,9 +314,7 @@ def server_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_worker(
-    cand: str, workload: str, port: int, server_pid: int, n: int, dur: float
-) -> dict[str, Any]:
+async def run_worker(cand: str, workload: str, port: int, server_pid: int, n: int, dur: float) -> dict[str, Any]:
     import gc
 
     adapter = ADAPTERS[cand]()
@@ -363,28 +347,14 @@ async def run_worker(
         for i in range(n):
             await w.cycle("r", i, per_call, lat)
         calls = 2 * n
-    wall, cpu, scpu = (
-        time.perf_counter() - t0,
-        time.process_time() - c0,
-        server_cpu_s(server_pid) - s0,
-    )
+    wall, cpu, scpu = time.perf_counter() - t0, time.process_time() - c0, server_cpu_s(server_pid) - s0
     await adapter.close()
     out: dict[str, Any] = {
-        "candidate": cand,
-        "workload": workload,
-        "calls": calls,
-        "requests": calls * per_call,
-        "wall_s": wall,
-        "calls_per_s": calls / wall,
-        "requests_per_s": calls * per_call / wall,
-        "cpu_us_per_call": cpu / calls * 1e6,
-        "cpu_us_per_request": cpu / calls / per_call * 1e6,
-        "cpu_pct": cpu / wall * 100,
-        "server_cpu_pct": scpu / wall * 100,
-        "bad_replies": w.bad,
-        "info": adapter.info,
-        "errors": errors[0],
-        "last_error": last_error[0],
+        "candidate": cand, "workload": workload, "calls": calls, "requests": calls * per_call,
+        "wall_s": wall, "calls_per_s": calls / wall, "requests_per_s": calls * per_call / wall,
+        "cpu_us_per_call": cpu / calls * 1e6, "cpu_us_per_request": cpu / calls / per_call * 1e6,
+        "cpu_pct": cpu / wall * 100, "server_cpu_pct": scpu / wall * 100,
+        "bad_replies": w.bad, "info": adapter.info, "errors": errors[0], "last_error": last_error[0],
     }
     if lat:
         lat.sort()
@@ -398,9 +368,7 @@ def worker_main(ns: argparse.Namespace) -> None:
         sys.modules["hiredis"] = None  # type: ignore[assignment]  # as in the project's venv
     import uvloop
 
-    res = uvloop.run(
-        run_worker(ns.worker, ns.workload, ns.port, ns.server_pid, ns.iterations, ns.duration)
-    )
+    res = uvloop.run(run_worker(ns.worker, ns.workload, ns.port, ns.server_pid, ns.iterations, ns.duration))
     print(json.dumps(res))
 
 
@@ -413,9 +381,7 @@ async def selftest(port: int) -> None:
     redis_cmd(port, "SCRIPT", "FLUSH")
     assert await c.evalsha(sha, ["a"], ["b"]) == ["a", "b", 7]  # reloaded after a flush
     bad = c.script("return redis.call('NOPE')")
-    res = await asyncio.gather(
-        c.evalsha(bad, [], []), c.send(c.encode("PING")), return_exceptions=True
-    )
+    res = await asyncio.gather(c.evalsha(bad, [], []), c.send(c.encode("PING")), return_exceptions=True)
     assert isinstance(res[0], RedisReplyError) and res[1] == "PONG", res  # error != lost sync
     slow = c.send(c.encode("BLPOP", "nothing", 0))
     redis_cmd(port, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
@@ -459,26 +425,10 @@ class Server:
         for _ in range(3):  # the free port can be taken between probing and binding
             self.port = free_port()
             self.proc = subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                    "--dir",
-                    self.dir,
-                    "--logfile",
-                    f"{self.dir}/redis.log",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--dir", self.dir,
+                 "--logfile", f"{self.dir}/redis.log"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
             while self.proc.poll() is None and time.monotonic() < deadline:
                 try:
@@ -505,17 +455,13 @@ def loadavg() -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--candidates", default=",".join(CANDIDATES))
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--iterations", type=int, default=20_000, help="reserve+release cycles of seq")
     p.add_argument("--batch-iterations", type=int, default=5_000, help="... of batch (16 each)")
-    p.add_argument(
-        "--selftest", action="store_true", help="only check PipelinedClient's error paths"
-    )
+    p.add_argument("--selftest", action="store_true", help="only check PipelinedClient's error paths")
     p.add_argument("--duration", type=float, default=5.0, help="seconds of the conc workload")
     p.add_argument("--json", help="also write every run's raw result here")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -535,33 +481,18 @@ def main() -> None:
     cands, loads = ns.candidates.split(","), ns.workloads.split(",")
     runs: list[dict[str, Any]] = []
     with Server() as srv:
-        print(
-            f"redis-server {redis_cmd(srv.port, 'INFO', 'server')['redis_version']} on 127.0.0.1:{srv.port}; "
-            f"python {sys.version.split()[0]}; cpus {os.cpu_count()}",
-            flush=True,
-        )
+        print(f"redis-server {redis_cmd(srv.port, 'INFO', 'server')['redis_version']} on 127.0.0.1:{srv.port}; "
+              f"python {sys.version.split()[0]}; cpus {os.cpu_count()}", flush=True)
         for rep in range(ns.repeats):  # reps outermost, so drift in machine load hits all alike
             print(f"rep {rep + 1}/{ns.repeats}: loadavg {loadavg()}", flush=True)
             for cand in cands:
                 for load in loads:
                     redis_cmd(srv.port, "FLUSHALL")
                     redis_cmd(srv.port, "SCRIPT", "FLUSH")
-                    cmd = [
-                        sys.executable,
-                        __file__,
-                        "--worker",
-                        cand,
-                        "--workload",
-                        load,
-                        "--port",
-                        str(srv.port),
-                        "--server-pid",
-                        str(srv.proc.pid),
-                        "--iterations",
-                        str(ns.batch_iterations if load == "batch" else ns.iterations),
-                        "--duration",
-                        str(ns.duration),
-                    ]
+                    cmd = [sys.executable, __file__, "--worker", cand, "--workload", load,
+                           "--port", str(srv.port), "--server-pid", str(srv.proc.pid),
+                           "--iterations", str(ns.batch_iterations if load == "batch" else ns.iterations),
+                           "--duration", str(ns.duration)]
                     done = subprocess.run(cmd, capture_output=True, text=True)
                     if done.returncode != 0:
                         print(f"  {cand}/{load}: FAILED\n{done.stderr.strip()[-2000:]}", flush=True)
@@ -569,13 +500,10 @@ def main() -> None:
                     res = json.loads(done.stdout.strip().splitlines()[-1])
                     res["rep"], res["loadavg"] = rep, loadavg()
                     runs.append(res)
-                    print(
-                        f"  {cand:16s}{load:6s} {res['calls_per_s']:9.0f} calls/s  "
-                        f"{res['cpu_us_per_call']:7.1f} us cpu/call  p50 {res.get('p50_us', 0):6.1f}  "
-                        f"bad {res['bad_replies']} errors {res['errors']} {res['last_error']}  "
-                        f"{res['info']}",
-                        flush=True,
-                    )
+                    print(f"  {cand:16s}{load:6s} {res['calls_per_s']:9.0f} calls/s  "
+                          f"{res['cpu_us_per_call']:7.1f} us cpu/call  p50 {res.get('p50_us', 0):6.1f}  "
+                          f"bad {res['bad_replies']} errors {res['errors']} {res['last_error']}  "
+                          f"{res['info']}", flush=True)
     if ns.json:
         Path(ns.json).write_text(json.dumps(runs, indent=1))
     report(runs, cands, loads)
@@ -587,19 +515,15 @@ def report(runs: list[dict[str, Any]], cands: list[str], loads: list[str]) -> No
         return statistics.median(vals) if vals else float("nan")
 
     print("\nMedians of all repeats")
-    print(
-        "| candidate | seq CPU µs/call | seq p50 µs | seq p99 µs | conc calls/s | conc CPU % "
-        "| conc redis CPU % | batch16 req/s | batch16 CPU µs/req | batch16 p50 µs/call |"
-    )
+    print("| candidate | seq CPU µs/call | seq p50 µs | seq p99 µs | conc calls/s | conc CPU % "
+          "| conc redis CPU % | batch16 req/s | batch16 CPU µs/req | batch16 p50 µs/call |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for c in cands:
-        print(
-            f"| {c} | {med(c, 'seq', 'cpu_us_per_call'):.1f} | {med(c, 'seq', 'p50_us'):.1f} "
-            f"| {med(c, 'seq', 'p99_us'):.1f} | {med(c, 'conc', 'calls_per_s'):,.0f} "
-            f"| {med(c, 'conc', 'cpu_pct'):.0f} | {med(c, 'conc', 'server_cpu_pct'):.0f} "
-            f"| {med(c, 'batch', 'requests_per_s'):,.0f} | {med(c, 'batch', 'cpu_us_per_request'):.1f} "
-            f"| {med(c, 'batch', 'p50_us'):.1f} |"
-        )
+        print(f"| {c} | {med(c, 'seq', 'cpu_us_per_call'):.1f} | {med(c, 'seq', 'p50_us'):.1f} "
+              f"| {med(c, 'seq', 'p99_us'):.1f} | {med(c, 'conc', 'calls_per_s'):,.0f} "
+              f"| {med(c, 'conc', 'cpu_pct'):.0f} | {med(c, 'conc', 'server_cpu_pct'):.0f} "
+              f"| {med(c, 'batch', 'requests_per_s'):,.0f} | {med(c, 'batch', 'cpu_us_per_request'):.1f} "
+              f"| {med(c, 'batch', 'p50_us'):.1f} |")
     bad = sum(r["bad_replies"] for r in runs)
     print(f"\ncontract violations in replies: {bad}; loadavg at end: {loadavg()}")
 
