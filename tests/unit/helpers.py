@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from switchboard.management.builder import build_snapshot
-from switchboard.management.nodes import NodeStatus
-from switchboard.management.pools import GeneratedPoolIds, Pool
-from switchboard.runtime.snapshot import NodeRuntime, RuntimeSnapshot
+from switchboard.management.pools import GeneratedPoolIds
+from switchboard.runtime.snapshot import RuntimeSnapshot
+from switchboard.runtime.values import NodeRuntime, NodeStatus, Pool
 
 ALL = frozenset({"asr", "nmt", "tts"})
 

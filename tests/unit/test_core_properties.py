@@ -33,12 +33,12 @@ from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.jobs import Session, Timer
 from switchboard.dispatch.selection import ALL_SERVICES
 from switchboard.management.builder import build_snapshot
-from switchboard.management.nodes import NodeStatus
 from switchboard.management.pools import GeneratedPoolIds
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.messages import JobResult, Utterance
-from switchboard.runtime.snapshot import NodeRuntime, SnapshotHolder
+from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.runtime.values import NodeRuntime, NodeStatus
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.memory import MemoryStore
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from switchboard.management.pools import GeneratedPoolIds, Pool
+from switchboard.management.pools import GeneratedPoolIds
+from switchboard.runtime.values import Pool
 from tests.unit.helpers import node, snapshot
 
 

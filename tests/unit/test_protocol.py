@@ -10,7 +10,16 @@ import pytest
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, langs
 from switchboard.protocol.codes import ErrorCode
-from switchboard.protocol.messages import JobResult, NodeHeartbeat, NodeRegister, Utterance
+from switchboard.protocol.messages import (
+    CapabilityByType,
+    InstalledService,
+    JobResult,
+    NodeHeartbeat,
+    NodeHeartbeatReport,
+    NodeRegister,
+    ResourceUsage,
+    Utterance,
+)
 
 REGISTER = {
     "type": "node_register",
@@ -87,6 +96,23 @@ def test_bad_node_frames_raise_invalid_message(frame: bytes) -> None:
     with pytest.raises(ProtocolError) as err:
         codec.decode_node(frame)
     assert err.value.code == ErrorCode.INVALID_MESSAGE
+
+
+def test_a_full_heartbeat_decodes_to_the_fields_the_scheduler_reads() -> None:
+    """What a node sends (installed services included) decodes to ``NodeHeartbeat``, which
+    skips the installed services and keeps everything the registry uses."""
+    report = NodeHeartbeatReport(
+        node_id="n",
+        timestamp=5,
+        resource_usage=ResourceUsage(cpu_percent=1, mem_percent=2, running_jobs=3),
+        capability_by_type=[CapabilityByType(type="asr", ready=False)],
+        installed_services=[InstalledService(type="asr", status="running")],
+    )
+    hb = codec.decode_node(msgspec.json.encode(report))
+    assert type(hb) is NodeHeartbeat
+    assert not hasattr(hb, "installed_services")
+    assert (hb.node_id, hb.timestamp, hb.resource_usage) == ("n", 5, report.resource_usage)
+    assert hb.capability_by_type == report.capability_by_type
 
 
 def test_heartbeat_and_result_decode() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.management.nodes import NodeStatus
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
+from switchboard.runtime.values import NodeStatus
 from tests.unit.fakes import heartbeat_msg, register_msg
 
 
@@ -113,3 +113,43 @@ async def test_expired_lists_silent_nodes() -> None:
     assert await reg.expired() == []
     now[0] += 0.2
     assert await reg.expired() == ["n"]
+
+
+async def test_heartbeat_queues_behind_a_held_management_lock() -> None:
+    """The lock-free fast path runs only while the lock is free; otherwise a heartbeat waits."""
+    reg = _registry(SnapshotHolder())
+    await reg.register("n", register_msg([("zh", "en")], 2))
+    (state,) = reg.node_states()
+    await reg._lock.acquire()  # as a change that awaits inside the lock would
+    beat = asyncio.create_task(reg.heartbeat("n", heartbeat_msg("n")))
+    await asyncio.sleep(0.01)
+    assert not beat.done() and state.status is NodeStatus.REGISTERING
+    reg._lock.release()
+    assert await beat
+    assert state.status is NodeStatus.READY
+
+
+async def test_routine_heartbeats_keep_a_node_alive_and_track_readiness() -> None:
+    """A repeated heartbeat refreshes liveness; a changed capability list still counts."""
+    now = [100.0]
+    holder = SnapshotHolder()
+    reg = ManagementRegistry(
+        holder,
+        metrics=Metrics(),
+        default_max_concurrency=4,
+        heartbeat_interval=1.0,
+        clock=lambda: now[0],
+    )
+    await reg.register("n", register_msg([("zh", "en")], 2))
+    for _ in range(3):
+        now[0] += 2.9
+        assert await reg.heartbeat("n", heartbeat_msg("n"))
+    assert await reg.expired() == []
+    assert not await reg.heartbeat("ghost", heartbeat_msg("ghost"))
+    await reg.heartbeat("n", heartbeat_msg("n", ready=False))
+    await reg.heartbeat("n", heartbeat_msg("n", ready=False))
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.DEGRADED
+    await reg.heartbeat("n", heartbeat_msg("n"))
+    await reg.rebuild_now()
+    assert holder.current.nodes["n"].status is NodeStatus.READY

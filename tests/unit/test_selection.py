@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from switchboard.dispatch import selection
-from switchboard.management.nodes import NodeStatus
 from switchboard.protocol.messages import Pipeline
+from switchboard.runtime.values import NodeStatus
 from switchboard.sessions.state import SessionRuntimeState
 from tests.unit.helpers import ALL, node, snapshot
 
@@ -84,3 +87,32 @@ def test_auto_source_and_one_way_nodes() -> None:
     one_way = node("ow", ("zh", "en"))
     assert one_way.serves("auto", "en") and one_way.serves("zh-cn", "en")
     assert not one_way.serves("en", "zh") and not one_way.serves("auto", "zh")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    # Large pools with few loaded nodes (placed by bisection) as well as anything else.
+    caps=st.lists(st.integers(1, 3), min_size=24, max_size=40)
+    | st.lists(st.integers(1, 3), min_size=1, max_size=40),
+    loaded=st.dictionaries(st.integers(0, 39), st.integers(0, 4), max_size=2)
+    | st.dictionaries(st.integers(0, 39), st.integers(0, 4), max_size=40),
+    start=st.integers(0, 100),
+    limit=st.integers(1, 6),
+    skip=st.sets(st.integers(0, 39), max_size=5),
+)
+def test_best_is_least_loaded_with_room_in_rotated_member_order(
+    caps: list[int], loaded: dict[int, int], start: int, limit: int, skip: set[int]
+) -> None:
+    """Whether the pool's load is sparse or dense, the choice is the same ranking: job count,
+    then member order rotated to the start, nodes without room or skipped left out."""
+    ids = tuple(f"n{i:02d}" for i in range(len(caps)))
+    load = {f"n{i:02d}": jobs for i, jobs in loaded.items()}
+    load["elsewhere"] = 1  # a node of another pool: it must change nothing
+    skipped = {f"n{i:02d}" for i in skip}
+    count = len(ids)
+    ranked = sorted(range(count), key=lambda i: (load.get(ids[i], 0), (i - start) % count))
+    want = [
+        (ids[i], caps[i]) for i in ranked if load.get(ids[i], 0) < caps[i] and ids[i] not in skipped
+    ][:limit]
+    got = selection._best((ids, tuple(caps)), start=start, load=load, skip=skipped, limit=limit)
+    assert got == want

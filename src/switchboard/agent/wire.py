@@ -29,7 +29,7 @@ from switchboard.protocol.messages import (
     LangPair,
     LanguageCapabilities,
     NodeErrorMsg,
-    NodeHeartbeat,
+    NodeHeartbeatReport,
     NodeRegister,
     ResourceUsage,
 )
@@ -220,7 +220,7 @@ def heartbeat(
 ) -> bytes:
     """``node_heartbeat``; ``ready=False`` reports every service not ready, which makes the
     scheduler mark the node ``degraded`` and send it no new job (§1 "Status")."""
-    message = NodeHeartbeat(
+    message = NodeHeartbeatReport(
         node_id=node_id,
         timestamp=int(time.time() * 1000),
         resource_usage=ResourceUsage(

@@ -12,23 +12,46 @@ nothing".  Dispatch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from switchboard.legacy.rwlock import FairRWLock
-from switchboard.management.pools import Pool
+from switchboard.management.builder import build_snapshot
+from switchboard.management.pools import GeneratedPoolIds
 from switchboard.management.registry import ManagementRegistry
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
 from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.runtime.values import Pool
 
 
 class GlobalLockRegistry(ManagementRegistry):
     def __init__(self, holder: SnapshotHolder, *, global_lock: FairRWLock, **kwargs: Any) -> None:
         super().__init__(holder, **kwargs)
         self.global_lock = global_lock
+        self._legacy_ids = GeneratedPoolIds()
 
     def start(self) -> None:
         """No rebuilder task: the old design rebuilt inline, under the lock."""
+
+    async def rebuild_now(self) -> None:
+        """From scratch over every node, as the old index upsert walked them: the seed's
+        registry derives each snapshot from the last (``SnapshotBuilder``), which the old
+        design did not, so this model must not inherit it."""
+        self._dirty.clear()
+        self._changed = {}
+        self._version += 1
+        start = time.perf_counter()
+        snapshot = build_snapshot(
+            self._version,
+            list(self._views.values()),
+            configured=self._configured,
+            generated_ids=self._legacy_ids,
+        )
+        self._metrics.snapshot_build.observe(time.perf_counter() - start)
+        self._metrics.snapshot_rebuilds.inc()
+        self._metrics.nodes.set(len(self._views))
+        self._holder.publish(snapshot)
 
     async def register(self, node_id: str, msg: NodeRegister) -> bool:
         async with self.global_lock.write():

@@ -1,22 +1,281 @@
-"""Build a ``RuntimeSnapshot`` from management state (seed §4, tasks B1–B2, A3).
+"""Build ``RuntimeSnapshot``s incrementally (seed §4, tasks B1–B2, A3; design.md).
 
-Pure: runs outside the management lock, over values copied while the lock was held.
+A structural change costs what changed, not what exists.  ``SnapshotBuilder`` keeps, between
+builds, what membership needs (node ids grouped by *kind*: language set and ready services,
+the only inputs of pool membership) and derives each snapshot from the previous one:
+
+* ``nodes``: a persistent map, one ``set``/``delete`` per changed node;
+* pools: recomputed (``GeneratedPoolIds.pools_for``, over language *sets*, not nodes) only
+  when a language set appears or vanishes or the operator's list changes; a pool kept with
+  the same value keeps its member tuple and memo unless a changed node was or is a member;
+* member tuples: one bisect insert or delete per changed member;
+* eligible-member memos: shared when untouched, patched per changed node otherwise;
+* the ``PoolLanguageIndex``: rebuilt only when the set of pools changes.
+
+A new pool's members come from the kind groups (one check per kind, not per node).  Pure
+domain logic, no I/O: the registry runs it outside its lock, from the one rebuilder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
-from switchboard.management.pools import (
-    GeneratedPoolIds,
-    MemberView,
-    Pool,
-    PoolLanguageIndex,
-    members_of,
-    node_languages,
-)
-from switchboard.runtime.snapshot import NodeRuntime, RuntimeSnapshot
+import immutables
+
+from switchboard.management.pools import GeneratedPoolIds, MemberView, is_member
+from switchboard.runtime.eligibility import EligibleMemo
+from switchboard.runtime.index import PoolLanguageIndex
+from switchboard.runtime.snapshot import RuntimeSnapshot
+from switchboard.runtime.values import NodeRuntime, Pool, node_languages
+
+# What pool membership looks at: (language set, ready services).
+Kind = tuple[frozenset[str], frozenset[str]]
+# Node id → its new runtime view, or ``None`` if it left.
+Changes = Mapping[str, NodeRuntime | None]
+
+
+def kind_of(node: NodeRuntime) -> Kind:
+    return node_languages(node.pairs), node.services
+
+
+class SnapshotBuilder:
+    """Turns the previous snapshot and a batch of node and pool changes into the next one."""
+
+    def __init__(self, generated_ids: GeneratedPoolIds | None = None) -> None:
+        self._ids = generated_ids if generated_ids is not None else GeneratedPoolIds()
+        self._snapshot = RuntimeSnapshot()
+        self._nodes: immutables.Map[str, NodeRuntime] = immutables.Map()
+        self._configured: tuple[Pool, ...] | None = None
+        self._groups: dict[Kind, list[str]] = {}  # kind → its node ids, sorted
+        self._kinds: dict[str, Kind] = {}
+        self._sets: Counter[frozenset[str]] = Counter()  # language set → nodes with it
+        self._kind_pools: dict[Kind, frozenset[int]] = {}  # cache, for the current pools
+        # The last snapshot's per-pool maps (it holds read-only views of them).
+        self._members: dict[int, tuple[str, ...]] = {}
+        self._memos: dict[int, EligibleMemo] = {}
+
+    @property
+    def snapshot(self) -> RuntimeSnapshot:
+        """The last snapshot built."""
+        return self._snapshot
+
+    def build(
+        self, version: int, changes: Changes, *, configured: tuple[Pool, ...] | None
+    ) -> RuntimeSnapshot:
+        old = self._snapshot
+        changed, sets_changed = self._apply_nodes(changes)
+        if changed:
+            with self._nodes.mutate() as draft:
+                for node_id, (_, new) in changed.items():
+                    if new is None:
+                        del draft[node_id]
+                    else:
+                        draft[node_id] = new
+                self._nodes = draft.finish()
+        pools = self._next_pools(old, configured, sets_changed)
+        generated = configured is None
+        if pools == old.pools and generated == old.generated_pools:
+            # The common case: the same pools; copy the two small per-pool maps (our own dicts:
+            # a dict's C copy, where ``dict(proxy)`` would go key by key, ~5 µs at 66 pools)
+            # and patch the pools the change touched.
+            index, fresh = old.lang_index, frozenset[int]()
+            members, memos = self._members.copy(), self._memos.copy()
+        else:
+            # A pool is kept (members and memo carried over) only if it has the same value
+            # under the same kind of pools: generated and configured membership differ.
+            same_kind = generated == old.generated_pools
+            before = {p.pool_id: p for p in old.pools}
+            fresh = frozenset(
+                p.pool_id for p in pools if not same_kind or before.get(p.pool_id) != p
+            )
+            self._retarget(pools, fresh, generated=generated, same_kind=same_kind)
+            index = PoolLanguageIndex(pools, generated=generated)
+            members, memos = self._regroup(pools, fresh, generated, changed.keys())
+        self._patch(members, memos, fresh, changed, pools, generated)
+        # Never written again once published: the next build copies them.
+        self._members, self._memos = members, memos
+        self._snapshot = RuntimeSnapshot(
+            version=version,
+            nodes=self._nodes,
+            pools=pools,
+            pool_members=MappingProxyType(members),
+            lang_index=index,
+            generated_pools=generated,
+            eligible=MappingProxyType(memos),
+        )
+        return self._snapshot
+
+    def _next_pools(
+        self, old: RuntimeSnapshot, configured: tuple[Pool, ...] | None, sets_changed: bool
+    ) -> tuple[Pool, ...]:
+        """The pool list: the operator's, or one generated pool per live language set
+        (recomputed over the sets, not the nodes, and only when the sets changed)."""
+        generated = configured is None
+        pools = old.pools
+        if generated != old.generated_pools or configured != self._configured:
+            pools = self._ids.pools_for(self._sets) if configured is None else configured
+        elif generated and sets_changed:
+            pools = self._ids.pools_for(self._sets)
+        self._configured = configured
+        return pools
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def _apply_nodes(
+        self, changes: Changes
+    ) -> tuple[dict[str, tuple[Kind | None, NodeRuntime | None]], bool]:
+        """Update the kind groups; return the real changes (node id → previous kind, new view)
+        and whether a language set appeared or vanished."""
+        changed: dict[str, tuple[Kind | None, NodeRuntime | None]] = {}
+        sets_changed = False
+        for node_id, new in changes.items():
+            if self._nodes.get(node_id) == new:
+                continue
+            previous = self._kinds.pop(node_id, None)
+            changed[node_id] = (previous, new)
+            if previous is not None:
+                sets_changed |= self._leave_group(node_id, previous)
+            if new is not None:
+                kind = self._kinds[node_id] = kind_of(new)
+                sets_changed |= self._join_group(node_id, kind)
+        return changed, sets_changed
+
+    def _join_group(self, node_id: str, kind: Kind) -> bool:
+        group = self._groups.setdefault(kind, [])
+        insort(group, node_id)
+        self._sets[kind[0]] += 1
+        return self._sets[kind[0]] == 1
+
+    def _leave_group(self, node_id: str, kind: Kind) -> bool:
+        group = self._groups[kind]
+        del group[bisect_left(group, node_id)]
+        if not group:
+            del self._groups[kind]
+            self._kind_pools.pop(kind, None)
+        self._sets[kind[0]] -= 1
+        if self._sets[kind[0]]:
+            return False
+        del self._sets[kind[0]]
+        return True
+
+    # --- pools ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _holds(pool: Pool, kind: Kind, generated: bool) -> bool:
+        """Pool membership (contract §5): generated pools take their own language set only."""
+        languages, services = kind
+        if generated:
+            return pool.languages == languages
+        return is_member(pool, MemberView("", languages, services))
+
+    def _pools_of_kind(self, kind: Kind, pools: Sequence[Pool], generated: bool) -> frozenset[int]:
+        """The pools a node of this kind belongs to, cached for the current pool list."""
+        hit = self._kind_pools.get(kind)
+        if hit is None:
+            hit = frozenset(p.pool_id for p in pools if self._holds(p, kind, generated))
+            self._kind_pools[kind] = hit
+        return hit
+
+    def _retarget(
+        self, pools: Sequence[Pool], fresh: frozenset[int], *, generated: bool, same_kind: bool
+    ) -> None:
+        """Bring the kind → pools cache to a new pool list: only the fresh pools are checked."""
+        if not same_kind:
+            self._kind_pools.clear()
+            return
+        live = frozenset(p.pool_id for p in pools) - fresh
+        new = [p for p in pools if p.pool_id in fresh]
+        for kind, ids in self._kind_pools.items():
+            self._kind_pools[kind] = (ids & live) | {
+                p.pool_id for p in new if self._holds(p, kind, generated)
+            }
+
+    def _regroup(
+        self,
+        pools: Sequence[Pool],
+        fresh: frozenset[int],
+        generated: bool,
+        changed: Collection[str],
+    ) -> tuple[dict[int, tuple[str, ...]], dict[int, EligibleMemo]]:
+        """Per-pool maps in the new pool order: kept pools' entries as they were, fresh pools'
+        members from the kind groups (one check per kind, not per node)."""
+        members: dict[int, tuple[str, ...]] = {}
+        memos: dict[int, EligibleMemo] = {}
+        for pool in pools:
+            pool_id = pool.pool_id
+            if pool_id not in fresh:
+                members[pool_id], memos[pool_id] = self._members[pool_id], self._memos[pool_id]
+                continue
+            runs: list[str] = []
+            for kind, group in self._groups.items():
+                if pool_id in self._pools_of_kind(kind, pools, generated):
+                    runs += group
+            ids = tuple(sorted(runs))  # sorted runs: timsort merges them rather than sorting
+            members[pool_id], memos[pool_id] = self._carried(pool_id, ids, changed)
+        return members, memos
+
+    def _carried(
+        self, pool_id: int, ids: tuple[str, ...], changed: Collection[str]
+    ) -> tuple[tuple[str, ...], EligibleMemo]:
+        """A fresh pool's member tuple and memo, from its id's previous ones where it had any.
+
+        A memo depends on the member list and the members' views, not on the pool's
+        definition, so an operator's edit that leaves most members in place (or none out:
+        required services every member has) keeps the memo, patched for the difference and
+        for this batch's changed nodes; the first dispatch then does not walk the pool.
+        """
+        before = self._members.get(pool_id)
+        if before is None:
+            return ids, EligibleMemo()
+        if ids == before and not changed:
+            return before, self._memos[pool_id]
+        now_in = frozenset(ids)
+        moved = (now_in ^ frozenset(before)) | frozenset(changed)
+        return ids, self._memos[pool_id].patched(self._nodes, sorted(moved), now_in)
+
+    def _patch(
+        self,
+        members: dict[int, tuple[str, ...]],
+        memos: dict[int, EligibleMemo],
+        fresh: frozenset[int],
+        changed: Mapping[str, tuple[Kind | None, NodeRuntime | None]],
+        pools: Sequence[Pool],
+        generated: bool,
+    ) -> None:
+        """Update the kept pools that a changed node was or is a member of (fresh pools were
+        built from the groups, which already hold the change)."""
+        touched: dict[int, list[str]] = {}
+        inside: dict[int, set[str]] = {}
+        for node_id, (previous, new) in changed.items():
+            before = self._pools_of_kind(previous, pools, generated) if previous else frozenset()
+            after = frozenset[int]()
+            if new is not None:
+                after = self._pools_of_kind(self._kinds[node_id], pools, generated)
+            for pool_id in before | after:
+                if pool_id not in fresh:
+                    touched.setdefault(pool_id, []).append(node_id)
+            for pool_id in after:
+                inside.setdefault(pool_id, set()).add(node_id)
+        for pool_id, nodes_changed in touched.items():
+            now_in = inside.get(pool_id, set())
+            members[pool_id] = _updated(members[pool_id], nodes_changed, now_in)
+            memos[pool_id] = memos[pool_id].patched(self._nodes, nodes_changed, now_in)
+
+
+def _updated(ids: tuple[str, ...], changed: Iterable[str], inside: set[str]) -> tuple[str, ...]:
+    """A sorted member tuple after some nodes joined (in ``inside``) or left the pool."""
+    for node_id in changed:
+        i = bisect_left(ids, node_id)
+        present = i < len(ids) and ids[i] == node_id
+        if node_id in inside and not present:
+            # Concatenation, not (*a, x, *b): a fifth faster for a 1,000-member tuple.
+            ids = ids[:i] + (node_id,) + ids[i:]  # noqa: RUF005
+        elif present and node_id not in inside:
+            ids = ids[:i] + ids[i + 1 :]
+    return ids
 
 
 def build_snapshot(
@@ -26,17 +285,6 @@ def build_snapshot(
     configured: tuple[Pool, ...] | None,
     generated_ids: GeneratedPoolIds,
 ) -> RuntimeSnapshot:
-    views = [MemberView(n.node_id, node_languages(n.pairs), n.services) for n in nodes]
-    generated = configured is None
-    if configured is None:
-        pools = generated_ids.pools_for(v.languages for v in views)
-    else:
-        pools = configured
-    return RuntimeSnapshot(
-        version=version,
-        nodes=MappingProxyType({n.node_id: n for n in nodes}),
-        pools=pools,
-        pool_members=MappingProxyType(members_of(pools, views, generated=generated)),
-        lang_index=PoolLanguageIndex(pools, generated=generated),
-        generated_pools=generated,
-    )
+    """A snapshot from scratch (tests, tools): the incremental path from an empty one."""
+    builder = SnapshotBuilder(generated_ids)
+    return builder.build(version, {n.node_id: n for n in nodes}, configured=configured)

@@ -6,7 +6,6 @@ Every change of status goes through ``NodeState.set_status``, which logs it.
 
 from __future__ import annotations
 
-import enum
 import logging
 from dataclasses import dataclass, field
 
@@ -18,18 +17,9 @@ from switchboard.protocol.messages import (
     NodeRegister,
     ResourceUsage,
 )
+from switchboard.runtime.values import NodeStatus, Pair
 
 log = logging.getLogger("switchboard.management")
-
-Pair = tuple[str, str]
-
-
-class NodeStatus(enum.StrEnum):
-    REGISTERING = "registering"
-    READY = "ready"
-    DEGRADED = "degraded"
-    DRAINING = "draining"
-    OFFLINE = "offline"
 
 
 def pairs_from(
@@ -68,6 +58,9 @@ class NodeState:
     platform: str = ""
     version: str = ""
     drained: bool = field(default=False)
+    # The capability list last reported: a heartbeat repeating it (the routine case) skips
+    # recomputing ``services`` (a list compare of three small structs costs a fifth of that).
+    capabilities: list[CapabilityByType] = field(default_factory=list)
 
     @classmethod
     def from_register(
@@ -77,6 +70,7 @@ class NodeState:
             node_id=node_id,
             pairs=pairs_from(msg.language_capabilities, msg.installed_models),
             services=ready_services(msg.capability_by_type),
+            capabilities=msg.capability_by_type,
             accept_public_jobs=msg.accept_public_jobs,
             max_concurrency=msg.max_concurrency or default_max_concurrency,
             installed_models=msg.installed_models,

@@ -1,34 +1,18 @@
-"""Pools and the ``PoolLanguageIndex`` (contract §5, seed §3 task A3).
+"""Pool membership and generated pool ids (contract §5, seed §3 task A3).
 
-Pure functions over frozen values: which pools exist, who is a member, and which pools serve a
-language pair, in preference order.
+Pure functions over frozen values: which pools exist and who is a member.  The values
+themselves (``Pool``) and the ``PoolLanguageIndex`` are the runtime domain's
+(``runtime/values.py``, ``runtime/index.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import count
 
 from switchboard.protocol import langs
-
-Pair = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Pool:
-    pool_id: int
-    name: str
-    languages: frozenset[str]
-    required_services: frozenset[str]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "pool_id": self.pool_id,
-            "name": self.name,
-            "languages": sorted(self.languages),
-            "required_services": sorted(self.required_services),
-        }
+from switchboard.runtime.values import Pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +22,6 @@ class MemberView:
     node_id: str
     languages: frozenset[str]
     services: frozenset[str]
-
-
-def node_languages(pairs: Iterable[Pair]) -> frozenset[str]:
-    return frozenset(code for pair in pairs for code in pair)
 
 
 def _covers(node_langs: frozenset[str], wanted: str) -> bool:
@@ -93,47 +73,3 @@ def members_of(
             if is_member(pool, node):
                 members[pool.pool_id].append(node.node_id)
     return {pool_id: tuple(sorted(ids)) for pool_id, ids in members.items()}
-
-
-class PoolLanguageIndex:
-    """Maps a pair to the pools whose languages hold both codes, in preference order.
-
-    Preference: configured pools keep the operator's order; generated pools put smaller
-    language sets first, so a pair goes to specialised nodes before generalists (whose slots
-    are then left for pairs only they serve).  ``auto`` source: the target alone must be held.
-    Lookups are memoised; the memo is bounded because clients choose the pairs.
-    """
-
-    __slots__ = ("_by_lang", "_memo", "_order")
-    _MEMO_LIMIT = 4096
-
-    def __init__(self, pools: Sequence[Pool], *, generated: bool) -> None:
-        ordered = sorted(pools, key=lambda p: (len(p.languages), p.pool_id)) if generated else pools
-        self._order: Mapping[int, int] = {p.pool_id: i for i, p in enumerate(ordered)}
-        by_lang: dict[str, set[int]] = {}
-        for pool in pools:
-            for code in pool.languages:
-                by_lang.setdefault(code, set()).add(pool.pool_id)
-        self._by_lang = {code: frozenset(ids) for code, ids in by_lang.items()}
-        self._memo: dict[Pair, tuple[int, ...]] = {}
-
-    def _holding(self, code: str) -> frozenset[int]:
-        found: frozenset[int] = frozenset()
-        for key in langs.lookup_keys(code):
-            found |= self._by_lang.get(key, frozenset())
-        return found
-
-    def lookup(self, src: str, tgt: str) -> tuple[int, ...]:
-        """Pool ids serving ``src → tgt`` (normalised codes), best first."""
-        pair = (src, tgt)
-        hit = self._memo.get(pair)
-        if hit is not None:
-            return hit
-        ids = self._holding(tgt)
-        if src != langs.AUTO:
-            ids &= self._holding(src)
-        result = tuple(sorted(ids, key=self._order.__getitem__))
-        if len(self._memo) >= self._MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[pair] = result
-        return result

@@ -107,12 +107,24 @@ class NodeRegister(_Msg, tag="node_register", frozen=True):
 
 
 class NodeHeartbeat(_Msg, tag="node_heartbeat", frozen=True):
+    """A heartbeat as the scheduler reads it: only the fields it uses.
+
+    A heartbeat arrives every few seconds from every node, so its decode is on the loop
+    often; ``installed_services`` (information the scheduler never reads) is not modelled,
+    and msgspec skips it without building its structs.  Nodes send ``NodeHeartbeatReport``.
+    """
+
     node_id: Id
     timestamp: Number
     resource_usage: ResourceUsage
-    installed_services: list[InstalledService] | None = None
     capability_by_type: list[CapabilityByType] | None = None
     language_capabilities: LanguageCapabilities | None = None
+
+
+class NodeHeartbeatReport(NodeHeartbeat, tag="node_heartbeat", frozen=True):
+    """The whole heartbeat of contract §1, as a node (``switchboard.agent``) encodes it."""
+
+    installed_services: list[InstalledService] | None = None
 
 
 class _JobEvent(_Msg, frozen=True):

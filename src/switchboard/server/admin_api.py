@@ -13,8 +13,8 @@ from aiohttp.typedefs import Handler
 
 from switchboard.dispatch import selection
 from switchboard.errors import StoreUnavailable
-from switchboard.management.pools import Pool
 from switchboard.protocol import langs
+from switchboard.runtime.values import Pool
 from switchboard.server.auth import bearer, token_ok
 from switchboard.server.limits import AddressCounter
 from switchboard.server.scheduler import SCHEDULER, Scheduler

@@ -13,7 +13,7 @@ package is their one home:
 
 The product core (``protocol``, ``management``, ``runtime``, ``sessions``, ``dispatch``,
 ``store``, ``server``, ``agent``, ``client``) never imports this package
-(``tests/tools/test_boundary.py`` checks every import, lazy ones included); a tool plugs into
+(``tests/unit/test_layers.py`` checks every import, lazy ones included); a tool plugs into
 the server through the hooks ``server.runner`` offers (``ServeHooks``, as
 ``bench/serverproc.py``'s latency tap does).
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Final
 
-import redis
+from switchboard.store import admin
 
 LISTENING: Final = re.compile(
     r"switchboard listening on (?P<url>http://(?P<host>[^\s:/]+):(?P<port>\d+))"
@@ -428,9 +428,9 @@ class RedisProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def client(self) -> redis.Redis:
+    def client(self) -> admin.SyncClient:
         """A synchronous client for set-up, inspection and faults (not the code under test)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5 * self.scale)
+        return admin.sync_client(self.port, timeout=5 * self.scale)
 
     def start(self) -> None:
         """Start and wait until it answers PING."""
@@ -446,14 +446,11 @@ class RedisProcess:
         while True:
             if not self.running:
                 raise ProcessFailed(f"redis-server exited early; see {self.workdir}/redis.log")
-            try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
-                    if probe.ping():
-                        return
-            except redis.RedisError as exc:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise ProcessFailed(f"redis-server on port {self.port} never answered") from exc
+            if admin.answers(self.port):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ProcessFailed(f"redis-server on port {self.port} never answered")
             time.sleep(0.01)
 
     def stop(self) -> None:
