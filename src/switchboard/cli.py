@@ -75,7 +75,7 @@ DEFAULT_URL = "ws://127.0.0.1:5010"
 # What each extra of pyproject.toml adds that a command cannot run without (by import name;
 # tests/unit/test_extras.py keeps this in step with pyproject.toml).  uvloop is left out: the
 # runner falls back to asyncio's loop without it.
-_SERVER_MODULES = ("redis", "hiredis", "prometheus_client")
+_SERVER_MODULES = ("redis", "hiredis", "prometheus_client", "immutables")
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "server": _SERVER_MODULES,
     "agent": ("psutil",),

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 VENV_IN_IMAGE = "/opt/switchboard"
 NOT_IN_THE_SERVER_IMAGE = ("rich", "psutil", "pytest", "matplotlib", "mypy")
-HEAVY = ("redis", "hiredis", "prometheus_client", "rich", "psutil", "uvloop")
+HEAVY = ("redis", "hiredis", "prometheus_client", "rich", "psutil", "uvloop", "immutables")
 TOKENS = {
     "SWITCHBOARD_NODE_TOKEN": "n-test",
     "SWITCHBOARD_SESSION_TOKEN": "s-test",
@@ -170,4 +170,4 @@ def test_bare_install_is_the_client_alone(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2, refused.stderr
     assert f"pip install '{DISTRIBUTION}[server]'" in refused.stderr
-    assert re.search(r"missing: redis, hiredis, prometheus_client", refused.stderr)
+    assert re.search(r"missing: redis, hiredis, prometheus_client, immutables", refused.stderr)
