@@ -722,6 +722,20 @@ def redis_benchmark(port: int, n: int) -> dict[str, Any] | None:
     return out
 
 
+def run_logged(
+    shape: str, mode: str, ns: argparse.Namespace, redis: RedisProcess, tmp: Path
+) -> dict[str, Any]:
+    """One run on an empty Redis; the children's logs go to stderr if it fails."""
+    if shape in ("redis", "ws-redis"):
+        redis.client().flushall()
+    try:
+        return run_once(shape, mode, ns, redis, tmp)
+    except Exception:
+        for log in tmp.glob("*.log"):
+            print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
+        raise
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--role", choices=sorted(ROLES))
@@ -738,6 +752,9 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0, help="frames/s in paced mode")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--pin", type=int, default=-1, help="run every process (redis-server too) on this one CPU"
+    )
     ns = p.parse_args()
     if ns.role:
         child_main(ns)
@@ -746,6 +763,8 @@ def main() -> None:
         p.error("--count 1..200000, --warmup 0..50000, --repeats 1..10")
     if not 10 <= ns.rate <= 5000:
         p.error("--rate 10..5000")
+    if ns.pin >= 0:  # inherited by every child: all wake-ups stay on one CPU (no IPI)
+        os.sched_setaffinity(0, {ns.pin})
     sys.path.insert(0, str(ROOT / "src"))
     from switchboard.tools.procs import RedisProcess
 
@@ -757,6 +776,7 @@ def main() -> None:
         "aiohttp": aiohttp.__version__,
         "uvloop": importlib.metadata.version("uvloop"),
         "cpus": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
         "redis": subprocess.run(
             ["redis-server", "--version"], capture_output=True, text=True, check=False, timeout=10
         ).stdout.strip(),
@@ -774,14 +794,7 @@ def main() -> None:
                 print(loads[-1], file=sys.stderr)
                 for shape in shapes:
                     for mode in modes:
-                        if shape in ("redis", "ws-redis"):
-                            redis.client().flushall()
-                        try:
-                            run = run_once(shape, mode, ns, redis, tmp)
-                        except Exception:
-                            for log in tmp.glob("*.log"):
-                                print(f"--- {log}\n{log.read_text()[-3000:]}", file=sys.stderr)
-                            raise
+                        run = run_logged(shape, mode, ns, redis, tmp)
                         run["repeat"] = rep
                         runs.append(run)
                         print(json.dumps(run), file=sys.stderr)
