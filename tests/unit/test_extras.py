@@ -21,7 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 # Everything the client must not drag in: the server's, the agent's and the tools' libraries.
-HEAVY = ("redis", "hiredis", "prometheus_client", "rich", "psutil", "uvloop", "matplotlib", "immutables")
+HEAVY = (
+    "redis",
+    "hiredis",
+    "prometheus_client",
+    "rich",
+    "psutil",
+    "uvloop",
+    "matplotlib",
+    "immutables",
+)
 
 # Runs argv[2:] as `switchboard` with the modules named in argv[1] made unimportable, as if
 # their distributions were not installed (an import of a name mapped to None raises ImportError,
