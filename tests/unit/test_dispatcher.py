@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -185,3 +186,24 @@ async def test_a_node_gone_but_still_in_the_snapshot_does_not_spin_the_waiting_l
     got = [m["utterance_index"] for m in session.out]
     assert got == [0, 1, 2, 3]
     await rig.stop()
+
+
+def test_a_finished_jobs_timer_is_cancelled_on_uvloop() -> None:
+    """The job timeout's handle is cancelled when the job ends, on the loop the server runs
+    (uvloop's TimerHandle is not asyncio's class; a handle left live kept its job for 30 s)."""
+
+    async def run() -> None:
+        rig = Rig()
+        await rig.start()
+        node = await rig.add_node("a", [("zh", "en")], 1)
+        session = rig.open_session("s")
+        job = await rig.utter(session, 0)
+        assert job.timer is not None and job.timer.handle is not None
+        handle = job.timer.handle
+        assign = await asyncio.wait_for(node.assigned.get(), 1)
+        assert rig.answer(node, assign)
+        assert handle.cancelled()  # type: ignore[attr-defined]
+        await rig.stop()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())

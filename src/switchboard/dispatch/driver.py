@@ -175,9 +175,13 @@ class DispatchDriver:
                     timer = action.timer
                     timer.handle = loop.call_later(action.delay, self._timer_fired, timer)
                 case StopTimer():
-                    handle = action.timer.handle
-                    if isinstance(handle, asyncio.TimerHandle):
-                        handle.cancel()
+                    # Cancelled, not only forgotten: a live handle keeps its job (frames and
+                    # all) until it fires, --job-timeout later.  uvloop's TimerHandle is not
+                    # asyncio's class: test for the handle, not its type.
+                    timer = action.timer
+                    if timer.handle is not None:
+                        timer.handle.cancel()
+                        timer.handle = None
                 case Assign():
                     self._assign(action, queue)
                 case Reserve():

@@ -60,6 +60,12 @@ class Session:
     line: AnswerLine = field(default_factory=AnswerLine)
 
 
+class Cancellable(Protocol):
+    """A timer's handle on the loop (asyncio's and uvloop's ``TimerHandle`` alike)."""
+
+    def cancel(self) -> None: ...
+
+
 @dataclass(slots=True, eq=False)
 class Timer:
     """A timer the core asked for.  The driver hangs its loop handle on ``handle``; the core
@@ -67,7 +73,7 @@ class Timer:
 
     kind: TimerKind
     job: Job
-    handle: object = None
+    handle: Cancellable | None = None
 
 
 @dataclass(slots=True, eq=False)

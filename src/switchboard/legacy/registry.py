@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from switchboard.legacy.builder import build_from_scratch
 from switchboard.legacy.rwlock import FairRWLock
-from switchboard.management.builder import build_snapshot
 from switchboard.management.pools import GeneratedPoolIds
 from switchboard.management.registry import ManagementRegistry
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
@@ -35,14 +35,13 @@ class GlobalLockRegistry(ManagementRegistry):
         """No rebuilder task: the old design rebuilt inline, under the lock."""
 
     async def rebuild_now(self) -> None:
-        """From scratch over every node, as the old index upsert walked them: the seed's
-        registry derives each snapshot from the last (``SnapshotBuilder``), which the old
-        design did not, so this model must not inherit it."""
+        """From scratch over every node, as the old index upsert walked them, with the
+        builder of before issue 9 (``legacy/builder.py``)."""
         self._dirty.clear()
         self._changed = {}
         self._version += 1
         start = time.perf_counter()
-        snapshot = build_snapshot(
+        snapshot = build_from_scratch(
             self._version,
             list(self._views.values()),
             configured=self._configured,

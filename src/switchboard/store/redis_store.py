@@ -207,45 +207,8 @@ class RedisStore(ReservationStore):
         done: Callable[[Any, StoreError | None], None],
     ) -> None:
         """One script on the pipelined connection, written now; ``done`` gets the reply or
-        the translated failure, once.  The same policy as ``_call`` with redis-py's retry:
-        once more at once after a connection error (a fresh connection is opened; the scripts
-        are idempotent per holder), and no answer within the timeout is ``StoreUnavailable``
-        (a paused Redis accepts bytes but never answers).  Timed by the loop's clock, not
-        ``asyncio.timeout``: there is no task to cancel, only a callback to give up on."""
-        finished = False
-        retried = False
-
-        def finish(value: Any, error: StoreError | None) -> None:
-            nonlocal finished
-            if not finished:
-                finished = True
-                timer.cancel()
-                done(value, error)
-
-        def reply(value: Any, error: BaseException | None) -> None:
-            nonlocal retried
-            if finished:
-                return  # given up on: a late reply is dropped
-            if isinstance(error, pipelined.ConnectionFailed) and not retried:
-                retried = True
-                self._hot.evalsha_then(script, keys, args, reply)
-            elif isinstance(error, StoreError):
-                finish(None, error)
-            elif error is not None:
-                translated = _translate(error)
-                translated.__cause__ = error  # as ``raise ... from``: the cause stays readable
-                finish(None, translated)
-            else:
-                finish(value, None)
-
-        timeout = self._timeout_s
-        timer = asyncio.get_running_loop().call_later(
-            timeout,
-            finish,
-            None,
-            StoreUnavailable(f"redis gave no answer within {timeout:g} s"),
-        )
-        self._hot.evalsha_then(script, keys, args, reply)
+        the translated failure, once (``_HotCall``)."""
+        _HotCall(self._hot, script, keys, args, done, timeout_s=self._timeout_s).start()
 
     async def try_reserve(
         self, candidates: Sequence[Candidate], holder: str, *, lease_s: float
@@ -353,3 +316,67 @@ class RedisStore(ReservationStore):
             await self._client.aclose()
         with contextlib.suppress(Exception):
             await self._hot.close()
+
+
+class _HotCall:
+    """One hot-path script call with ``_call``'s policy and redis-py's retry: once more at once
+    after a connection error (a fresh connection is opened; the scripts are idempotent per
+    holder), and no answer within the timeout is ``StoreUnavailable`` (a paused Redis accepts
+    bytes but never answers).  Timed by the loop's clock, not ``asyncio.timeout``: there is no
+    task to cancel, only a callback to give up on.
+
+    An object rather than closures: a closure that retries by naming itself is a reference
+    cycle, which keeps the whole job it serves (frames and all) alive until the cyclic
+    collector runs; this one holds no cycle once it has finished (E0 measured 14x the young
+    collections with the closures)."""
+
+    __slots__ = ("_args", "_client", "_done", "_keys", "_retried", "_script", "_timer")
+
+    def __init__(
+        self,
+        client: pipelined.PipelinedClient,
+        script: pipelined.Script,
+        keys: Sequence[str],
+        args: Sequence[pipelined.Arg],
+        done: Callable[[Any, StoreError | None], None] | None,
+        *,
+        timeout_s: float,
+    ) -> None:
+        self._client = client
+        self._script = script
+        self._keys = keys
+        self._args = args
+        self._done = done  # None once finished
+        self._retried = False
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            timeout_s, self._expired, timeout_s
+        )
+
+    def start(self) -> None:
+        self._client.evalsha_then(self._script, self._keys, self._args, self._reply)
+
+    def _expired(self, timeout_s: float) -> None:
+        self._finish(None, StoreUnavailable(f"redis gave no answer within {timeout_s:g} s"))
+
+    def _reply(self, value: Any, error: BaseException | None) -> None:
+        if self._done is None:
+            return  # given up on: a late reply is dropped
+        if isinstance(error, pipelined.ConnectionFailed) and not self._retried:
+            self._retried = True
+            self.start()
+        elif isinstance(error, StoreError):
+            self._finish(None, error)
+        elif error is not None:
+            translated = _translate(error)
+            translated.__cause__ = error  # as ``raise ... from``: the cause stays readable
+            self._finish(None, translated)
+        else:
+            self._finish(value, None)
+
+    def _finish(self, value: Any, error: StoreError | None) -> None:
+        done, self._done = self._done, None
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if done is not None:
+            done(value, error)
