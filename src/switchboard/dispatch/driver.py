@@ -69,6 +69,7 @@ class DispatchDriver:
         self.idle.set()
         self.dispatched_total = 0
         self._queue: deque[Action] | None = None  # what run() is performing, while it is
+        self._wake_soon = False  # a wake for a new snapshot is scheduled
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -140,6 +141,14 @@ class DispatchDriver:
         self.run(self.core.node_gone(node_id, now=time.monotonic()))
 
     def _on_snapshot(self, _snapshot: RuntimeSnapshot) -> None:
+        # Once per loop iteration at most: snapshots can come in bursts (the old design's
+        # model publishes one per heartbeat), and a wake round walks the waiting line.
+        if not self._wake_soon:
+            self._wake_soon = True
+            asyncio.get_running_loop().call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_soon = False
         self.run(self.core.wake(now=time.monotonic()))
 
     def _timer_fired(self, timer: Timer) -> None:

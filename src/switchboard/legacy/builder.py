@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import MappingProxyType
 
-import immutables
-
 from switchboard.management.pools import GeneratedPoolIds, MemberView, members_of
 from switchboard.runtime.eligibility import EligibleMemo
 from switchboard.runtime.index import PoolLanguageIndex
@@ -35,7 +33,7 @@ def build_from_scratch(
     assert pools is not None
     return RuntimeSnapshot(
         version=version,
-        nodes=immutables.Map({n.node_id: n for n in nodes}),
+        nodes=MappingProxyType({n.node_id: n for n in nodes}),  # a dict, as it was
         pools=pools,
         pool_members=MappingProxyType(members_of(pools, views, generated=generated)),
         lang_index=PoolLanguageIndex(pools, generated=generated),
