@@ -1,18 +1,19 @@
 """The pool configuration stores (store/pool_config.py): the same contract in memory and on a
 real redis-server, then what only Redis does (one key per namespace, shared, checked on read,
-failures translated)."""
+failures translated, written back by a holder after Redis restarts empty)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
 
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.runtime.values import Pool
+from switchboard.server.pool_sync import PoolSync
 from switchboard.store.keys import StoreKeys
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore, StoredPools
 from switchboard.store.redis_pool_config import RedisPoolConfig
@@ -131,3 +132,34 @@ async def test_unreachable_redis_is_store_unavailable() -> None:
             await store.write((EURO,))
     finally:
         await store.close()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.pools: tuple[Pool, ...] = ()
+
+    async def set_pools(self, pools: Sequence[Pool]) -> None:
+        self.pools = tuple(pools)
+
+    async def rebuild_now(self) -> None:
+        return None
+
+
+@pytest.mark.redis
+async def test_configuration_outlives_a_redis_restart(own_redis_server: RedisServer) -> None:
+    """Redis restarted empty (no persistence): the next poll of an instance holding the
+    configuration writes it back, so an instance starting afterwards still gets it."""
+    namespace = unique_namespace()
+    a = PoolSync(_redis(own_redis_server, namespace), Registry(), seed=(EURO,))
+    await a.load()
+    await a.put((CJK,))
+    await asyncio.to_thread(own_redis_server.restart)
+    await a.refresh()
+    b_registry = Registry()
+    b = PoolSync(_redis(own_redis_server, namespace), b_registry)
+    try:
+        await b.load()
+        assert b_registry.pools == (CJK,)
+    finally:
+        await a.stop()
+        await b.stop()

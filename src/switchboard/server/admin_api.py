@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from switchboard.dispatch import selection
-from switchboard.errors import StoreUnavailable
+from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pools_body
 from switchboard.server.auth import bearer, token_ok
 from switchboard.server.limits import AddressCounter
@@ -239,13 +239,21 @@ async def simulate(request: web.Request) -> web.Response:
 @routes.put("/api/v1/pools")
 @admin_only
 async def put_pools(request: web.Request) -> web.Response:
+    """Contract §4, through the pool configuration store (server/pool_sync.py): stored first,
+    so with Redis every instance gets the pools and they outlive restarts; with the store
+    unreachable nothing changes anywhere (503), rather than on this instance alone."""
     sched = _sched(request)
     try:
         new = parse_pools_body(await request.read())
     except PoolConfigInvalid as exc:
         return _reply({"error": "INVALID_MESSAGE", "message": str(exc)}, 400)
-    await sched.registry.set_pools(new)
-    await sched.registry.rebuild_now()
+    try:
+        await sched.pool_sync.put(new)
+    except StoreUnavailable as exc:
+        message = f"pools not changed: {exc}"
+        return _reply({"error": "SCHEDULER_DEPENDENCY_DOWN", "message": message}, 503)
+    except StoreError as exc:
+        return _reply({"error": "INTERNAL_ERROR", "message": f"pools not changed: {exc}"}, 500)
     return _reply(_pools_json(sched))
 
 
