@@ -1,10 +1,11 @@
 """Pools as configuration end to end (protocol.md §5–§6): `[[pools]]` in the config file,
-shared and kept by Redis, with real scheduler processes, real sockets and a real
-redis-server."""
+shared and kept by Redis, and `switchboard pools get|put`, with real scheduler processes, real
+sockets and a real redis-server."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ languages = ["zh_CN", "en"]
 FROM_FILE = [(10, "euro"), (11, "cjk")]
 PUT_BODY: dict[str, Any] = {"pools": [{"pool_id": 20, "name": "nordic", "languages": ["sv", "en"]}]}
 FROM_PUT = [(20, "nordic")]
+TOKEN = "pools-admin-token-e2e"
 
 
 def write_config(tmp_path: Path, text: str = FILE_POOLS, name: str = "switchboard.toml") -> str:
@@ -152,6 +154,51 @@ async def switchboard(*args: str, **env: str) -> Ran:
     out, err = await asyncio.wait_for(proc.communicate(), scaled(30))
     assert proc.returncode is not None
     return Ran(proc.returncode, out.decode(), err.decode())
+
+
+async def test_pools_command_gets_and_puts(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """`switchboard pools put FILE` (JSON, the list `get` prints, or the TOML config file) and
+    `pools get` against a real server with an admin token from SWITCHBOARD_ADMIN_TOKEN; the
+    server's own error and exit status 1 when it refuses."""
+    server = await server_factory("--store", "memory", admin_token=TOKEN)
+    auth = {"SWITCHBOARD_ADMIN_TOKEN": TOKEN}
+    body = tmp_path / "pools.json"
+    body.write_text(json.dumps(PUT_BODY))
+
+    put = await switchboard("pools", "put", str(body), "--url", server.url, **auth)
+    assert put.status == 0, put
+    assert ids_and_names(json.loads(put.stdout)) == FROM_PUT
+    assert await pools_of(server) == FROM_PUT
+
+    got = await switchboard("pools", "get", **auth, SWITCHBOARD_URL=server.url)
+    assert got.status == 0, got
+    assert json.loads(got.stdout) == await server.get_json("/api/v1/pools")
+
+    listed = tmp_path / "listed.json"
+    listed.write_text(got.stdout)  # get's output, sent back as it is
+    put = await switchboard("pools", "put", str(listed), "--url", server.url, **auth)
+    assert put.status == 0, put
+    assert await pools_of(server) == FROM_PUT
+
+    put = await switchboard(
+        "pools", "put", write_config(tmp_path), "--url", server.url, "--format", "table", **auth
+    )
+    assert put.status == 0, put
+    assert await pools_of(server) == FROM_FILE
+    header, *rows = put.stdout.splitlines()
+    assert header.split()[:2] == ["POOL_ID", "NAME"]
+    assert [row.split()[:2] for row in rows] == [["10", "euro"], ["11", "cjk"]]
+
+    duplicate = tmp_path / "duplicate.json"
+    duplicate.write_text(json.dumps({"pools": PUT_BODY["pools"] * 2}))
+    refused = await switchboard("pools", "put", str(duplicate), "--url", server.url, **auth)
+    assert refused.status == 1
+    assert "HTTP 400" in refused.stderr and "pool_id values must be unique" in refused.stderr
+    assert await pools_of(server) == FROM_FILE
+
+    anonymous = await switchboard("pools", "get", "--url", server.url)
+    assert anonymous.status == 1 and "HTTP 401" in anonymous.stderr
+    assert "Traceback" not in anonymous.stderr + refused.stderr
 
 
 async def test_invalid_pools_table_stops_the_start(tmp_path: Path) -> None:

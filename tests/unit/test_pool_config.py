@@ -1,5 +1,5 @@
 """Configured pools as configuration: `[[pools]]` in the TOML file is read by the parser of the
-PUT /api/v1/pools body (protocol.md §4–§6)."""
+PUT /api/v1/pools body (protocol.md §4–§6), and `switchboard pools put` reads its file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from switchboard.cli import main
+from switchboard.client.pools import PoolsFileError, api_url, format_table, read_pools_file
 from switchboard.config import Settings, load_settings
 from switchboard.errors import ConfigError
 from switchboard.runtime.pool_config import (
@@ -139,3 +140,74 @@ def test_serve_with_an_invalid_pools_table_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "switchboard: error:" in result.output
     assert "[[pools]]" in result.output and "languages" in result.output
+
+
+# --- `switchboard pools put FILE`: what is sent -------------------------------------------------
+
+
+def test_put_file_json_body_is_sent_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "pools.json"
+    path.write_bytes(b'{"pools": [{"pool_id": 1, "name": "x", "languages": ["en"]}]}')
+    assert read_pools_file(str(path)) == path.read_bytes()
+
+
+def test_put_file_list_as_printed_by_get_is_wrapped(tmp_path: Path) -> None:
+    listed = [{"pool_id": 1, "name": "x", "languages": ["en"], "members": ["n1"]}]
+    path = tmp_path / "pools.json"
+    path.write_text(json.dumps(listed))
+    body = read_pools_file(str(path))
+    assert json.loads(body) == {"pools": listed}
+    assert parse_pools_body(body) == (Pool(1, "x", frozenset({"en"}), frozenset()),)
+
+
+def test_put_file_toml_sends_only_the_pools(tmp_path: Path) -> None:
+    path = tmp_path / "switchboard.toml"
+    path.write_text(TOML)
+    body = read_pools_file(str(path))
+    assert set(json.loads(body)) == {"pools"}
+    assert parse_pools_body(body) == (EURO, CJK)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("none.toml", "port = 1\n", r"no \[\[pools\]\]"),
+        ("bad.toml", "pools = = 1\n", "not valid TOML"),
+        ("bad.json", "{nope", "not valid JSON"),
+    ],
+)
+def test_put_file_errors(tmp_path: Path, name: str, content: str, fragment: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(PoolsFileError, match=fragment):
+        read_pools_file(str(path))
+    with pytest.raises(PoolsFileError, match="cannot read"):
+        read_pools_file(str(tmp_path / "missing.json"))
+
+
+def test_put_with_an_unreadable_file_exits_2() -> None:
+    result = CliRunner().invoke(main, ["pools", "put", "/nonexistent/pools.json"])
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:5010", "http://127.0.0.1:5010/api/v1/pools"),
+        ("ws://h:1/", "http://h:1/api/v1/pools"),
+        ("wss://h/sb", "https://h/sb/api/v1/pools"),
+        ("h:2", "http://h:2/api/v1/pools"),
+    ],
+)
+def test_api_url(url: str, expected: str) -> None:
+    assert api_url(url) == expected
+
+
+def test_table_format() -> None:
+    text = format_table(
+        [{"pool_id": 10, "name": "euro", "languages": ["de", "en"], "members": ["a", "b"]}]
+    )
+    header, row = text.splitlines()
+    assert header.split() == ["POOL_ID", "NAME", "LANGUAGES", "REQUIRED_SERVICES", "MEMBERS"]
+    assert row.split() == ["10", "euro", "de,en", "-", "a,b"]
