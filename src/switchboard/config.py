@@ -54,8 +54,9 @@ settable the same three ways:
     body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
     parser (``runtime/pool_config.py``), so a table that PUT would refuse stops the start with
     a ConfigError.  There is no flag and no environment variable for it: a list of tables does
-    not fit in one.  None means generated pools.  With Redis, the file only seeds the pools
-    Redis keeps for every instance (``server/pool_sync.py`` has the precedence).
+    not fit in one.  Empty (the default) means generated pools.  With Redis, the file only
+    seeds the pools Redis keeps for every instance (``server/pool_sync.py`` has the
+    precedence).
 
 Rules beyond plain values:
 
