@@ -71,6 +71,7 @@ _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
 
 # switchboard.client.urls.DEFAULT_URL, spelled out so that `serve` imports no client code.
 DEFAULT_URL = "ws://127.0.0.1:5010"
+POOLS_URL = "http://127.0.0.1:5010"  # switchboard.client.pools.DEFAULT_URL, likewise
 
 # What each extra of pyproject.toml adds that a command cannot run without (by import name;
 # tests/unit/test_extras.py keeps this in step with pyproject.toml).  uvloop is left out: the
@@ -82,7 +83,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "demo": (*_SERVER_MODULES, "psutil", "rich"),
     "bench": (*_SERVER_MODULES, "psutil", "rich"),
 }
-# The commands that need more than the bare install (the client SDK and `translate`).
+# The commands that need more than the bare install (the client SDK, `translate`, `pools`).
 COMMAND_EXTRAS: dict[str, str] = {
     "serve": "server",
     "node": "agent",
@@ -357,6 +358,66 @@ def demo(**options: Any) -> None:
         click.echo(f"switchboard: error: {exc}", err=True)
         sys.exit(2)
     sys.exit(run_demo(demo_options))
+
+
+@main.group()
+def pools() -> None:
+    """Read or replace a running scheduler's configured pools (GET/PUT /api/v1/pools)."""
+
+
+def _operator_options(command: _F) -> _F:
+    """--url, --token and --format, shared by `pools get` and `pools put`."""
+    for option in reversed(
+        (
+            click.option(
+                "--url",
+                envvar="SWITCHBOARD_URL",
+                default=POOLS_URL,
+                show_default=True,
+                help="The scheduler (or SWITCHBOARD_URL).",
+            ),
+            click.option(
+                "--token",
+                envvar="SWITCHBOARD_ADMIN_TOKEN",
+                default=None,
+                help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["json", "table"]),
+                default="json",
+                show_default=True,
+                help="How to print the pools.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+@pools.command("get")
+@_operator_options
+def pools_get(url: str, token: str | None, fmt: str) -> None:
+    """Print the pools (GET /api/v1/pools); exit status 1 with the server's error."""
+    from switchboard.client.pools import run_pools_get
+
+    sys.exit(run_pools_get(url=url, token=token, fmt=fmt))
+
+
+@pools.command("put")
+@click.argument("file", metavar="FILE")
+@_operator_options
+def pools_put(file: str, url: str, token: str | None, fmt: str) -> None:
+    """Replace the configured pools with FILE's (PUT /api/v1/pools) and print them.
+
+    FILE is JSON ({"pools": [...]}, or a list as `pools get` prints it) or TOML (*.toml) with
+    [[pools]] tables, such as the `serve` config file. With Redis every instance gets them.
+    Exit status 1 with the server's error, 2 when FILE cannot be read.
+    """
+    from switchboard.client.pools import run_pools_put
+
+    sys.exit(run_pools_put(file, url=url, token=token, fmt=fmt))
 
 
 # Issue 4's benchmarks; the bodies live in switchboard.bench.cli (only click until they run).

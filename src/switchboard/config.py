@@ -49,6 +49,14 @@ settable the same three ways:
 ``record`` (none)
     a file to which session events are appended as JSON lines (opened, utterance accepted,
     answer sent, closed), for ``switchboard replay``; unset records nothing.
+``pools`` (none; the config file only)
+    the configured pools, as ``[[pools]]`` tables with the fields of the ``PUT /api/v1/pools``
+    body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
+    parser (``runtime/pool_config.py``), so a table that PUT would refuse stops the start with
+    a ConfigError.  There is no flag and no environment variable for it: a list of tables does
+    not fit in one.  Empty (the default) means generated pools.  With Redis, the file only
+    seeds the pools Redis keeps for every instance (``server/pool_sync.py`` has the
+    precedence).
 
 Rules beyond plain values:
 
@@ -78,6 +86,8 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from switchboard.errors import ConfigError
+from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pool_tables
+from switchboard.runtime.values import Pool
 
 __all__ = ["ENV_PREFIX", "Settings", "is_loopback_host", "load_settings", "redact_url"]
 
@@ -87,6 +97,8 @@ STORES: Final = ("memory", "redis")
 DESIGNS: Final = ("snapshot", "global_lock")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 REDACTED: Final = "***"
+# Keys only the config file can give (no SWITCHBOARD_* variable, no flag).
+FILE_ONLY: Final = frozenset({"pools"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +137,7 @@ class Settings:
     snapshot_min_interval: float = 0.005
     design: str = "snapshot"
     record: str | None = None
+    pools: tuple[Pool, ...] = ()
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -132,7 +145,8 @@ class Settings:
         for f in fields(self):
             problem = _SPECS[f.name].check(getattr(self, f.name))
             if problem is not None:
-                raise ConfigError(f"{flag_name(f.name)}: {problem}")
+                name = "[[pools]]" if f.name == "pools" else flag_name(f.name)
+                raise ConfigError(f"{name}: {problem}")
         _check_exposure(self)
 
     def __repr__(self) -> str:
@@ -155,6 +169,8 @@ class Settings:
                 value = REDACTED
             elif f.name == "redis_url":
                 value = redact_url(value)
+            elif f.name == "pools":
+                value = [pool.to_json() for pool in value]
             view[f.name] = value
         return view
 
@@ -250,6 +266,8 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, _Given]:
     # Unknown SWITCHBOARD_* variables are not errors: tests and tools use the prefix too.
     layer: dict[str, _Given] = {}
     for key in _SPECS:
+        if key in FILE_ONLY:
+            continue
         name = ENV_PREFIX + key.upper()
         if name in environ:
             layer[key] = _given(key, environ[name], _Source.ENV, name)
@@ -408,6 +426,25 @@ def _parse_secret(raw: object) -> object:
     raise _Invalid("expected a string (value not shown: it is a secret)")
 
 
+def _parse_pools(raw: object) -> object:
+    if isinstance(raw, tuple) and all(isinstance(pool, Pool) for pool in raw):
+        return raw  # already parsed (Settings built in code)
+    if not isinstance(raw, list):
+        raise _Invalid("expected [[pools]] tables (a list of tables)")
+    try:
+        return parse_pool_tables(raw)
+    except PoolConfigInvalid as exc:
+        raise _Invalid(f"invalid [[pools]]: {exc}") from None
+
+
+def _check_pools(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(pool, Pool) for pool in value):
+        return f"expected a tuple of Pool, got {value!r}"
+    if len({pool.pool_id for pool in value}) != len(value):
+        return "pool_id values must be unique"
+    return None
+
+
 def _int_range(low: int, high: int | None = None) -> _Check:
     def check(value: Any) -> str | None:
         if not _is_int(value):
@@ -514,4 +551,5 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),
     "design": _Spec(_parse_word, _one_of(DESIGNS)),
     "record": _Spec(_parse_text, _check_optional_path),
+    "pools": _Spec(_parse_pools, _check_pools),
 }

@@ -136,9 +136,19 @@ def test_help_works_without_the_extra() -> None:
     assert "--redis-url" in done.stdout
 
 
+def test_pools_command_works_without_any_extra() -> None:
+    """`switchboard pools get` is an HTTP client like translate: with every extra's library
+    unimportable it reaches the network and reports it, exit status 1, no traceback."""
+    done = _switchboard_without(HEAVY, "pools", "get", "--url", "http://127.0.0.1:1")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "127.0.0.1:1" in done.stderr
+
+
 def test_every_server_side_command_is_checked() -> None:
-    """Every command but translate needs an extra; the table names each, and only real ones."""
-    assert set(main.commands) - set(COMMAND_EXTRAS) == {"translate"}
+    """Every command but translate and pools (HTTP clients) needs an extra; the table names
+    each, and only real ones."""
+    assert set(main.commands) - set(COMMAND_EXTRAS) == {"translate", "pools"}
     assert set(COMMAND_EXTRAS.values()) <= set(EXTRA_MODULES)
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from typing import Annotated
 
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from switchboard.dispatch import selection
-from switchboard.errors import StoreUnavailable
-from switchboard.protocol import langs
-from switchboard.runtime.values import Pool
+from switchboard.errors import StoreError, StoreUnavailable
+from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pools_body
 from switchboard.server.auth import bearer, token_ok
 from switchboard.server.limits import AddressCounter
 from switchboard.server.scheduler import SCHEDULER, Scheduler
@@ -238,49 +236,24 @@ async def simulate(request: web.Request) -> web.Response:
     )
 
 
-class PoolSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
-    pool_id: Annotated[int, msgspec.Meta(ge=0, le=65535)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    languages: Annotated[
-        list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)
-    ]
-    required_services: list[str] = []
-
-
-class PoolsBody(msgspec.Struct, frozen=True):
-    pools: list[PoolSpec]
-
-
-def _parse_pools(body: bytes) -> list[Pool]:
-    """Validated pools, or ``ValueError`` with the reason."""
-    try:
-        parsed = msgspec.json.decode(body, type=PoolsBody)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
-    ids = [p.pool_id for p in parsed.pools]
-    if len(set(ids)) != len(ids):
-        raise ValueError("pool_id values must be unique")
-    return [
-        Pool(
-            p.pool_id,
-            p.name,
-            frozenset(langs.normalize(c) for c in p.languages),
-            frozenset(s.lower() for s in p.required_services),
-        )
-        for p in parsed.pools
-    ]
-
-
 @routes.put("/api/v1/pools")
 @admin_only
 async def put_pools(request: web.Request) -> web.Response:
+    """Contract §4, through the pool configuration store (server/pool_sync.py): stored first,
+    so with Redis every instance gets the pools and they outlive restarts; with the store
+    unreachable nothing changes anywhere (503), rather than on this instance alone."""
     sched = _sched(request)
     try:
-        new = _parse_pools(await request.read())
-    except ValueError as exc:
+        new = parse_pools_body(await request.read())
+    except PoolConfigInvalid as exc:
         return _reply({"error": "INVALID_MESSAGE", "message": str(exc)}, 400)
-    await sched.registry.set_pools(new)
-    await sched.registry.rebuild_now()
+    try:
+        await sched.pool_sync.put(new)
+    except StoreUnavailable as exc:
+        message = f"pools not changed: {exc}"
+        return _reply({"error": "SCHEDULER_DEPENDENCY_DOWN", "message": message}, 503)
+    except StoreError as exc:
+        return _reply({"error": "INTERNAL_ERROR", "message": f"pools not changed: {exc}"}, 500)
     return _reply(_pools_json(sched))
 
 

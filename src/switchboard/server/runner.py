@@ -15,7 +15,7 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.server.app import build_app
 from switchboard.server.scheduler import Design, Observe, Scheduler, snapshot_design
-from switchboard.store.factory import open_store
+from switchboard.store.factory import open_pool_config, open_store
 
 log = logging.getLogger("switchboard.server")
 
@@ -75,7 +75,13 @@ async def serve(
     settings: Settings, *, ready: asyncio.Event | None = None, hooks: ServeHooks | None = None
 ) -> int:
     hooks = hooks or ServeHooks()
-    sched = Scheduler(settings, open_store(settings), design=hooks.design, observe=hooks.observe)
+    sched = Scheduler(
+        settings,
+        open_store(settings),
+        design=hooks.design,
+        observe=hooks.observe,
+        pool_config=open_pool_config(settings),
+    )
     hooks.built(sched)
     await sched.start()
     if not await sched.store.ping():

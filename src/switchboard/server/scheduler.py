@@ -22,8 +22,10 @@ from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
 from switchboard.server.observe import SessionObserver
+from switchboard.server.pool_sync import PoolSync
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
+from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
 
 log = logging.getLogger("switchboard.server")
 
@@ -87,6 +89,7 @@ class Scheduler:
         *,
         design: Design = snapshot_design,
         observe: Observe | None = None,
+        pool_config: PoolConfigStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -114,6 +117,12 @@ class Scheduler:
                 observer=observer,
             )
         )
+        # Configured pools: the file's [[pools]] and the store's shared copy (pool_sync.py).
+        self.pool_sync = PoolSync(
+            pool_config if pool_config is not None else MemoryPoolConfig(),
+            self.registry,
+            seed=settings.pools,
+        )
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
         self.addresses = AddressCounter(settings.max_connections_per_address)
@@ -122,7 +131,9 @@ class Scheduler:
         self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self.pool_sync.load()  # before the first snapshot, so it has the pools
         await self.registry.rebuild_now()
+        self.pool_sync.start()
         self.registry.start()
         self.dispatcher.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
@@ -222,6 +233,7 @@ class Scheduler:
             await node.close(CLOSE_GOING_AWAY)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.pool_sync.stop()
         await self.dispatcher.stop()
         await self.registry.stop()
         await self.store.close()

@@ -1,10 +1,12 @@
-"""Every Redis key the reservation store uses, in one place.
+"""Every Redis key the stores use, in one place.
 
 Layout (``<ns>`` is the namespace, default ``switchboard``)::
 
     sb:{<ns>}:slots:<node_id>   sorted set: member = holder, score = lease expiry in ms
                                 (Redis server time, from ``TIME`` inside the scripts)
     sb:{<ns>}:nodes             set of node ids that may have a slots key (for held_total)
+    sb:{<ns>}:pools             string: the configured pools every instance shares, JSON
+                                ``{"revision": n, "pools": [...]}`` (store/pool_config.py)
 
 Why every key carries the *same* hash tag ``{<ns>}``: ``try_reserve`` chooses among all
 candidate nodes and reserves on the winner in one Lua script, i.e. one round trip and one atomic
@@ -26,6 +28,7 @@ KEY_ROOT = "sb"
 DEFAULT_NAMESPACE = "switchboard"
 SLOTS = "slots"
 NODES = "nodes"
+POOLS = "pools"
 
 
 def validate_namespace(namespace: str) -> str:
@@ -62,6 +65,11 @@ class StoreKeys:
     def nodes(self) -> str:
         """The set of node ids that have (or recently had) a slots key."""
         return f"{self.tag}:{NODES}"
+
+    @property
+    def pools(self) -> str:
+        """The shared pool configuration (``PUT /api/v1/pools``, ``[[pools]]``)."""
+        return f"{self.tag}:{POOLS}"
 
     def slots(self, node_id: str) -> str:
         """The sorted set of ``node_id``'s leases."""
