@@ -2,8 +2,9 @@
 
 Per change, the time from the change to the first dispatch's candidate list:
 
-  old        the builder before issue 9 (kept below as ``old_build``: every node walked, dict
-             copied, pools, members and index rebuilt), then the first dispatch, which found
+  old        the builder before issue 9 (``legacy/builder.py``, which the old design's
+             model runs: every node walked, dict copied, pools, members and index
+             rebuilt), then the first dispatch, which found
              the per-snapshot eligible-member memo empty and walked the pool again
   new        ``SnapshotBuilder.build`` with only the changed node, then the first dispatch
   registry   the new one as the server runs it: the ``ManagementRegistry`` call (register,
@@ -34,7 +35,7 @@ import random
 import statistics
 import time
 import timeit
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -43,15 +44,15 @@ import uvloop
 
 from switchboard.agent import wire
 from switchboard.dispatch import selection
+from switchboard.legacy.builder import build_from_scratch
 from switchboard.management.builder import SnapshotBuilder
-from switchboard.management.pools import GeneratedPoolIds, MemberView, members_of
+from switchboard.management.pools import GeneratedPoolIds
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister
-from switchboard.runtime.index import PoolLanguageIndex
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
-from switchboard.runtime.values import NodeRuntime, NodeStatus, Pool, node_languages
+from switchboard.runtime.values import NodeRuntime, NodeStatus, Pool
 from switchboard.sessions.state import SessionRuntimeState
 
 LANGS = ["zh", "ja", "ko", "fr", "de", "es", "it", "pt", "ru", "ar", "hi"]
@@ -59,30 +60,9 @@ ALL = frozenset({"asr", "nmt", "tts"})
 EVENTS = ["join", "leave", "flip", "drain", "pool"]
 
 
-# --- the builder before issue 9, verbatim but for names -----------------------------------------
+# --- the builder before issue 9: the old design's model keeps it (legacy/builder.py) ----------
 
-
-def old_build(
-    version: int,
-    nodes: Sequence[NodeRuntime],
-    *,
-    configured: tuple[Pool, ...] | None,
-    generated_ids: GeneratedPoolIds,
-) -> RuntimeSnapshot:
-    views = [MemberView(n.node_id, node_languages(n.pairs), n.services) for n in nodes]
-    generated = configured is None
-    pools = generated_ids.pools_for(v.languages for v in views) if generated else configured
-    assert pools is not None
-    return RuntimeSnapshot(
-        version=version,
-        nodes=MappingProxyType({n.node_id: n for n in nodes}),
-        pools=pools,
-        pool_members=MappingProxyType(members_of(pools, views, generated=generated)),
-        lang_index=PoolLanguageIndex(pools, generated=generated),
-        generated_pools=generated,
-        # no per-pool memos: the old memo lived and died with its snapshot, so the first
-        # dispatch after a change walked the pool (eligible_members computes without one)
-    )
+old_build = build_from_scratch  # every node walked; a memo that lives and dies with its snapshot
 
 
 # --- population ---------------------------------------------------------------------------------
