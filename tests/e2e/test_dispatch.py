@@ -9,7 +9,14 @@ import time
 import pytest
 
 from tests.e2e.conftest import MEMORY_ONLY, Peers
-from tests.e2e.harness import NodeBehaviour, ServerProcess, is_error, of_type, scaled
+from tests.e2e.harness import (
+    NodeBehaviour,
+    ServerProcess,
+    eventually,
+    is_error,
+    of_type,
+    scaled,
+)
 
 FIFO_ROUNDS, FIFO_WAITERS = 10, 6
 OPAQUE_FEATURES = '{"z": 1.50, "nested": {"k": [1, 2, {"deep": null}]}, "a": "x"}'
@@ -341,6 +348,11 @@ async def test_services_follow_the_latest_heartbeat(server: ServerProcess, peers
     node.services["tts"] = False
     await node.heartbeat()
     await node.sync()
+
+    async def tts_gone() -> bool:  # the snapshot is rebuilt after the heartbeat, not with it
+        return "tts" not in (await server.nodes())[node.node_id]["services"]
+
+    await eventually(tts_gone, "the snapshot to show tts not ready")
     await session.utter(0)
     await server.wait_stats(lambda s: s["jobs_in_flight"] == 1, "the utterance to be waiting")
     await session.sync()
