@@ -33,6 +33,9 @@ FLAGS = [
     "--job-timeout", "1",
     "--heartbeat-interval", "30",
     "--max-pending-per-session", "100000",
+    # The fuzzer sends as fast as it can (SWITCHBOARD_FUZZ_FRAMES=100000: ~18,000 frames per
+    # connection): the frame-rate limit has its own tests (tests/security/test_frame_rate.py).
+    "--max-frames-per-second", "0",
 ]  # fmt: skip
 
 
