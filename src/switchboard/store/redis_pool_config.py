@@ -16,24 +16,19 @@ that is not a valid configuration.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
-from redis import exceptions as rexc
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
-from switchboard.config import redact_url
-from switchboard.errors import ConfigError, StoreError, StoreUnavailable
+from switchboard.errors import StoreError
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pools_body, pool_specs
 from switchboard.runtime.values import Pool
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.pool_config import PoolConfigStore, StoredPools
-from switchboard.store.redis_store import _load_lua, _translate
+from switchboard.store.redis_store import _config_errors, _load_lua, bounded, client_from_url
 
 T = TypeVar("T")
 _CONNECTIONS: Final = 2  # a poll and a PUT at once, at most
@@ -64,35 +59,21 @@ class RedisPoolConfig(PoolConfigStore):
         cls, url: str, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
     ) -> RedisPoolConfig:
         """Its own connections to ``url``; nothing connects until the first call."""
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=_CONNECTIONS,
-                timeout=timeout_s,
-                decode_responses=True,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                # One immediate retry replaces a connection a Redis restart killed (as the
-                # reservation store does; redis.asyncio's Retry, the sync one never retries).
-                retry=Retry(NoBackoff(), retries=1),
-            )
-            return cls(Redis(connection_pool=pool), namespace=namespace, timeout_s=timeout_s)
-        except (ValueError, OSError, rexc.RedisError) as exc:
-            raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
+        return _config_errors(
+            url,
+            lambda: cls(
+                client_from_url(url, max_connections=_CONNECTIONS, timeout_s=timeout_s),
+                namespace=namespace,
+                timeout_s=timeout_s,
+            ),
+        )
 
     @property
     def key(self) -> str:
         return self._key
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        """One Redis call within the timeout; every failure translated (as ``RedisStore``)."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await op()
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"redis gave no answer within {self._timeout_s:g} s") from exc
-        except Exception as exc:
-            raise _translate(exc) from exc
+        return await bounded(op, self._timeout_s)
 
     def _parse(self, value: str) -> StoredPools:
         """The stored value as pools, checked by the pool parser; a value already parsed is

@@ -116,6 +116,48 @@ def _as_int(value: object) -> int:
     raise StoreError(f"unexpected reply from redis script: {value!r}")
 
 
+def client_from_url(url: str, *, max_connections: int, timeout_s: float) -> Redis:
+    """A redis-py client on its own blocking pool for ``url`` (nothing connects yet).
+
+    A blocking pool: past its size a call waits (bounded by the caller's timeout) instead of
+    failing at once, which redis-py's default pool would report as an outage.  One immediate
+    retry on a connection error: enough to replace a pooled connection that died with a Redis
+    restart, short enough to fail fast.  (It must be redis.asyncio.retry.Retry: the sync class
+    silently never retries.)  A bad URL raises; wrap the call in ``_config_errors``."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        decode_responses=True,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), retries=1),
+    )
+    return Redis(connection_pool=pool)
+
+
+def _config_errors(url: str, make: Callable[[], T]) -> T:
+    """``make()``, with a bad URL or option reported as ``ConfigError`` (secrets redacted)."""
+    try:
+        return make()
+    except (ValueError, OSError, rexc.RedisError) as exc:
+        raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
+
+
+async def bounded(op: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """Run one redis-py operation within ``timeout_s`` (a paused Redis accepts bytes but never
+    answers); translate every failure onto the Switchboard exception tree."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await op()
+    except StoreError:
+        raise
+    except TimeoutError as exc:  # our asyncio.timeout: a paused or black-holed Redis
+        raise StoreUnavailable(f"redis gave no answer within {timeout_s:g} s") from exc
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
 class RedisStore(ReservationStore):
     """Leases as sorted sets in Redis; see ``keys.py`` for the layout."""
 
@@ -155,27 +197,16 @@ class RedisStore(ReservationStore):
     ) -> RedisStore:
         """A store on its own connections to ``url``; nothing connects until the first call."""
         _check_timeout(timeout_s)
-        try:
-            # A blocking pool: past its size a call waits (bounded by our timeout) instead of
-            # failing at once, which redis-py's default pool would report as an outage.
-            # Batching keeps the number of calls in flight small, so the bound is rarely met.
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=32,
-                timeout=timeout_s,
-                decode_responses=True,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                # One immediate retry on a connection error: enough to replace a pooled
-                # connection that died with a Redis restart, short enough to fail fast.
-                # (It must be redis.asyncio.retry.Retry: the sync class silently never retries.)
-                retry=Retry(NoBackoff(), retries=1),
-            )
-            # The hot path's TLS context is built here, so a bad ssl_* option (an unreadable
-            # ssl_ca_certs, say) is a ConfigError at start-up, not an outage at the first call.
-            return cls(Redis(connection_pool=pool), namespace=namespace, timeout_s=timeout_s)
-        except (ValueError, OSError, rexc.RedisError) as exc:
-            raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
+        # The hot path's TLS context is built in __init__, so a bad ssl_* option (an unreadable
+        # ssl_ca_certs, say) is a ConfigError at start-up, not an outage at the first call.
+        return _config_errors(
+            url,
+            lambda: cls(
+                client_from_url(url, max_connections=32, timeout_s=timeout_s),
+                namespace=namespace,
+                timeout_s=timeout_s,
+            ),
+        )
 
     @property
     def namespace(self) -> str:
@@ -185,16 +216,7 @@ class RedisStore(ReservationStore):
         return self._client.register_script(_load_lua(name))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis operation within the timeout; translate every failure."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await op()
-        except StoreError:
-            raise
-        except TimeoutError as exc:  # our asyncio.timeout: a paused or black-holed Redis
-            raise StoreUnavailable(f"redis gave no answer within {self._timeout_s:g} s") from exc
-        except Exception as exc:
-            raise _translate(exc) from exc
+        return await bounded(op, self._timeout_s)
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._call(lambda: script(keys=keys, args=args))
