@@ -22,8 +22,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from switchboard.dispatch.actions import (
     Action,
@@ -63,7 +62,6 @@ class DispatchDriver:
         self._inline: InlineStore | None = store if isinstance(store, InlineStore) else None
         self._metrics = metrics
         self._lease = reservation_lease
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
         self.idle.set()
@@ -103,8 +101,6 @@ class DispatchDriver:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close_intake(self) -> None:
         self.run(self.core.close_intake())
@@ -283,11 +279,6 @@ class DispatchDriver:
     ) -> None:
         # Unreachable: the lease expires anyway, and the core retries it sooner.
         self.run(self.core.released(action, ok=error is None, now=time.monotonic()))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _check_idle(self) -> None:
         if self.core.in_flight:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from switchboard.dispatch.actions import Action, Reserve, ReserveMany
@@ -33,6 +33,21 @@ Then = Callable[[Sequence[Any] | None, BaseException | None], None]
 
 class LegacyDriver(DispatchDriver):
     global_lock: FairRWLock
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The seed's driver runs no task of its own; this model waits for the lock in one.
+        self._locking: set[asyncio.Task[None]] = set()
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._locking:
+            await asyncio.gather(*self._locking, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._locking.add(task)
+        task.add_done_callback(self._locking.discard)
 
     async def accept(self, session: Session, msg: Utterance, frame: bytes, received: float) -> None:
         async with self.global_lock.read():
