@@ -56,7 +56,7 @@ class NodeConnection:
         if ws.closed:
             return False
         try:
-            _, _, rest = eager.start(ws.send_frame(frame, WSMsgType.TEXT))
+            rest = eager.start(ws.send_frame(frame, WSMsgType.TEXT))
         except _WRITE_ERRORS:
             return False
         if rest is not None:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 _background: set[asyncio.Task[Any]] = set()  # the loop holds tasks only weakly
 
@@ -53,14 +51,14 @@ async def _finish(rest: _Rest) -> Any:
     return await rest
 
 
-def start(coro: Coroutine[Any, Any, T]) -> tuple[bool, T | None, asyncio.Task[T] | None]:
-    """Step ``coro`` now.  ``(True, result, None)`` if it finished (its exception, if any, is
-    raised here); ``(False, None, task)`` if it suspended: ``task`` finishes it."""
+def start(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Step ``coro`` now: ``None`` if it finished (its exception, if any, is raised here), or
+    the task that finishes it if it suspended."""
     try:
         yielded = coro.send(None)
-    except StopIteration as stop:
-        return True, stop.value, None
-    task: asyncio.Task[T] = asyncio.ensure_future(_finish(_Rest(coro, yielded)))
+    except StopIteration:
+        return None
+    task: asyncio.Task[None] = asyncio.ensure_future(_finish(_Rest(coro, yielded)))
     _background.add(task)
     task.add_done_callback(_background.discard)
-    return False, None, task
+    return task
