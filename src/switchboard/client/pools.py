@@ -145,13 +145,7 @@ def run_pools_get(
     echo_err: Echo = _stderr,
 ) -> int:
     """Print the scheduler's pools; the exit status."""
-    try:
-        pools = asyncio.run(_request("GET", api_url(url), token=token, body=None, limit=timeout))
-    except (RequestFailed, ValueError) as exc:
-        echo_err(f"switchboard: error: {exc}")
-        return 1
-    echo(_show(pools, fmt))
-    return 0
+    return _exchange("GET", None, url, token, fmt, timeout, echo, echo_err)
 
 
 def run_pools_put(
@@ -170,8 +164,22 @@ def run_pools_put(
     except PoolsFileError as exc:
         echo_err(f"switchboard: error: {exc}")
         return 2
+    return _exchange("PUT", body, url, token, fmt, timeout, echo, echo_err)
+
+
+def _exchange(
+    method: str,
+    body: bytes | None,
+    url: str,
+    token: str | None,
+    fmt: str,
+    timeout: float,
+    echo: Echo,
+    echo_err: Echo,
+) -> int:
+    """One request to the pools endpoint; print the pools it answers; the exit status."""
     try:
-        pools = asyncio.run(_request("PUT", api_url(url), token=token, body=body, limit=timeout))
+        pools = asyncio.run(_request(method, api_url(url), token=token, body=body, limit=timeout))
     except (RequestFailed, ValueError) as exc:
         echo_err(f"switchboard: error: {exc}")
         return 1
