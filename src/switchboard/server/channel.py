@@ -18,7 +18,7 @@ from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLA
 from switchboard.server.connections import send
 from switchboard.server.limits import FrameBudget
 from switchboard.server.scheduler import SCHEDULER, Scheduler
-from switchboard.server.sockets import close_within, open_socket
+from switchboard.server.sockets import ServerSocket, close_within, open_socket
 
 log = logging.getLogger("switchboard.server")
 
@@ -26,6 +26,7 @@ Conn = TypeVar("Conn")
 _BINARY_REFUSED = codec.error(
     ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
 )
+_CONTROL = (WSMsgType.PING, WSMsgType.PONG)
 _INTERNAL = codec.error(ErrorCode.INTERNAL_ERROR, "internal error while handling the frame")
 
 
@@ -66,27 +67,29 @@ class Channel(Generic[Conn]):
         finally:
             sched.addresses.close(address)
 
-    async def _handshake_and_serve(self, sched: Scheduler, ws: web.WebSocketResponse) -> None:
+    async def _handshake_and_serve(self, sched: Scheduler, ws: ServerSocket) -> None:
         frame = await first_frame(ws, sched.settings.handshake_timeout)
         if frame is None:
             return
         conn = await self._open(sched, ws, frame)
         if conn is None:
             return
+        sched.pings.watch(ws)
         try:
             await self._serve(sched, ws, conn)
         finally:
+            sched.pings.forget(ws)
             await self._gone(sched, conn)
 
-    async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
+    async def _serve(self, sched: Scheduler, ws: ServerSocket, conn: Conn) -> None:
         limited = sched.settings.max_frames_per_second > 0
         # Made at the first frame, full: an idle connection (most sessions, most of the time)
         # never holds one, and a bucket idle that long would be full anyway.
         budget: FrameBudget | None = None
         async for message in ws:
             received = time.perf_counter()  # "read off the socket" for the latency metric
-            # Every data frame is charged, good or bad: what it costs us is reading and
-            # decoding it, whatever it says.  (Pings are answered inside aiohttp, unseen.)
+            ws.last_seen = received  # any frame, a pong too, says the peer lives (liveness.py)
+            # Every frame is charged, good or bad, pings too: what it costs us is reading it.
             if limited:
                 if budget is None:
                     budget = frame_budget(sched.settings, now=received)
@@ -96,6 +99,8 @@ class Channel(Generic[Conn]):
             if message.type is WSMsgType.TEXT:
                 if await self._text(sched, conn, message.data, received):
                     return
+            elif message.type is WSMsgType.PING:
+                ws.answer_ping(message.data)
             elif message.type is WSMsgType.BINARY:
                 await self._reply(conn, _BINARY_REFUSED)
             elif message.type is WSMsgType.ERROR:
@@ -150,6 +155,10 @@ async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None
     try:
         async with asyncio.timeout(limit_s):
             message = await ws.receive()
+            while message.type in _CONTROL:  # autoping is off (sockets.py): ours to answer
+                if message.type is WSMsgType.PING and isinstance(ws, ServerSocket):
+                    ws.answer_ping(message.data)
+                message = await ws.receive()
     except TimeoutError:
         # Its own code (not UNAUTHORIZED): nothing says the peer's credentials are wrong, and
         # a node agent must retry after it rather than give up (docs/protocol.md §3).
