@@ -58,11 +58,7 @@ class ServerSocket(web.WebSocketResponse):
             autoping=False,
             timeout=close_timeout,
         )
-        self._too_large = codec.error(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"frame larger than --max-frame-bytes ({max_frame_bytes} bytes)",
-            {"max_frame_bytes": max_frame_bytes},
-        )
+        self._max_frame_bytes = max_frame_bytes  # for the PAYLOAD_TOO_LARGE error, made if needed
         self._transport: asyncio.Transport | None = None
         self.close_timeout = close_timeout
         # Liveness (liveness.py), perf_counter() times: the last frame of any kind read off the
@@ -76,8 +72,13 @@ class ServerSocket(web.WebSocketResponse):
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if code == CLOSE_MESSAGE_TOO_BIG and not self.closed:
+            too_large = codec.error(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"frame larger than --max-frame-bytes ({self._max_frame_bytes} bytes)",
+                {"max_frame_bytes": self._max_frame_bytes},
+            )
             with contextlib.suppress(*_SEND_ERRORS):
-                await self.send_frame(self._too_large, WSMsgType.TEXT)
+                await self.send_frame(too_large, WSMsgType.TEXT)
         return await super().close(code=code, message=message, drain=drain)
 
     async def close_within(
