@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 
 import msgspec
@@ -139,7 +140,14 @@ async def metrics(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     sched = _sched(request)
     snapshot = sched.snapshots.current
-    by_status = Counter(node.status.value for node in snapshot.nodes.values())
+    # This instance's nodes (protocol.md §7): in a cluster the snapshot also holds the others'.
+    cluster = sched.cluster
+    mine = [
+        node
+        for node_id, node in snapshot.nodes.items()
+        if cluster is None or cluster.owner_of(node_id) == sched.instance_id
+    ]
+    by_status = Counter(node.status.value for node in mine)
     try:
         held: int | None = await sched.store.held_total()
     except StoreUnavailable:
@@ -147,7 +155,7 @@ async def stats(request: web.Request) -> web.Response:
     return _reply(
         {
             "nodes": {
-                "total": len(snapshot.nodes),
+                "total": len(mine),
                 **{
                     s: by_status.get(s, 0) for s in ("ready", "registering", "degraded", "draining")
                 },
@@ -160,8 +168,20 @@ async def stats(request: web.Request) -> web.Response:
             "failed_total": sched.dispatcher.failed_total,
             "snapshot_version": snapshot.version,
             "store": {"kind": sched.store.name, "up": sched.dispatcher.store_up},
+            "instance_id": sched.instance_id,
+            **({} if sched.cluster is None else {"cluster": _cluster_totals(sched)}),
         }
     )
+
+
+def _cluster_totals(sched: Scheduler) -> dict[str, int]:
+    """Totals over the cluster (Redis only), as of the last presence round."""
+    members = sched.cluster.members.values() if sched.cluster is not None else ()
+    return {
+        "instances": len(members),
+        "nodes": len(sched.snapshots.current.nodes),
+        "sessions": sum(p.sessions for p in members),
+    }
 
 
 async def _reserved(sched: Scheduler, node_ids: list[str]) -> dict[str, int | None]:
@@ -178,12 +198,55 @@ async def nodes(request: web.Request) -> web.Response:
     sched = _sched(request)
     snapshot = sched.snapshots.current
     reserved = await _reserved(sched, list(snapshot.nodes))
+    cluster = sched.cluster
     return _reply(
         [
-            {**node.to_json(), "pools": snapshot.pools_of(node_id), "reserved": reserved[node_id]}
+            {
+                **node.to_json(),
+                "pools": snapshot.pools_of(node_id),
+                "reserved": reserved[node_id],
+                # The instance holding the node's socket (protocol.md §7 "Cluster").
+                "instance_id": sched.instance_id if cluster is None else cluster.owner_of(node_id),
+            }
             for node_id, node in sorted(snapshot.nodes.items())
         ]
     )
+
+
+def _instances(sched: Scheduler) -> list[dict[str, object]]:
+    """Every instance of the cluster, as of the last presence round (this one alone on the
+    embedded store)."""
+    cluster = sched.cluster
+    if cluster is None:
+        now = time.time()
+        return [
+            {
+                "instance_id": sched.instance_id,
+                "address": "",
+                "nodes": len(sched.nodes),
+                "sessions": len(sched.session_conns),
+                "started_at": sched.started_at,
+                "last_seen": now,
+            }
+        ]
+    return [
+        {
+            "instance_id": p.instance_id,
+            "address": p.address,
+            "nodes": p.nodes,
+            "sessions": p.sessions,
+            "started_at": p.started_at,
+            "last_seen": p.last_seen,
+        }
+        for _, p in sorted(cluster.members.items())
+    ]
+
+
+@routes.get("/api/v1/cluster")
+@admin_only
+async def cluster(request: web.Request) -> web.Response:
+    """Contract §7 "Cluster": ``{"instances": [...]}``."""
+    return _reply({"instances": _instances(_sched(request))})
 
 
 @routes.get("/api/v1/pools")

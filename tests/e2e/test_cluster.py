@@ -1,0 +1,187 @@
+"""Instances on one Redis as one cluster (docs/scale-out.md), with real scheduler processes,
+real sockets and one real redis-server: every instance sees every node, and a session on one
+instance is served by a node on another."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.e2e.conftest import Peers, ServerFactory
+from tests.e2e.harness import NodeBehaviour, ServerProcess, eventually, is_error, scaled
+
+if TYPE_CHECKING:
+    from tests.conftest import RedisServer
+
+pytestmark = pytest.mark.redis
+
+TTL = 1.0  # --instance-ttl: short, so a killed instance is gone soon
+SILENT = NodeBehaviour(mode="none")
+
+
+async def two_instances(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, **options: Any
+) -> tuple[ServerProcess, ServerProcess]:
+    on_redis = ("--redis-url", redis_server.url, "--redis-namespace", namespace)
+    a = await server_factory(*on_redis, "--instance-id", "inst-a", instance_ttl=TTL, **options)
+    b = await server_factory(*on_redis, "--instance-id", "inst-b", instance_ttl=TTL, **options)
+    return a, b
+
+
+async def node_row(server: ServerProcess, node_id: str) -> dict[str, Any] | None:
+    rows: list[dict[str, Any]] = await server.get_json("/api/v1/nodes")
+    return next((row for row in rows if row["node_id"] == node_id), None)
+
+
+async def listed(server: ServerProcess, node_id: str, *, status: str = "ready") -> dict[str, Any]:
+    """Wait until ``server`` lists the node with ``status``; its row."""
+    found: dict[str, Any] = {}
+
+    async def probe() -> bool:
+        row = await node_row(server, node_id)
+        if row is not None and row["status"] == status:
+            found.update(row)
+            return True
+        return False
+
+    await eventually(probe, f"node {node_id} {status} on {server.url}", within=2)
+    return found
+
+
+async def test_every_instance_sees_every_node_and_every_instance(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """A node on A is listed on A and on B with A's instance_id; /api/v1/cluster on either
+    lists both instances; /api/v1/stats gains cluster totals."""
+    a, b = await two_instances(server_factory, redis_server, namespace)
+    node = await peers.node(a)
+    assert node.node_id is not None
+    row = await listed(b, node.node_id)
+    assert row["instance_id"] == "inst-a"
+    own = await node_row(a, node.node_id)
+    assert own is not None and own["instance_id"] == "inst-a"
+
+    for server in (a, b):
+        by_id: dict[str, Any] = {}
+
+        async def both_listed(
+            server: ServerProcess = server, by_id: dict[str, Any] = by_id
+        ) -> bool:
+            body = await server.get_json("/api/v1/cluster")
+            by_id.clear()
+            by_id.update((i["instance_id"], i) for i in body["instances"])
+            return sorted(by_id) == ["inst-a", "inst-b"] and by_id["inst-a"]["nodes"] == 1
+
+        await eventually(both_listed, "both instances listed", within=3)
+        assert by_id["inst-b"]["nodes"] == 0
+        assert by_id["inst-a"]["address"].startswith("http://127.0.0.1:")
+        assert by_id["inst-a"]["started_at"] <= by_id["inst-a"]["last_seen"]
+    stats = await b.stats()
+    assert stats["instance_id"] == "inst-b"
+    assert stats["nodes"]["total"] == 0  # this instance's own
+    assert stats["cluster"]["instances"] == 2 and stats["cluster"]["nodes"] == 1
+
+
+async def test_a_session_on_b_is_served_by_a_node_on_a(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """job_assign crosses to A's node through A's inbox; the result comes back through B's
+    inbox; answers keep their order; no slot stays held."""
+    a, b = await two_instances(server_factory, redis_server, namespace)
+    node = await peers.node(a, behaviour=NodeBehaviour(partials=("hal",)))
+    await listed(b, node.node_id or "")
+    session = await peers.session(b)
+    for index in range(5):
+        await session.utter(index)
+    answers = await session.wait_answers(5)
+    assert [f["utterance_index"] for f in answers] == list(range(5))
+    assert all(f["type"] == "translation_result" for f in answers), answers
+    assert all(f["node_id"] == node.node_id for f in answers)
+    assert len(node.assigns) == 5  # every attempt reached the node once
+    partials = session.matching(lambda f: f.get("type") == "asr_partial")
+    assert len(partials) == 5
+    await b.wait_idle()
+    await a.wait_idle()
+
+
+async def test_job_cancel_crosses_too(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """A job on a remote node that times out is cancelled on that node (job_cancel through the
+    owner's inbox) and answered once, with JOB_TIMEOUT."""
+    a, b = await two_instances(
+        server_factory, redis_server, namespace, job_timeout=0.5, max_attempts=1
+    )
+    node = await peers.node(a, behaviour=SILENT)
+    await listed(b, node.node_id or "")
+    session = await peers.session(b)
+    await session.utter(3)
+    assign = await node.wait_assign()
+    (answer,) = await session.wait_answers(1, within=3)
+    assert is_error("JOB_TIMEOUT", utterance_index=3)(answer), answer
+
+    async def cancelled() -> bool:
+        return assign["job_id"] in node.cancelled
+
+    await eventually(cancelled, "job_cancel on the remote node", within=2)
+    await b.wait_idle()
+
+
+async def test_status_flip_on_a_reaches_b_within_a_second(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """A drain on A (a status flip) is in B's view within 1 s."""
+    a, b = await two_instances(server_factory, redis_server, namespace)
+    node = await peers.node(a)
+    node_id = node.node_id or ""
+    await listed(b, node_id)
+    status, _ = await a.http("POST", f"/api/v1/nodes/{node_id}/drain")
+    assert status == 200
+    start = time.monotonic()
+    await listed(b, node_id, status="draining")
+    assert time.monotonic() - start < scaled(1.0)
+
+
+async def test_killed_instance_leaves_every_view_and_its_jobs_fail_over(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """SIGKILL A: after the presence TTL its node leaves B's view, and B's job placed on it
+    fails over to B's own node: exactly one answer."""
+    a, b = await two_instances(server_factory, redis_server, namespace, job_timeout=30)
+    remote = await peers.node(a, behaviour=SILENT)
+    await listed(b, remote.node_id or "")
+    session = await peers.session(b)
+    await session.utter(0)
+    first = await remote.wait_assign()
+    backup = await peers.node(b)
+    await asyncio.to_thread(a.kill)
+    second = await backup.wait_assign(within=scaled(TTL) * 4)
+    assert (second["job_id"], second["attempt_id"]) == (first["job_id"], 2)
+    (answer,) = await session.wait_answers(1)
+    assert answer["type"] == "translation_result" and answer["node_id"] == backup.node_id
+    assert await node_row(b, remote.node_id or "") is None
+    body = await b.get_json("/api/v1/cluster")
+    assert [i["instance_id"] for i in body["instances"]] == ["inst-b"]
+    await b.wait_idle()
+
+
+async def test_killed_instance_without_backup_errors_once(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """SIGKILL A with B's job on A's only node and no other node: one NODE_UNAVAILABLE."""
+    a, b = await two_instances(server_factory, redis_server, namespace, job_timeout=30)
+    remote = await peers.node(a, behaviour=SILENT)
+    await listed(b, remote.node_id or "")
+    session = await peers.session(b)
+    await session.utter(4)
+    await remote.wait_assign()
+    await asyncio.to_thread(a.kill)
+    (answer,) = await session.wait_answers(1, within=scaled(TTL) * 4 + scaled(2))
+    assert is_error("NODE_UNAVAILABLE", utterance_index=4)(answer), answer
+    await asyncio.sleep(scaled(0.3))
+    assert len(session.matching(is_error())) == 1
+    assert not session.matching(lambda f: f.get("type") == "translation_result")
+    await b.wait_idle()
