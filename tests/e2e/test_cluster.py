@@ -241,3 +241,19 @@ async def test_the_view_comes_back_after_redis_restarts_empty(
     await session.utter(0)
     (answer,) = await session.wait_answers(1, within=3)
     assert answer["type"] == "translation_result" and answer["node_id"] == node_id
+
+
+async def test_a_node_on_a_is_drained_through_b(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """The operator API of any instance drains any node: B asks A, which holds it."""
+    a, b = await two_instances(server_factory, redis_server, namespace)
+    node = await peers.node(a)
+    node_id = node.node_id or ""
+    await listed(b, node_id)
+    status, body = await b.http("POST", f"/api/v1/nodes/{node_id}/drain")
+    assert (status, body) == (200, {"node_id": node_id, "status": "draining"})
+    await listed(a, node_id, status="draining")
+    await listed(b, node_id, status="draining")
+    status, _ = await b.http("POST", "/api/v1/nodes/node-nowhere/drain")
+    assert status == 404

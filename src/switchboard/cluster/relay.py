@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
@@ -44,6 +44,7 @@ log = logging.getLogger("switchboard.cluster")
 
 TO_NODE: Final = "to_node"  # job_assign / job_cancel for a node held by the receiver
 FROM_NODE: Final = "from_node"  # a node's frame about a job the receiver placed
+DRAIN: Final = "drain"  # the operator drained, on another instance, a node held by the receiver
 SEEN_LIMIT: Final = 65_536  # remembered entry ids and assignments, for duplicates
 READ_BLOCK_S: Final = 1.0
 RETRY_S: Final = 0.5
@@ -121,6 +122,9 @@ class Relay:
         self._seen_entries = _Seen()
         self._seen_assigns = _Seen()
         self._reader: asyncio.Task[None] | None = None
+        # Drains a local node for an operator on another instance (the management registry).
+        self.drain: Callable[[str], Coroutine[Any, Any, bool]] | None = None
+        self._draining: set[asyncio.Task[bool]] = set()
         self.frames = Counter(
             "switchboard_cluster_frames",
             "Frames relayed between instances, by direction (out: sent to another instance)",
@@ -211,6 +215,8 @@ class Relay:
             why = self._to_node(entry)
         elif entry.kind == FROM_NODE:
             why = self._from_node(entry)
+        elif entry.kind == DRAIN:
+            why = self._drain(entry.node_id)
         else:
             why = "unknown_kind"
         if why is not None:
@@ -234,6 +240,14 @@ class Relay:
         elif head.type == "job_cancel" and node.routes is not None:
             node.routes.pop(head.job_id, None)
         return None if node.write(entry.frame) else "node_gone"
+
+    def _drain(self, node_id: str) -> str | None:
+        if self._local_node(node_id) is None or self.drain is None:
+            return "node_gone"
+        task = asyncio.get_running_loop().create_task(self.drain(node_id))
+        self._draining.add(task)  # referenced until done: the loop holds tasks weakly
+        task.add_done_callback(self._draining.discard)
+        return None
 
     def _from_node(self, entry: InboxEntry) -> str | None:
         try:

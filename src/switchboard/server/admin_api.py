@@ -324,7 +324,11 @@ async def put_pools(request: web.Request) -> web.Response:
 @admin_only
 async def drain(request: web.Request) -> web.Response:
     node_id = request.match_info["node_id"]
-    if not await _sched(request).registry.drain(node_id):
-        return _reply({"error": "not found", "node_id": node_id}, 404)
-    await _sched(request).registry.rebuild_now()
+    sched = _sched(request)
+    if not await sched.registry.drain(node_id):
+        # A node held by another instance of the cluster: drained there (cluster/relay.py).
+        if sched.cluster is None or not sched.cluster.drain_remote(node_id):
+            return _reply({"error": "not found", "node_id": node_id}, 404)
+        return _reply({"node_id": node_id, "status": "draining"})
+    await sched.registry.rebuild_now()
     return _reply({"node_id": node_id, "status": "draining"})
