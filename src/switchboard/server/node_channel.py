@@ -56,7 +56,7 @@ async def _register(
 async def _first_message(
     sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
 ) -> NodeInbound | None:
-    """The first message that is not a ``node_heartbeat``, or ``None`` once refused.
+    """The first message after up to ``EARLY_HEARTBEATS`` heartbeats; ``None`` once refused.
 
     Lingua's Electron node can send a heartbeat before its ``node_register`` when it
     reconnects: those are skipped, not refused (lingua-parity §7).  The handshake's time limit
@@ -64,20 +64,22 @@ async def _first_message(
     """
     limit = sched.settings.handshake_timeout
     deadline = asyncio.get_running_loop().time() + limit
-    for _ in range(EARLY_HEARTBEATS + 1):
+    skipped = 0
+    while True:
         try:
             msg = codec.decode_node(frame)
         except ProtocolError as exc:
             await refuse(ws, exc.code, exc.message)
             return None
-        if not isinstance(msg, NodeHeartbeat):
+        # Past the allowance a heartbeat is refused like any first frame but node_register.
+        if not isinstance(msg, NodeHeartbeat) or skipped == EARLY_HEARTBEATS:
             return msg
+        skipped += 1
         remaining = deadline - asyncio.get_running_loop().time()
         next_frame = await first_frame(ws, max(remaining, 0.0), waited=limit)
         if next_frame is None:
             return None
         frame = next_frame
-    return msg  # only heartbeats: refused as any first frame that is not node_register
 
 
 async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes, _: float) -> bool:
