@@ -157,6 +157,12 @@ def main() -> None:
     help="Allow a non-loopback --host without all three tokens.",
 )
 @click.option(
+    "--streaming-asr/--no-streaming-asr",
+    "streaming_asr",
+    default=None,
+    help="Ask nodes to stream asr_partial in every job_assign.  [default: on]",
+)
+@click.option(
     "--config",
     "config_path",
     metavar="FILE",

@@ -58,6 +58,11 @@ settable the same three ways:
     seeds the pools Redis keeps for every instance (``server/pool_sync.py`` has the
     precedence).
 
+``streaming_asr`` (true)
+    every ``job_assign`` carries ``enable_streaming_asr: true`` and
+    ``partial_update_interval_ms: 1000``, so Lingua's nodes stream ``asr_partial``
+    (lingua-parity §2); false leaves both out.
+
 Rules beyond plain values:
 
 * ``--redis-url`` implies ``--store redis`` (§6). If ``store = "memory"`` comes from a source
@@ -138,6 +143,7 @@ class Settings:
     design: str = "snapshot"
     record: str | None = None
     pools: tuple[Pool, ...] = ()
+    streaming_asr: bool = True
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -552,4 +558,5 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "design": _Spec(_parse_word, _one_of(DESIGNS)),
     "record": _Spec(_parse_text, _check_optional_path),
     "pools": _Spec(_parse_pools, _check_pools),
+    "streaming_asr": _Spec(_parse_bool, _check_bool),
 }

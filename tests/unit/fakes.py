@@ -190,6 +190,6 @@ class Rig:
         assert isinstance(msg, JobResult)
         before = self.core.in_flight
         self.dispatcher.run(
-            self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic())
+            self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic(), wall_ms=0)
         )
         return self.core.in_flight < before

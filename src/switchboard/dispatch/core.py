@@ -60,8 +60,11 @@ from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import MANUAL_CUT, Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.sessions.groups import GroupState
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import Candidate
 
@@ -79,6 +82,7 @@ class DispatchSettings:
     max_attempts: int
     reservation_lease: float
     max_pending_per_session: int = 64
+    streaming_asr: bool = True  # job_assign asks nodes for asr_partial (lingua-parity §2)
 
 
 class _RoundLoad(Mapping[str, int]):
@@ -141,8 +145,14 @@ class DispatchCore:
 
     # --- sessions -----------------------------------------------------------------------------
 
-    def open_session(self, session_id: str, peer: SessionPeer) -> Session:
-        return Session(session_id, self._sessions.create(session_id), peer)
+    def open_session(
+        self, session_id: str, peer: SessionPeer, profile: SessionProfile | None = None
+    ) -> Session:
+        """A session opened by a ``session_init`` whose ``profile`` its jobs carry (none:
+        a session that asked for nothing, with a new trace id)."""
+        if profile is None:
+            profile = SessionProfile(trace_id=ids.trace_id(), src_lang="", tgt_lang="")
+        return Session(session_id, self._sessions.create(session_id), peer, profile)
 
     def close_session(self, session: Session) -> list[Action]:
         """The session ended (closed or disconnected): its pending jobs are cancelled on their
@@ -189,19 +199,72 @@ class DispatchCore:
                 "use_tts": pipeline.use_tts if pipeline else True,
             },
             raw=codec.raw_fields(frame),
-            trace_id=msg.trace_id or ids.trace_id(),
+            trace_id=msg.trace_id or session.profile.trace_id,
             received_at=received_at,
+            cut=MANUAL_CUT if msg.manual_cut else None,
             seq=next(self._accepted),
             wait_since=now,
         )
+        self._admit(job, now, out)
+        return out
+
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received_at: float,
+        now: float,
+    ) -> list[Action]:
+        """A job that did not come from an ``utterance`` frame: the joined audio (base64) of
+        one streamed utterance, cut as ``cut`` says (lingua-parity §3).  It takes the
+        session's next ``utterance_index``; its pair, mode fields and trace id are the
+        session's; it is admitted, placed and answered like an utterance.  A refusal
+        (``TOO_MANY_PENDING``, ``SESSION_CLOSED``) is an ``error`` at once, outside the
+        ordered stream, with the index the utterance would have had, which is used up."""
+        index = session.next_index
+        out: list[Action] = []
+        refusal = self._admission_refusal(session)
+        if refusal is not None:
+            session.next_index = index + 1
+            code, message = refusal
+            out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
+            return out
+        profile = session.profile
+        job = Job(
+            job_id=ids.job_id(),
+            session=session,
+            utterance_index=index,
+            src_lang=profile.src_lang,
+            tgt_lang=profile.tgt_lang,
+            services=selection.services_for(None),
+            pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
+            raw=codec.stream_fields(audio, audio_format=audio_format, sample_rate=sample_rate),
+            trace_id=profile.trace_id,
+            received_at=received_at,
+            cut=cut,
+            seq=next(self._accepted),
+            wait_since=now,
+        )
+        self._admit(job, now, out)
+        return out
+
+    def _admit(self, job: Job, now: float, out: list[Action]) -> None:
+        """Take an accepted job: it holds its place in the answer line from now on."""
         if self._on_accept is not None:
             self._on_accept(job)
         self.in_flight += 1
         self._metrics.jobs_in_flight.inc()
+        session = job.session
+        index = job.utterance_index
+        if index >= session.next_index:
+            session.next_index = index + 1
         session.line.enqueue(job.job_id)
         session.pending[index] = job
         self._place(job, now, out)
-        return out
 
     def _refusal(self, session: Session, msg: Utterance) -> tuple[ErrorCode, str] | None:
         if msg.session_id != session.session_id:  # a session speaks only for itself
@@ -209,6 +272,10 @@ class DispatchCore:
         index = msg.utterance_index
         if index in session.pending:
             return ErrorCode.INVALID_MESSAGE, f"utterance_index {index} is already pending"
+        return self._admission_refusal(session)
+
+    def _admission_refusal(self, session: Session) -> tuple[ErrorCode, str] | None:
+        """The rules every job meets, whichever path it came by."""
         if len(session.pending) >= self._cfg.max_pending_per_session:
             return ErrorCode.TOO_MANY_PENDING, "too many pending utterances"
         if self.closing:
@@ -360,6 +427,9 @@ class DispatchCore:
             tgt_lang=job.tgt_lang,
             pipeline=job.pipeline,
             trace_id=job.trace_id,
+            profile=session.profile,
+            cut=job.cut,
+            streaming_asr=self._cfg.streaming_asr,
         )
         # The timer first: if the write fails, the failover that follows stops it.
         timer = job.timer = Timer(TimerKind.JOB, job)
@@ -482,23 +552,18 @@ class DispatchCore:
         """``job_ack`` / ``job_started``: information only; ``False`` if stale or foreign."""
         return self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id) is not None
 
-    def result(self, node_id: str, msg: JobResult, frame: bytes, *, now: float) -> list[Action]:
+    def result(
+        self, node_id: str, msg: JobResult, frame: bytes, *, now: float, wall_ms: int
+    ) -> list[Action]:
+        """A node's ``job_result`` (``wall_ms``: the epoch time it arrived, for groups)."""
         out: list[Action] = []
         job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
         if job is None:
             return out
         self._end_attempt(job, out)
         if msg.success:
-            answer = codec.translation_result(
-                codec.raw_fields(frame),
-                session_id=job.session.session_id,
-                utterance_index=job.utterance_index,
-                job_id=job.job_id,
-                trace_id=job.trace_id,
-                node_id=node_id,
-            )
             self._metrics.results.inc()
-            self._finish(job, answer, out)
+            self._finish(job, self._success(job, node_id, frame, wall_ms), out)
             return out
         err = msg.error
         details: dict[str, object] = dict(err.details or {}) if err else {}
@@ -507,6 +572,44 @@ class DispatchCore:
         message = (err.message if err and err.message else None) or "the node failed the job"
         self._finish_error(job, code, message, out, details)
         return out
+
+    @staticmethod
+    def _success(job: Job, node_id: str, frame: bytes, wall_ms: int) -> bytes:
+        """The answer to a successful result: ``missing_result`` when it holds nothing, else
+        ``translation_result``, in a group when it has ASR text (lingua-parity §4)."""
+        session = job.session
+        raw = codec.raw_fields(frame)
+        if codec.is_silent(raw):
+            return codec.missing_result(
+                session_id=session.session_id,
+                utterance_index=job.utterance_index,
+                created_at_ms=wall_ms,
+                trace_id=job.trace_id,
+                job_id=job.job_id,
+                node_id=node_id,
+            )
+        group = None
+        if codec.has_asr_text(raw):
+            groups = session.groups
+            if groups is None:
+                groups = session.groups = GroupState(session.session_id)
+            group = groups.on_result(wall_ms)
+        return codec.translation_result(
+            raw,
+            session_id=session.session_id,
+            utterance_index=job.utterance_index,
+            job_id=job.job_id,
+            trace_id=job.trace_id,
+            node_id=node_id,
+            group=group,
+        )
+
+    @staticmethod
+    def play_ended(session: Session, group_id: str, ts_end_ms: int) -> bool:
+        """``tts_play_ended``: the group's playback ended at ``ts_end_ms`` (lingua-parity §4);
+        ``False`` when it names no current group of the session (nothing changes)."""
+        groups = session.groups
+        return groups is not None and groups.on_tts_play_ended(group_id, ts_end_ms)
 
     def partial(self, node_id: str, msg: AsrPartial, frame: bytes) -> list[Action]:
         """``asr_partial``: relayed at once, outside the ordered stream (contract §2)."""

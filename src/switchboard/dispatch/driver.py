@@ -40,7 +40,9 @@ from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
 from switchboard.errors import StoreUnavailable
 from switchboard.metrics import Metrics
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
 from switchboard.store.base import InlineStore, ReservationStore
 
@@ -107,8 +109,10 @@ class DispatchDriver:
 
     # --- events in ----------------------------------------------------------------------------
 
-    def open_session(self, session_id: str, peer: SessionPeer) -> Session:
-        return self.core.open_session(session_id, peer)
+    def open_session(
+        self, session_id: str, peer: SessionPeer, profile: SessionProfile | None = None
+    ) -> Session:
+        return self.core.open_session(session_id, peer, profile)
 
     def close_session(self, session: Session) -> None:
         self.run(self.core.close_session(session))
@@ -121,8 +125,35 @@ class DispatchDriver:
         design's model takes its global lock here)."""
         self.run(self.core.accept(session, msg, frame, received_at=received, now=time.monotonic()))
 
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received: float,
+    ) -> None:
+        """A streamed utterance's job (``DispatchCore.admit_streamed``), performed now."""
+        self.run(
+            self.core.admit_streamed(
+                session,
+                audio,
+                audio_format=audio_format,
+                sample_rate=sample_rate,
+                cut=cut,
+                received_at=received,
+                now=time.monotonic(),
+            )
+        )
+
     def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
-        self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))
+        wall_ms = int(time.time() * 1000)
+        self.run(self.core.result(node_id, msg, frame, now=time.monotonic(), wall_ms=wall_ms))
+
+    def play_ended(self, session: Session, group_id: str, ts_end_ms: int) -> bool:
+        return self.core.play_ended(session, group_id, ts_end_ms)
 
     def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
         return self.core.ack(node_id, msg)

@@ -18,6 +18,7 @@ from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
@@ -103,6 +104,7 @@ class Scheduler:
             max_attempts=settings.max_attempts,
             reservation_lease=settings.reservation_lease,
             max_pending_per_session=settings.max_pending_per_session,
+            streaming_asr=settings.streaming_asr,
         )
         # ``--record``: session events to a file (switchboard replay); None costs nothing.
         self.observer = None if observe is None else observe(self.snapshots)
@@ -174,7 +176,11 @@ class Scheduler:
     # --- sessions ---------------------------------------------------------------------------
 
     def session_opened(
-        self, session_id: str, ws: web.WebSocketResponse, init: SessionInit
+        self,
+        session_id: str,
+        ws: web.WebSocketResponse,
+        init: SessionInit,
+        profile: SessionProfile | None = None,
     ) -> SessionConnection:
         conn = SessionConnection(
             session_id,
@@ -183,7 +189,7 @@ class Scheduler:
             on_overflow=self._overflowed,
             observer=self.observer,
         )
-        conn.session = self.dispatcher.open_session(session_id, conn)
+        conn.session = self.dispatcher.open_session(session_id, conn, profile)
         self.session_conns[session_id] = conn
         self.metrics.sessions.set(len(self.session_conns))
         if self.observer is not None:
