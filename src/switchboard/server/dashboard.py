@@ -146,7 +146,7 @@ h2 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
 .chart svg { display: block; width: 30rem; max-width: 90vw; height: 8rem; }
 .chart .axis { stroke: #8886; fill: none; }
 .chart text { font-size: 10px; fill: currentColor; opacity: .7; }
-.line { fill: none; stroke-width: 1.5; }
+.line { fill: none; stroke-width: 3; stroke-linecap: round; stroke-linejoin: round; }
 .rate { stroke: #1565c0; }
 .p50 { stroke: #2e7d32; }
 .p99 { stroke: #c62828; }
@@ -199,6 +199,7 @@ SCRIPT: Final = """
   }
   function card(label, value) {
     const box = el("div", undefined, "card");
+    box.dataset.card = label;
     box.append(el("b", value), el("span", label));
     return box;
   }
@@ -245,7 +246,10 @@ SCRIPT: Final = """
       if (v === null || v === undefined) { pen = false; continue; }
       const x = 600 - ((now - t) / (keep * period)) * 600;
       const y = 115 - (Math.min(v, top) / top) * 105;
-      d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
+      // A new stretch starts with a dot (a zero-length segment with round caps), so a
+      // lone busy second still shows.
+      d += pen ? "L" + x.toFixed(1) + " " + y.toFixed(1) + " "
+        : "M" + x.toFixed(1) + " " + y.toFixed(1) + " h0.01 ";
       pen = true;
     }
     return d.trim();
@@ -291,8 +295,14 @@ SCRIPT: Final = """
       const body = await resp.json();
       if (!resp.ok) throw new Error(body.error || "HTTP " + resp.status);
       setStatus(nodeId + ": " + body.status, false);
-      const cell = document.querySelector("tr[data-node-id='" + CSS.escape(nodeId) + "'] .status");
-      if (cell) { cell.textContent = body.status; cell.className = "status st-" + body.status; }
+      // Shown at once; the stream's next frame (within a second) brings the rest.
+      const tr = document.querySelector("tr[data-node-id='" + CSS.escape(nodeId) + "']");
+      if (tr) {
+        const cell = tr.querySelector(".status");
+        cell.textContent = body.status;
+        cell.className = "status st-" + body.status;
+        tr.lastChild.replaceWith(actionCell({ node_id: nodeId, status: body.status }));
+      }
     } catch (err) {
       if (err instanceof Unauthorized) return askToken();
       setStatus(action + " " + nodeId + " failed: " + err.message, true);
