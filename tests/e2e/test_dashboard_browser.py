@@ -33,12 +33,12 @@ KEY = "switchboard.adminToken"  # where the page keeps the token (sessionStorage
 
 
 @pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not shutil.which(binary):
             pytest.fail(f"{binary} is missing: run scripts/setup.sh --browser")
     # Selenium must not try to fetch a browser or a driver of its own (there is no network).
-    os.environ["SE_OFFLINE"] = "true"
+    monkeypatch.setenv("SE_OFFLINE", "true")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (

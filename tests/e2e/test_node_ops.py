@@ -23,6 +23,7 @@ async def test_nodes_carry_heartbeat_age_and_usage(server: ServerProcess, peers:
     has an age but no usage at all."""
     await peers.node(server, node_id="beating")  # heartbeats cpu 12.5, mem 40, gpu 30
     await peers.node(server, node_id="silent", ready=False)
+    await server.wait_node_status("silent", "registering")  # snapshots are published apart
     nodes = await server.nodes()
     beating, silent = nodes["beating"], nodes["silent"]
     assert beating["cpu_percent"] == 12.5 and beating["mem_percent"] == 40

@@ -20,6 +20,7 @@ async def test_status_and_nodes(server: ServerProcess, peers: Peers) -> None:
     from --url or SWITCHBOARD_URL."""
     await peers.node(server, node_id="gpu-a", pairs=[("en", "de")])
     await peers.node(server, node_id="fresh", ready=False)
+    await server.wait_node_status("fresh", "registering")
 
     table = await switchboard("nodes", "--url", server.url)
     assert table.status == 0, table
