@@ -277,7 +277,10 @@ SCRIPT: Final = """
   function renderHistory(frame) {
     keep = frame.keep || keep;
     period = frame.period_s || period;
-    points = frame.replace ? frame.points : points.concat(frame.points);
+    // A frame sent without a new tick (the sampler stopping) repeats the newest point.
+    const newest = points.length ? points[points.length - 1].t : -Infinity;
+    points = frame.replace ? frame.points
+      : points.concat(frame.points.filter((p) => p.t > newest));
     if (points.length > keep) points = points.slice(points.length - keep);
     drawChart("chart-rate", ["rate"], "/s");
     drawChart("chart-latency", ["p50_ms", "p99_ms"], "ms");
