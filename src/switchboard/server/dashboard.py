@@ -52,15 +52,8 @@ from switchboard.server.admin_api import (
     unauthorized,
 )
 from switchboard.server.history import DISPATCH, HISTORY, PERIOD, History
-from switchboard.server.latency import (
-    histogram_buckets,
-    latency_summary,
-    quantile,
-    registry_buckets,
-)
+from switchboard.server.latency import latency_summary, registry_buckets
 from switchboard.server.scheduler import SCHEDULER, Scheduler
-
-__all__ = ["histogram_buckets", "latency_summary", "quantile"]  # their home: server/latency.py
 
 PATH: Final = "/dashboard"
 LIVE_PATH: Final = "/api/v1/live"

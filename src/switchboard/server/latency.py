@@ -8,16 +8,10 @@ the dashboard's history (:mod:`switchboard.server.history`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Final, Protocol
+from collections.abc import Sequence
+from typing import Final
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
-
-
-class _Collector(Protocol):
-    def collect(self) -> Iterable[Metric]: ...
-
 
 Buckets = Sequence[tuple[float, float]]
 """``(upper bound, cumulative count)`` pairs in ascending order, the last bound ``+Inf``."""
@@ -57,17 +51,6 @@ def latency_summary(buckets: Buckets) -> dict[str, int | float | None]:
         seconds = quantile(buckets, q)
         summary[key] = None if seconds is None else round(seconds * 1000, 3)
     return summary
-
-
-def histogram_buckets(histogram: _Collector) -> list[tuple[float, float]]:
-    """The cumulative ``_bucket`` samples of an unlabelled histogram (or of the first one a
-    registry holds), ascending by bound."""
-    return sorted(
-        (float(sample.labels["le"]), sample.value)
-        for family in histogram.collect()
-        for sample in family.samples
-        if sample.name.endswith("_bucket")
-    )
 
 
 def registry_buckets(registry: CollectorRegistry, name: str) -> list[tuple[float, float]]:
