@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -23,6 +24,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from switchboard.server.latency import Buckets, quantile
+
+log = logging.getLogger("switchboard.server")
 
 DISPATCH: Final = "switchboard_dispatch_latency_seconds"
 ANSWERS: Final = "switchboard_answers"
@@ -184,9 +187,17 @@ def sampling(
         history.tick()  # the first reading: the baseline of the first point
 
         async def loop() -> None:
+            failing = False
             while True:
                 await asyncio.sleep(period)
-                history.tick()
+                try:
+                    history.tick()
+                except Exception:  # a collector that fails must not end the history
+                    if not failing:  # once a failing spell, not once a second
+                        log.exception("dashboard history: reading the metrics failed")
+                    failing = True
+                else:
+                    failing = False
 
         task = asyncio.create_task(loop(), name="dashboard-history")
         yield
