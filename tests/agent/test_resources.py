@@ -135,5 +135,7 @@ def test_nvml_reader_maps_the_library_calls() -> None:
     reader = NvmlReader(fake_nvml(), [0])
     assert reader.devices() == [GpuDevice("Tesla T4", 16 * GIB)]
     assert reader.read() == [GpuReading(35.0, 6 * GIB, 16 * GIB)]
+    lost = NvmlReader(fake_nvml(lost=True), [0])
     with pytest.raises(GpuReadError, match="lost"):
-        NvmlReader(fake_nvml(lost=True), [0]).read()
+        lost.read()
+    assert lost.devices() == []  # registration goes on without the list

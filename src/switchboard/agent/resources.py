@@ -84,12 +84,18 @@ class NvmlReader:
         self._handles = tuple(handles)
 
     def devices(self) -> list[GpuDevice]:
+        """The cards for ``hardware.gpus``; empty if NVML fails here (registration goes on:
+        the list is information, and the heartbeats say whether reading works)."""
         nvml = self._nvml
         found = []
-        for handle in self._handles:
-            name = nvml.nvmlDeviceGetName(handle)
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            found.append(GpuDevice(name, int(nvml.nvmlDeviceGetMemoryInfo(handle).total)))
+        try:
+            for handle in self._handles:
+                name = nvml.nvmlDeviceGetName(handle)
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                found.append(GpuDevice(name, int(nvml.nvmlDeviceGetMemoryInfo(handle).total)))
+        except nvml.NVMLError as exc:
+            log.warning("cannot list the GPUs for registration: %s", exc)
+            return []
         return found
 
     def read(self) -> list[GpuReading]:
