@@ -71,7 +71,7 @@ _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
 
 # switchboard.client.urls.DEFAULT_URL, spelled out so that `serve` imports no client code.
 DEFAULT_URL = "ws://127.0.0.1:5010"
-POOLS_URL = "http://127.0.0.1:5010"  # switchboard.client.pools.DEFAULT_URL, likewise
+POOLS_URL = "http://127.0.0.1:5010"  # switchboard.client.pools.DEFAULT_URL, likewise (ops too)
 
 # What each extra of pyproject.toml adds that a command cannot run without (by import name;
 # tests/unit/test_extras.py keeps this in step with pyproject.toml).  uvloop is left out: the
@@ -83,7 +83,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "demo": (*_SERVER_MODULES, "psutil", "rich"),
     "bench": (*_SERVER_MODULES, "psutil", "rich"),
 }
-# The commands that need more than the bare install (the client SDK, `translate`, `pools`).
+# The commands that need more than the bare install (the client SDK, `translate`, `pools`,
+# and the operator commands `status`, `nodes`, `drain`, `undrain`).
 COMMAND_EXTRAS: dict[str, str] = {
     "serve": "server",
     "node": "agent",
@@ -424,6 +425,72 @@ def pools_put(file: str, url: str, token: str | None, fmt: str) -> None:
     from switchboard.client.pools import run_pools_put
 
     sys.exit(run_pools_put(file, url=url, token=token, fmt=fmt))
+
+
+def _ops_options(command: _F) -> _F:
+    """--url, --token and --json, shared by `status`, `nodes`, `drain` and `undrain`."""
+    for option in reversed(
+        (
+            click.option(
+                "--url",
+                envvar="SWITCHBOARD_URL",
+                default=POOLS_URL,
+                show_default=True,
+                help="The scheduler (or SWITCHBOARD_URL).",
+            ),
+            click.option(
+                "--token",
+                envvar="SWITCHBOARD_ADMIN_TOKEN",
+                default=None,
+                help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the API's JSON."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+@main.command()
+@_ops_options
+def status(url: str, token: str | None, as_json: bool) -> None:
+    """The scheduler at a glance: nodes by status, sessions, jobs, dispatch latency
+    (GET /api/v1/stats and /api/v1/latency). Exit status 1 with the server's error."""
+    from switchboard.client.ops import run_status
+
+    sys.exit(run_status(url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@_ops_options
+def nodes(url: str, token: str | None, as_json: bool) -> None:
+    """The connected nodes with status, heartbeat age, load against capacity and CPU, memory
+    and GPU use (GET /api/v1/nodes). Exit status 1 with the server's error."""
+    from switchboard.client.ops import run_nodes
+
+    sys.exit(run_nodes(url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@click.argument("node_id", metavar="NODE")
+@_ops_options
+def drain(node_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Stop sending NODE new jobs; its running jobs finish (POST .../drain). Exit status 3
+    when there is no such node, 1 with the server's error."""
+    from switchboard.client.ops import run_node_action
+
+    sys.exit(run_node_action("drain", node_id, url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@click.argument("node_id", metavar="NODE")
+@_ops_options
+def undrain(node_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Let a drained NODE take new jobs again (POST .../undrain). Exit status 3 when there is
+    no such node, 1 with the server's error."""
+    from switchboard.client.ops import run_node_action
+
+    sys.exit(run_node_action("undrain", node_id, url=url, token=token, as_json=as_json))
 
 
 # Issue 4's benchmarks; the bodies live in switchboard.bench.cli (only click until they run).

@@ -263,9 +263,12 @@ def heartbeat(
     mem_percent: float,
     running_jobs: int,
     ready: bool,
+    gpu_percent: float | None = None,
+    gpu_mem_percent: float | None = None,
 ) -> bytes:
     """``node_heartbeat``; ``ready=False`` reports every service not ready, which makes the
-    scheduler mark the node ``degraded`` and send it no new job (§1 "Status")."""
+    scheduler mark the node ``degraded`` and send it no new job (§1 "Status").  A GPU field
+    that is None is left out of the frame (no GPU: nothing, not 0)."""
     message = NodeHeartbeatReport(
         node_id=node_id,
         timestamp=int(time.time() * 1000),
@@ -273,6 +276,8 @@ def heartbeat(
             cpu_percent=round(cpu_percent, 1),
             mem_percent=round(mem_percent, 1),
             running_jobs=running_jobs,
+            gpu_percent=None if gpu_percent is None else round(gpu_percent, 1),
+            gpu_mem_percent=None if gpu_mem_percent is None else round(gpu_mem_percent, 1),
         ),
         installed_services=_installed_services(ident.services, ready=ready),
         capability_by_type=_capabilities(ident.services, ready=ready),
