@@ -33,8 +33,8 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
-from prometheus_client import Histogram
 
+from switchboard.metrics import FastHistogram
 from switchboard.server.admin_api import admin_only, authorized, unauthorized
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 
@@ -83,14 +83,9 @@ def latency_summary(buckets: Buckets) -> dict[str, int | float | None]:
     return summary
 
 
-def histogram_buckets(histogram: Histogram) -> list[tuple[float, float]]:
+def histogram_buckets(histogram: FastHistogram) -> list[tuple[float, float]]:
     """The cumulative ``_bucket`` samples of an unlabelled histogram, ascending by bound."""
-    return sorted(
-        (float(sample.labels["le"]), sample.value)
-        for family in histogram.collect()
-        for sample in family.samples
-        if sample.name.endswith("_bucket")
-    )
+    return histogram.cumulative()
 
 
 @routes.get("/api/v1/latency")

@@ -23,6 +23,7 @@ from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
+from switchboard.server.scrape import ClusterCollector
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
@@ -115,6 +116,13 @@ class Scheduler:
                 settings=settings,
                 dispatch=dispatch,
                 observer=observer,
+            )
+        )
+        self.metrics.register(
+            ClusterCollector(
+                nodes=self.registry.node_states,
+                in_flight=lambda: self.dispatcher.in_flight,
+                store_up=lambda: self.dispatcher.store_up,
             )
         )
         # Configured pools: the file's [[pools]] and the store's shared copy (pool_sync.py).
