@@ -61,6 +61,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "Plain HTTP requests in progress from one address before 429; 0: off.",
     ),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
+    ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
     ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
@@ -155,6 +156,12 @@ def main() -> None:
     is_flag=True,
     default=None,
     help="Allow a non-loopback --host without all three tokens.",
+)
+@click.option(
+    "--log-jobs",
+    is_flag=True,
+    default=None,
+    help="Log each step of each job at DEBUG, with its trace_id (switchboard.jobs).",
 )
 @click.option(
     "--config",
@@ -431,6 +438,6 @@ for _name in COMMAND_EXTRAS:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # Set apart from basicConfig, which does nothing at all once the root has a handler.
-    logging.getLogger().setLevel(settings.log_level.upper())
+    from switchboard.logs import configure
+
+    configure(level=settings.log_level, fmt=settings.log_format, jobs=settings.log_jobs)

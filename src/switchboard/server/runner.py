@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchboard.config import Settings
+from switchboard.logs import ACCESS_LOGGER
+from switchboard.server.access import AccessLogger
 from switchboard.server.app import build_app
 from switchboard.server.scheduler import Design, Observe, Scheduler, snapshot_design
 from switchboard.store.factory import open_pool_config, open_store
@@ -87,7 +89,12 @@ async def serve(
     if not await sched.store.ping():
         log.warning("reservation store %s unreachable at start; serving degraded", sched.store.name)
         sched.dispatcher.store_up = False
-    app_runner = web.AppRunner(build_app(sched), handle_signals=False, access_log=None)
+    app_runner = web.AppRunner(
+        build_app(sched),
+        handle_signals=False,
+        access_log=logging.getLogger(ACCESS_LOGGER),
+        access_log_class=AccessLogger,
+    )
     await app_runner.setup()
     site = web.TCPSite(
         app_runner, settings.host, settings.port, reuse_address=True, backlog=hooks.backlog

@@ -32,6 +32,7 @@ from aiohttp.web_request import BaseRequest
 from switchboard.config import Settings
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, ErrorCode
+from switchboard.server import access
 
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
 # aiohttp refuses a frame whose length is >= max_msg_size (reader: ``to_read >= max - partial``),
@@ -107,6 +108,7 @@ async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
         ping_interval=settings.ping_interval,
     )
     await ws.prepare(request)
+    access.handshake(request)
     return ws
 
 
