@@ -158,6 +158,12 @@ def main() -> None:
     help="Allow a non-loopback --host without all three tokens.",
 )
 @click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="One OpenTelemetry span per utterance, over OTLP (needs the [otel] extra).",
+)
+@click.option(
     "--log-jobs",
     is_flag=True,
     default=None,
@@ -176,6 +182,13 @@ def serve(config_path: str | None, **flags: object) -> None:
         settings = load_settings(flags, environ=os.environ, config_path=config_path)
     except ConfigError as exc:
         click.echo(f"switchboard: error: {exc}", err=True)
+        sys.exit(2)
+    if settings.otel and importlib.util.find_spec("opentelemetry") is None:
+        click.echo(
+            "switchboard: error: --otel needs the [otel] extra, which is not installed. "
+            f"Install it with: pip install '{DISTRIBUTION}[otel]'",
+            err=True,
+        )
         sys.exit(2)
     _configure_logging(settings)
     logging.getLogger("switchboard").info("starting with %s", settings.public_view())

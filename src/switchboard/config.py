@@ -43,6 +43,10 @@ settable the same three ways:
     log every step of every job (accepted, reserved, assigned, result, answered, ...) at
     DEBUG on the ``switchboard.jobs`` logger, each line with the job's ``trace_id``, whatever
     ``log_level`` is (``log_level = "debug"`` turns them on too).  Off, they cost nothing.
+``otel`` (false)
+    one OpenTelemetry span per utterance (accepted to answered), exported over OTLP as the
+    standard ``OTEL_*`` variables say; needs the ``[otel]`` extra.  Off, OpenTelemetry is
+    never imported.
 ``redis_namespace`` ("switchboard")
     prefix of every Redis key, so several deployments can share one Redis.
 ``snapshot_min_interval`` (0.005 s)
@@ -142,6 +146,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     log_jobs: bool = False
+    otel: bool = False
     redis_namespace: str = "switchboard"
     snapshot_min_interval: float = 0.005
     design: str = "snapshot"
@@ -558,6 +563,7 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "log_format": _Spec(_parse_word, _one_of(LOG_FORMATS)),
     "log_jobs": _Spec(_parse_bool, _check_bool),
+    "otel": _Spec(_parse_bool, _check_bool),
     "redis_namespace": _Spec(_parse_text, _check_name),
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),
     "design": _Spec(_parse_word, _one_of(DESIGNS)),

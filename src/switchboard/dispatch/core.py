@@ -56,6 +56,7 @@ from switchboard.dispatch.jobs import (
     Timer,
     TimerKind,
 )
+from switchboard.dispatch.spans import DROPPED, JobSpans
 from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
@@ -113,6 +114,7 @@ class DispatchCore:
         settings: DispatchSettings,
         metrics: Metrics,
         on_accept: Callable[[Job], None] | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._sessions = sessions
@@ -120,6 +122,7 @@ class DispatchCore:
         self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
         self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._on_accept = on_accept  # the session recorder's hook (bench), None otherwise
+        self._spans = spans  # --otel's tracer (spans.py), None otherwise
         self._nodes: dict[str, NodePeer] = {}
         self._node_jobs: dict[str, dict[str, Job]] = {}
         self._load: Counter[str] = Counter()  # this scheduler's jobs per node
@@ -152,6 +155,8 @@ class DispatchCore:
         for job in list(session.pending.values()):
             self._close_job(job, out, cancel="session closed")
             session.line.drop(job.job_id)
+            if self._spans is not None:
+                self._spans.ended(job, DROPPED)
         self._sessions.remove(session.session_id)
         return out
 
@@ -198,6 +203,8 @@ class DispatchCore:
         )
         if self._on_accept is not None:
             self._on_accept(job)
+        if self._spans is not None:
+            self._spans.started(job)
         self.in_flight += 1
         if self._steps:
             steps.step(job, "accepted", detail=f"{job.src_lang}->{job.tgt_lang}")
@@ -518,6 +525,8 @@ class DispatchCore:
             self._stats.answered("result", job.received_at)
             if self._steps:
                 steps.step(job, "answered", node_id, detail="result")
+            if self._spans is not None:
+                self._spans.ended(job, "result")
             self._finish(job, answer, out)
             return out
         err = msg.error
@@ -654,6 +663,8 @@ class DispatchCore:
         self._stats.answered(kind, job.received_at)
         if self._steps:
             steps.step(job, "answered", detail=code)
+        if self._spans is not None:
+            self._spans.ended(job, code)
         self._finish(job, codec.error(code, message, info), out, cancel=cancel)
 
     def _finish(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from switchboard.config import Settings
+from switchboard.dispatch.spans import JobSpans
 from switchboard.logs import ACCESS_LOGGER
 from switchboard.server.access import AccessLogger
 from switchboard.server.app import build_app
@@ -83,6 +84,7 @@ async def serve(
         design=hooks.design,
         observe=hooks.observe,
         pool_config=open_pool_config(settings),
+        spans=_spans(settings),
     )
     hooks.built(sched)
     await sched.start()
@@ -128,6 +130,15 @@ async def serve(
     await app_runner.cleanup()
     print("switchboard stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _spans(settings: Settings) -> JobSpans | None:
+    """``--otel``: one OpenTelemetry span per utterance; imported only then (docs/logging.md)."""
+    if not settings.otel:
+        return None
+    from switchboard.server.otel import OtelSpans
+
+    return OtelSpans.from_environment()
 
 
 def _bound_port(app_runner: web.AppRunner) -> int | None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
@@ -42,6 +43,7 @@ class Parts:
     settings: Settings
     dispatch: DispatchSettings
     observer: SessionObserver | None
+    spans: JobSpans | None = None  # --otel
 
 
 # Builds the management registry and the dispatch driver.  The default is the seed's design;
@@ -72,6 +74,7 @@ def driver_for(parts: Parts, driver: type[DispatchDriver] = DispatchDriver) -> D
         settings=parts.dispatch,
         metrics=parts.metrics,
         on_accept=None if observer is None else observer.accepted,
+        spans=parts.spans,
     )
     return driver(
         core,
@@ -91,6 +94,7 @@ class Scheduler:
         design: Design = snapshot_design,
         observe: Observe | None = None,
         pool_config: PoolConfigStore | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -116,6 +120,7 @@ class Scheduler:
                 settings=settings,
                 dispatch=dispatch,
                 observer=observer,
+                spans=spans,
             )
         )
         self.metrics.register(
