@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,9 +42,9 @@ async def test_json_log_finds_every_step_of_a_job_by_its_trace_id(
     server: ServerProcess, peers: Peers
 ) -> None:
     """With --log-format json --log-jobs every line is one JSON object with ts, level,
-    logger and msg; grepping a job's trace_id finds each step of its life, with its session,
-    job and node ids: one job answered (ack, result), one that waited for the slot and then
-    timed out (timeout, failover, cancel, its error answer)."""
+    logger and msg, to the last one after SIGTERM; grepping a job's trace_id finds each step
+    of its life, with its session, job and node ids: one job answered (ack, result), one that
+    waited for the slot and then timed out (timeout, failover, cancel, its error answer)."""
     node = await peers.node(server, behaviour=SILENT, max_concurrency=1)
     session = await peers.session(server)
     await session.utter(0, trace_id="trace-served")
@@ -76,6 +77,10 @@ async def test_json_log_finds_every_step_of_a_job_by_its_trace_id(
     assert assigned["level"] == "debug" and assigned["logger"] == "switchboard.jobs"
     access = [line for line in lines if line["logger"] == "switchboard.access"]
     assert any(line.get("path") == "/ws/session" and line["status"] == 101 for line in access)
+    await asyncio.to_thread(server.terminate)
+    stopped = json_lines(server)  # to the last line: shutdown, and the WebSockets' ends
+    assert stopped[-1]["msg"] == "switchboard stopped"
+    assert any(line["msg"].startswith("websocket closed") for line in stopped)
 
 
 @MEMORY_ONLY

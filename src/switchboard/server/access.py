@@ -23,6 +23,9 @@ _SWITCHING = 101
 class AccessLogger(AbstractAccessLogger):
     """aiohttp calls ``log`` once a request is done: a WebSocket's when its connection ends."""
 
+    # aiohttp makes one per connection, idle sessions included: no __dict__ (issue 4's budget).
+    __slots__ = ()
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         status = response.status
         what = "websocket closed" if status == _SWITCHING else "request"

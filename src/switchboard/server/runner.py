@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,7 +127,7 @@ async def serve(
     grace = min(settings.job_timeout, 5.0) if hooks.grace is None else hooks.grace
     await sched.shutdown(grace=grace)
     await app_runner.cleanup()
-    print("switchboard stopped", file=sys.stderr, flush=True)
+    log.info("switchboard stopped")  # a log line, so --log-format json stays all JSON
     return 0
 
 
