@@ -184,7 +184,7 @@ class _DispatchCollector(Collector):
         )
         yield _counter(
             "switchboard_rejections",
-            "Utterances and connections refused at once, by error code",
+            "Utterances refused at once (never accepted), by error code",
             "code",
             s.rejections,
         )
