@@ -10,6 +10,7 @@ logged either).
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
@@ -23,8 +24,17 @@ _SWITCHING = 101
 class AccessLogger(AbstractAccessLogger):
     """aiohttp calls ``log`` once a request is done: a WebSocket's when its connection ends."""
 
-    # aiohttp makes one per connection, idle sessions included: no __dict__ (issue 4's budget).
+    # aiohttp makes one per connection, idle sessions included (issue 4's budget): hand it
+    # the one instance made for this logger instead.
     __slots__ = ()
+    _made: ClassVar[dict[tuple[str, str], AccessLogger]] = {}
+
+    def __new__(cls, logger: logging.Logger, log_format: str) -> AccessLogger:
+        key = (logger.name, log_format)
+        made = cls._made.get(key)
+        if made is None:
+            made = cls._made[key] = super().__new__(cls)
+        return made
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         status = response.status
