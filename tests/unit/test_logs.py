@@ -7,10 +7,13 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from switchboard import logs
+from switchboard.config import load_settings
+from switchboard.errors import ConfigError
 
 IDS = {"trace_id": "t-1", "session_id": "s-1", "job_id": "j-1", "node_id": "n-1"}
 
@@ -93,3 +96,20 @@ def test_log_jobs_turns_on_the_job_steps_alone() -> None:
     logging.getLogger("switchboard.server").debug("not wanted")
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["msg"] for line in lines] == ["job accepted"]
+
+
+def test_log_settings_come_from_flag_environment_and_file(tmp_path: Path) -> None:
+    """--log-format, --log-jobs and --otel read from a flag, SWITCHBOARD_* and the TOML file
+    alike, a flag first; a format we do not write is refused by name."""
+    path = tmp_path / "s.toml"
+    path.write_text('log_format = "json"\nlog_jobs = true\notel = true\n')
+    from_file = load_settings({}, environ={}, config_path=str(path))
+    assert (from_file.log_format, from_file.log_jobs, from_file.otel) == ("json", True, True)
+    env = {"SWITCHBOARD_LOG_FORMAT": "JSON", "SWITCHBOARD_LOG_JOBS": "1"}
+    from_env = load_settings({}, environ=env)
+    assert (from_env.log_format, from_env.log_jobs, from_env.otel) == ("json", True, False)
+    flagged = load_settings({"log_format": "text"}, environ=env)
+    assert flagged.log_format == "text"
+    assert load_settings({}, environ={}).log_format == "text"
+    with pytest.raises(ConfigError, match="--log-format"):
+        load_settings({"log_format": "xml"}, environ={})
