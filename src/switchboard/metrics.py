@@ -12,7 +12,10 @@ Two kinds of series live here (every one is listed in docs/metrics.md):
   ``prometheus_client``'s own types: they are not on the per-utterance path.
 
 Series describing the live cluster (nodes by status, GPU use) are read from the scheduler at
-scrape time by ``server/scrape.py``, which registers itself here.
+scrape time by ``server/scrape.py``'s collector, which the scheduler registers here.
+
+``DispatchStats.answered`` reads ``perf_counter`` for the utterance latency: the dispatch core
+itself still reads no clock, and nothing it decides depends on the reading.
 """
 
 from __future__ import annotations
