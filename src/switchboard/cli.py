@@ -61,6 +61,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "Plain HTTP requests in progress from one address before 429; 0: off.",
     ),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
+    ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
     ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
@@ -164,6 +165,18 @@ def main() -> None:
     help="Ask nodes to stream asr_partial in every job_assign.  [default: on]",
 )
 @click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="One OpenTelemetry span per utterance, over OTLP (needs the [otel] extra).",
+)
+@click.option(
+    "--log-jobs",
+    is_flag=True,
+    default=None,
+    help="Log each step of each job at DEBUG, with its trace_id (switchboard.jobs).",
+)
+@click.option(
     "--config",
     "config_path",
     metavar="FILE",
@@ -176,6 +189,13 @@ def serve(config_path: str | None, **flags: object) -> None:
         settings = load_settings(flags, environ=os.environ, config_path=config_path)
     except ConfigError as exc:
         click.echo(f"switchboard: error: {exc}", err=True)
+        sys.exit(2)
+    if settings.otel and importlib.util.find_spec("opentelemetry") is None:
+        click.echo(
+            "switchboard: error: --otel needs the [otel] extra, which is not installed. "
+            f"Install it with: pip install '{DISTRIBUTION}[otel]'",
+            err=True,
+        )
         sys.exit(2)
     _configure_logging(settings)
     logging.getLogger("switchboard").info("starting with %s", settings.public_view())
@@ -504,6 +524,6 @@ for _name in COMMAND_EXTRAS:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # Set apart from basicConfig, which does nothing at all once the root has a handler.
-    logging.getLogger().setLevel(settings.log_level.upper())
+    from switchboard.logs import configure
+
+    configure(level=settings.log_level, fmt=settings.log_format, jobs=settings.log_jobs)

@@ -8,7 +8,9 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from switchboard.metrics import Metrics
 from switchboard.server import dashboard
+from switchboard.server.history import DISPATCH
 from switchboard.server.latency import latency_summary, quantile, registry_buckets
 
 INF = math.inf
@@ -75,3 +77,14 @@ def test_page_is_self_contained_and_writes_no_html() -> None:
     assert dashboard.csp_source(dashboard.SCRIPT) in dashboard.CSP
     assert dashboard.csp_source(dashboard.STYLE) in dashboard.CSP
     assert "unsafe" not in dashboard.CSP
+
+
+def test_buckets_are_read_from_the_schedulers_own_dispatch_histogram() -> None:
+    """The scheduler's lock-free dispatch histogram, exported by its collector at scrape
+    time, reads back by series name like any Prometheus histogram."""
+    metrics = Metrics()
+    for value in (0.0005, 0.005, 0.005, 0.05, 5.0):
+        metrics.dispatch_latency.observe(value)
+    buckets = registry_buckets(metrics.registry, DISPATCH)
+    assert buckets[-1] == (INF, 5.0)
+    assert latency_summary(buckets)["count"] == 5

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from switchboard.dispatch import selection
+from switchboard.dispatch import selection, steps
 from switchboard.dispatch.actions import (
     Action,
     Assign,
@@ -56,6 +56,7 @@ from switchboard.dispatch.jobs import (
     Timer,
     TimerKind,
 )
+from switchboard.dispatch.spans import DROPPED, JobSpans
 from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
@@ -117,12 +118,15 @@ class DispatchCore:
         settings: DispatchSettings,
         metrics: Metrics,
         on_accept: Callable[[Job], None] | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._sessions = sessions
         self._cfg = settings
-        self._metrics = metrics
+        self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
+        self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._on_accept = on_accept  # the session recorder's hook (bench), None otherwise
+        self._spans = spans  # --otel's tracer (spans.py), None otherwise
         self._nodes: dict[str, NodePeer] = {}
         self._node_jobs: dict[str, dict[str, Job]] = {}
         self._load: Counter[str] = Counter()  # this scheduler's jobs per node
@@ -161,6 +165,8 @@ class DispatchCore:
         for job in list(session.pending.values()):
             self._close_job(job, out, cancel="session closed")
             session.line.drop(job.job_id)
+            if self._spans is not None:
+                self._spans.ended(job, DROPPED)
         self._sessions.remove(session.session_id)
         return out
 
@@ -183,6 +189,7 @@ class DispatchCore:
         refusal = self._refusal(session, msg)
         if refusal is not None:
             code, message = refusal
+            self._stats.rejected(code)
             out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
             return out
         pipeline = msg.pipeline
@@ -256,8 +263,11 @@ class DispatchCore:
         """Take an accepted job: it holds its place in the answer line from now on."""
         if self._on_accept is not None:
             self._on_accept(job)
+        if self._spans is not None:
+            self._spans.started(job)
         self.in_flight += 1
-        self._metrics.jobs_in_flight.inc()
+        if self._steps:
+            steps.step(job, "accepted", detail=f"{job.src_lang}->{job.tgt_lang}")
         session = job.session
         index = job.utterance_index
         if index >= session.next_index:
@@ -322,7 +332,7 @@ class DispatchCore:
                 out.append(Release(node_id, reserve.holder, counted=False, wake=True))
             return out
         if node_id is None:
-            self._metrics.reservations.labels("full").inc()
+            self._stats.full += 1
             self._wait(job, now, out)
             return out
         node = self._nodes.get(node_id)
@@ -332,7 +342,7 @@ class DispatchCore:
             out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             self._wait(job, now, out)
             return out
-        self._assign(job, node, attempt, out)
+        self._assign(job, node, attempt, out, now)
         return out
 
     def reserve_failed(self, reserve: Reserve, *, unreachable: bool = True) -> list[Action]:
@@ -355,7 +365,7 @@ class DispatchCore:
         # PAUSE queues it), reserving a slot for a job we have answered.  Release the holder
         # on every candidate once the store is back (idempotent where it got none).
         self.unreleased.update((c.node_id, reserve.holder) for c in reserve.candidates)
-        self._metrics.reservations.labels("store_down").inc()
+        self._stats.store_down += 1
         job = reserve.job
         if job.state is JobState.RESERVING:
             self._finish_error(
@@ -380,11 +390,11 @@ class DispatchCore:
             if node_id is not None and node is None:
                 out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             if node is None:
-                self._metrics.reservations.labels("full").inc()
+                self._stats.full += 1
                 self._back_in_line(job, out)
                 continue
             self._unwait(job, now, out)
-            self._assign(job, node, reserve.attempt, out)
+            self._assign(job, node, reserve.attempt, out, now)
         self._rewake(now, out)
         return out
 
@@ -407,11 +417,16 @@ class DispatchCore:
         else:
             self._set_state(job, JobState.WAITING)
 
-    def _assign(self, job: Job, node: NodePeer, attempt: int, out: list[Action]) -> None:
-        self._metrics.reserved.inc()
+    def _assign(
+        self, job: Job, node: NodePeer, attempt: int, out: list[Action], now: float
+    ) -> None:
+        self._stats.reserved += 1
         node_id = node.node_id
         job.attempt = attempt
         job.node_id = node_id
+        job.assigned_at = now
+        if self._steps:
+            steps.step(job, "reserved")
         job.tried.add(node_id)
         self._set_state(job, JobState.ASSIGNED)
         self._node_jobs.setdefault(node_id, {})[job.job_id] = job
@@ -485,6 +500,8 @@ class DispatchCore:
         self._set_state(job, JobState.WAITING)
         job.queued_at = now
         self._line.add(job)
+        if self._steps:
+            steps.step(job, "waiting", detail="no free slot")
         if job.deadline is None:
             remaining = self._cfg.pending_timeout - (now - job.wait_since)
             timer = job.deadline = Timer(TimerKind.WAIT, job)
@@ -492,7 +509,7 @@ class DispatchCore:
 
     def _unwait(self, job: Job, now: float, out: list[Action]) -> None:
         if self._line.remove(job):
-            self._metrics.queue_wait.observe(now - job.queued_at)
+            self._stats.queue_wait.observe(now - job.queued_at)
         if job.deadline is not None:
             out.append(StopTimer(job.deadline))
             job.deadline = None
@@ -550,7 +567,12 @@ class DispatchCore:
 
     def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
         """``job_ack`` / ``job_started``: information only; ``False`` if stale or foreign."""
-        return self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id) is not None
+        job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
+        if job is None:
+            return False
+        if self._steps:
+            steps.step(job, "acked", detail=type(msg).__name__)
+        return True
 
     def result(
         self, node_id: str, msg: JobResult, frame: bytes, *, now: float, wall_ms: int
@@ -560,9 +582,16 @@ class DispatchCore:
         job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
         if job is None:
             return out
+        self._stats.node_job(node_id, now - job.assigned_at)
+        if self._steps:
+            steps.step(job, "result", detail="success" if msg.success else "failure")
         self._end_attempt(job, out)
         if msg.success:
-            self._metrics.results.inc()
+            self._stats.answered("result", job.received_at)
+            if self._steps:
+                steps.step(job, "answered", node_id, detail="result")
+            if self._spans is not None:
+                self._spans.ended(job, "result")
             self._finish(job, self._success(job, node_id, frame, wall_ms), out)
             return out
         err = msg.error
@@ -632,6 +661,8 @@ class DispatchCore:
         if timer.kind is TimerKind.JOB:
             if job.timer is timer and job.state is JobState.ASSIGNED:
                 job.timer = None
+                if self._steps:
+                    steps.step(job, "timeout")
                 self._fail_over(job, "timeout", ErrorCode.JOB_TIMEOUT, out, now=now, cancel=True)
         elif job.deadline is timer:
             job.deadline = None
@@ -657,6 +688,7 @@ class DispatchCore:
         return out
 
     def _node_lost(self, node_id: str, now: float, out: list[Action]) -> None:
+        self._stats.node_left(node_id)
         self._nodes.pop(node_id, None)
         self._load.pop(node_id, None)
         for job in list(self._node_jobs.pop(node_id, {}).values()):
@@ -676,8 +708,10 @@ class DispatchCore:
         now: float,
         cancel: bool,
     ) -> None:
+        if self._steps:
+            steps.step(job, "failover", detail=reason)
         self._end_attempt(job, out, cancel=reason if cancel else None)
-        self._metrics.failovers.labels(reason).inc()
+        self._stats.failover(reason)
         if job.attempt >= self._cfg.max_attempts:
             self._finish_error(job, code, f"gave up after {job.attempt} attempts ({reason})", out)
             return
@@ -697,10 +731,14 @@ class DispatchCore:
         jobs = self._node_jobs.get(node_id)
         counted = jobs is not None and jobs.pop(job.job_id, None) is not None
         release = Release(node_id, job.holder(job.attempt), counted=counted, wake=True)
+        if self._steps:
+            steps.step(job, "released")
         node = self._nodes.get(node_id)
         if cancel is None or node is None:
             out.append(release)
         else:
+            if self._steps:
+                steps.step(job, "cancel", detail=cancel)
             out.append(Cancel(node, codec.job_cancel(job.job_id, job.trace_id, cancel), release))
         job.node_id = None
 
@@ -725,7 +763,11 @@ class DispatchCore:
         self.failed_total += 1
         # Nodes choose their own codes: label only ours, so a node cannot grow the metric.
         kind = code if code in _OUR_CODES else "node_error"
-        self._metrics.answers.labels(kind).inc()
+        self._stats.answered(kind, job.received_at)
+        if self._steps:
+            steps.step(job, "answered", detail=code)
+        if self._spans is not None:
+            self._spans.ended(job, code)
         self._finish(job, codec.error(code, message, info), out, cancel=cancel)
 
     def _finish(
@@ -753,7 +795,6 @@ class DispatchCore:
         if pending.get(job.utterance_index) is job:
             del pending[job.utterance_index]
         self.in_flight -= 1
-        self._metrics.jobs_in_flight.dec()
 
     # --- shutdown and the store's health -------------------------------------------------------
 

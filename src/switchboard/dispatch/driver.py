@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from switchboard.dispatch import steps
 from switchboard.dispatch.actions import (
     Action,
     Assign,
@@ -62,7 +63,8 @@ class DispatchDriver:
         self.core = core
         self._store = store
         self._inline: InlineStore | None = store if isinstance(store, InlineStore) else None
-        self._metrics = metrics
+        self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
+        self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._lease = reservation_lease
         self._maintenance: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
@@ -235,8 +237,10 @@ class DispatchDriver:
     def _assign(self, action: Assign, queue: deque[Action]) -> None:
         sent = action.node.write(action.frame)
         if action.attempt == 1:
-            self._metrics.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
+            self._stats.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
             self.dispatched_total += 1
+        if self._steps:
+            steps.step(action.job, "assigned" if sent else "assign failed")
         if not sent:  # the node's socket broke; detach_node may not have run yet
             now = time.monotonic()
             self._follow(queue, self.core.assign_failed(action.job, action.attempt, now=now))

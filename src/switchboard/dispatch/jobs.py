@@ -108,6 +108,7 @@ class Job:
     expired: bool = False  # the pending timeout passed while a wake round tried it
     wait_since: float = 0.0  # start of the current placement (acceptance or failover)
     queued_at: float = 0.0  # when it last joined the waiting line
+    assigned_at: float = 0.0  # when the current attempt's job_assign was made (node job time)
     wait_error: ErrorCode = ErrorCode.NO_AVAILABLE_NODE
 
     def holder(self, attempt: int) -> str:

@@ -9,6 +9,7 @@ from collections import Counter
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from switchboard.dispatch import selection
 from switchboard.errors import StoreError, StoreUnavailable
@@ -130,8 +131,9 @@ async def health_ready(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    # Prometheus' own content type (with its format version), not a bare text/plain.
     return web.Response(
-        body=_sched(request).metrics.render(), content_type="text/plain", charset="utf-8"
+        body=_sched(request).metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 

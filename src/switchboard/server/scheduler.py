@@ -13,6 +13,7 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
@@ -25,6 +26,7 @@ from switchboard.server.limits import AddressCounter
 from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
+from switchboard.server.scrape import ClusterCollector
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
@@ -43,6 +45,7 @@ class Parts:
     settings: Settings
     dispatch: DispatchSettings
     observer: SessionObserver | None
+    spans: JobSpans | None = None  # --otel
 
 
 # Builds the management registry and the dispatch driver.  The default is the seed's design;
@@ -73,6 +76,7 @@ def driver_for(parts: Parts, driver: type[DispatchDriver] = DispatchDriver) -> D
         settings=parts.dispatch,
         metrics=parts.metrics,
         on_accept=None if observer is None else observer.accepted,
+        spans=parts.spans,
     )
     return driver(
         core,
@@ -92,6 +96,7 @@ class Scheduler:
         design: Design = snapshot_design,
         observe: Observe | None = None,
         pool_config: PoolConfigStore | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -118,6 +123,14 @@ class Scheduler:
                 settings=settings,
                 dispatch=dispatch,
                 observer=observer,
+                spans=spans,
+            )
+        )
+        self.metrics.register(
+            ClusterCollector(
+                nodes=self.registry.node_states,
+                in_flight=lambda: self.dispatcher.in_flight,
+                store_up=lambda: self.dispatcher.store_up,
             )
         )
         # Configured pools: the file's [[pools]] and the store's shared copy (pool_sync.py).
