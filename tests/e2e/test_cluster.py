@@ -243,10 +243,11 @@ async def test_the_view_comes_back_after_redis_restarts_empty(
     assert answer["type"] == "translation_result" and answer["node_id"] == node_id
 
 
-async def test_a_node_on_a_is_drained_through_b(
+async def test_a_node_on_a_is_drained_and_undrained_through_b(
     server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
 ) -> None:
-    """The operator API of any instance drains any node: B asks A, which holds it."""
+    """The operator API of any instance drains and undrains any node: B asks A, which holds
+    it."""
     a, b = await two_instances(server_factory, redis_server, namespace)
     node = await peers.node(a)
     node_id = node.node_id or ""
@@ -255,5 +256,10 @@ async def test_a_node_on_a_is_drained_through_b(
     assert (status, body) == (200, {"node_id": node_id, "status": "draining"})
     await listed(a, node_id, status="draining")
     await listed(b, node_id, status="draining")
-    status, _ = await b.http("POST", "/api/v1/nodes/node-nowhere/drain")
-    assert status == 404
+    status, body = await b.http("POST", f"/api/v1/nodes/{node_id}/undrain")
+    assert (status, body) == (200, {"node_id": node_id, "status": "ready"})
+    await listed(a, node_id)
+    await listed(b, node_id)
+    for action in ("drain", "undrain"):
+        status, _ = await b.http("POST", f"/api/v1/nodes/node-nowhere/{action}")
+        assert status == 404

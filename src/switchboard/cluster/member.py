@@ -43,7 +43,7 @@ from switchboard.cluster.records import (
     encode_node,
     encode_presence,
 )
-from switchboard.cluster.relay import DRAIN, Relay
+from switchboard.cluster.relay import DRAIN, UNDRAIN, Relay
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.management.registry import ManagementRegistry
@@ -97,11 +97,11 @@ class ClusterMember:
         registry.on_local_change = self._local_changed
         relay.drain = self._drain_here
 
-    async def _drain_here(self, node_id: str) -> bool:
-        if not await self._registry.drain(node_id):
-            return False
-        await self._registry.rebuild_now()
-        return True
+    async def _drain_here(self, node_id: str, on: bool) -> None:
+        registry = self._registry
+        changed = await registry.drain(node_id) if on else await registry.undrain(node_id)
+        if changed:
+            await registry.rebuild_now()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -145,13 +145,14 @@ class ClusterMember:
     def owner_of(self, node_id: str) -> str:
         return self._owners.get(node_id, self.instance_id)
 
-    def drain_remote(self, node_id: str) -> bool:
-        """Ask the instance holding a remote node to drain it (``False``: no such node in
-        the view); the status flip comes back as any change does."""
+    def drain_remote(self, node_id: str, *, on: bool = True) -> bool:
+        """Ask the instance holding a remote node to drain (``on``) or undrain it
+        (``False``: no such node in the view); the status flip comes back as any change
+        does."""
         owner = self._owners.get(node_id)
         if owner is None:
             return False
-        self._relay.send(owner, DRAIN, node_id, b"")
+        self._relay.send(owner, DRAIN if on else UNDRAIN, node_id, b"")
         return True
 
     # --- presence ---------------------------------------------------------------------------

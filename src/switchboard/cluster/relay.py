@@ -45,6 +45,7 @@ log = logging.getLogger("switchboard.cluster")
 TO_NODE: Final = "to_node"  # job_assign / job_cancel for a node held by the receiver
 FROM_NODE: Final = "from_node"  # a node's frame about a job the receiver placed
 DRAIN: Final = "drain"  # the operator drained, on another instance, a node held by the receiver
+UNDRAIN: Final = "undrain"  # and undrained it
 SEEN_LIMIT: Final = 65_536  # remembered entry ids and assignments, for duplicates
 READ_BLOCK_S: Final = 1.0
 RETRY_S: Final = 0.5
@@ -122,9 +123,9 @@ class Relay:
         self._seen_entries = _Seen()
         self._seen_assigns = _Seen()
         self._reader: asyncio.Task[None] | None = None
-        # Drains a local node for an operator on another instance (the management registry).
-        self.drain: Callable[[str], Coroutine[Any, Any, bool]] | None = None
-        self._draining: set[asyncio.Task[bool]] = set()
+        # Drains (True) or undrains (False) a local node for an operator on another instance.
+        self.drain: Callable[[str, bool], Coroutine[Any, Any, None]] | None = None
+        self._draining: set[asyncio.Task[None]] = set()
         self.frames = Counter(
             "switchboard_cluster_frames",
             "Frames relayed between instances, by direction (out: sent to another instance)",
@@ -215,8 +216,8 @@ class Relay:
             why = self._to_node(entry)
         elif entry.kind == FROM_NODE:
             why = self._from_node(entry)
-        elif entry.kind == DRAIN:
-            why = self._drain(entry.node_id)
+        elif entry.kind in (DRAIN, UNDRAIN):
+            why = self._drain(entry.node_id, on=entry.kind == DRAIN)
         else:
             why = "unknown_kind"
         if why is not None:
@@ -241,10 +242,10 @@ class Relay:
             node.routes.pop(head.job_id, None)
         return None if node.write(entry.frame) else "node_gone"
 
-    def _drain(self, node_id: str) -> str | None:
+    def _drain(self, node_id: str, *, on: bool) -> str | None:
         if self._local_node(node_id) is None or self.drain is None:
             return "node_gone"
-        task = asyncio.get_running_loop().create_task(self.drain(node_id))
+        task = asyncio.get_running_loop().create_task(self.drain(node_id, on))
         self._draining.add(task)  # referenced until done: the loop holds tasks weakly
         task.add_done_callback(self._draining.discard)
         return None
