@@ -203,6 +203,8 @@ class ClusterMember:
                 expired.add(instance_id)
                 forgotten = await self._store.forget(instance_id)
                 if forgotten is not None:
+                    if forgotten[1]:
+                        self._relay.dead_letters.labels("instance_gone").inc(forgotten[1])
                     log.info(
                         "cluster: instance %s is gone: %d nodes dropped, %d frames dead-lettered",
                         instance_id,
