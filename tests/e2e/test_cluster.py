@@ -263,3 +263,26 @@ async def test_a_node_on_a_is_drained_and_undrained_through_b(
     for action in ("drain", "undrain"):
         status, _ = await b.http("POST", f"/api/v1/nodes/node-nowhere/{action}")
         assert status == 404
+
+
+async def test_a_restart_with_the_same_id_drops_the_nodes_it_no_longer_holds(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """SIGKILL A and start it again at once with the same --instance-id (its presence has not
+    expired: a long TTL): the node it held is not connected to it any more, and leaves B's
+    view at A's start, not a TTL later."""
+    on_redis = ("--redis-url", redis_server.url, "--redis-namespace", namespace)
+    a = await server_factory(*on_redis, "--instance-id", "inst-a", instance_ttl=60)
+    b = await server_factory(*on_redis, "--instance-id", "inst-b", instance_ttl=60)
+    node = await peers.node(a, heartbeats=False)
+    node_id = node.node_id or ""
+    await listed(b, node_id)
+    await asyncio.to_thread(a.kill)
+    await asyncio.to_thread(a.start)
+
+    async def gone() -> bool:
+        return await node_row(b, node_id) is None
+
+    await eventually(gone, "the stale node leaving B's view", within=3)
+    body = await b.get_json("/api/v1/cluster")
+    assert sorted(i["instance_id"] for i in body["instances"]) == ["inst-a", "inst-b"]

@@ -109,8 +109,14 @@ class ClusterMember:
         """Announce, open the inbox and read the view (best effort: with Redis down the loops
         keep trying), then run the loops."""
         try:
-            await self._store.announce(self.instance_id, self._presence(), ttl_s=self._ttl)
+            if await self._store.announce(self.instance_id, self._presence(), ttl_s=self._ttl):
+                log.warning(
+                    "cluster: instance %s was present already: restarted within --instance-ttl,"
+                    " or another instance runs with the same --instance-id",
+                    self.instance_id,
+                )
             await self._store.open_inbox(self.instance_id)
+            await self._drop_stale()
             await self._resync()
         except StoreError as exc:
             log.warning("cluster: cannot join yet (%s); retrying in the background", exc)
@@ -274,6 +280,14 @@ class ClusterMember:
                     log.error("cluster changes: %s", exc)
                 await asyncio.sleep(RETRY_S)
                 self._synced = False  # whatever was missed meanwhile: read the whole view
+
+    async def _drop_stale(self) -> None:
+        """Records this instance id owns from an earlier run (a restart with the same
+        ``--instance-id``): their nodes are not connected here any more."""
+        _, _, owners = await self._store.view()
+        for node_id, owner in owners.items():
+            if owner == self.instance_id and not self._registry.holds(node_id):
+                await self._store.drop_node(self.instance_id, node_id)
 
     async def _resync(self) -> None:
         """Read the whole view, and apply what differs from ours."""
