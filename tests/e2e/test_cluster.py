@@ -286,3 +286,35 @@ async def test_a_restart_with_the_same_id_drops_the_nodes_it_no_longer_holds(
     await eventually(gone, "the stale node leaving B's view", within=3)
     body = await b.get_json("/api/v1/cluster")
     assert sorted(i["instance_id"] for i in body["instances"]) == ["inst-a", "inst-b"]
+
+
+async def test_sessions_on_both_instances_share_nodes_on_both(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """Two instances, nodes on each, sessions on each, more utterances than slots: every
+    utterance answered once, in order, by a result; no node ever over its capacity (the
+    reservations are shared); nothing held at the end."""
+    a, b = await two_instances(server_factory, redis_server, namespace, pending_timeout=10)
+    slow = NodeBehaviour(delay=0.02)
+    nodes = [
+        await peers.node(a, max_concurrency=1, behaviour=slow),
+        await peers.node(a, max_concurrency=2, behaviour=slow),
+        await peers.node(b, max_concurrency=1, behaviour=slow),
+    ]
+    for node in nodes:
+        await listed(a, node.node_id or "")
+        await listed(b, node.node_id or "")
+    sessions = [await peers.session(server) for server in (a, a, b, b)]
+    count = 12
+    for index in range(count):
+        for session in sessions:
+            await session.utter(index)
+    for session in sessions:
+        answers = await session.wait_answers(count, within=10)
+        assert all(f["type"] == "translation_result" for f in answers), answers
+        assert [f["utterance_index"] for f in answers] == list(range(count))
+    assert all(n.max_running <= cap for n, cap in zip(nodes, (1, 2, 1), strict=True))
+    assert all(node.max_running >= 1 for node in nodes)  # every node got work
+    assert sum(len(node.assigns) for node in nodes) == count * len(sessions)
+    await a.wait_idle()
+    await b.wait_idle()

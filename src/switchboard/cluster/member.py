@@ -23,6 +23,12 @@ also runs every ``RESYNC_S`` as a safety net; it costs what differs.
 Remote nodes are dispatch peers too (``relay.RemoteNode``): attached to the dispatch core when
 they appear, detached when they leave the view (their jobs placed from here fail over at once,
 as a local node's do when its socket closes).
+
+**Waiting for a slot.** Nodes' slots are shared: a slot another instance frees wakes nothing
+here (a release wakes only the instance that made it).  So while other instances are present
+and jobs wait here for a slot, the waiting line tries again every ``WAKE_S`` (one batched
+reservation round; nothing while nothing waits).  FIFO holds within an instance; between
+instances it is first come, first served at each try.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.cluster")
 
 READ_BLOCK_S: Final = 1.0
+# How often jobs waiting for a slot try again while other instances are present: a slot they
+# free wakes nothing here (only this instance's own releases and snapshots do).
+WAKE_S: Final = 0.05
 RESYNC_S: Final = 30.0
 RETRY_S: Final = 0.5
 
@@ -125,6 +134,7 @@ class ClusterMember:
             ("cluster-presence", self._presence_loop),
             ("cluster-changes", self._change_loop),
             ("cluster-publisher", self._publish_loop),
+            ("cluster-waker", self._wake_loop),
         ):
             self._tasks.append(asyncio.create_task(loop(), name=name))
 
@@ -225,6 +235,12 @@ class ClusterMember:
         }
         if gone:
             await self._apply_remote(gone)
+
+    async def _wake_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WAKE_S)
+            if len(self.members) > 1:
+                self._dispatcher.wake_waiting()
 
     # --- publishing our nodes -------------------------------------------------------------
 
