@@ -253,17 +253,22 @@ class ClusterMember:
             await self._publish.wait()
             self._publish.clear()
             batch, self._unpublished = self._unpublished, {}
-            for node_id, view in batch.items():
+            todo = list(batch.items())
+            while todo:
+                node_id, view = todo[0]
                 try:
                     if view is None:
                         await self._store.drop_node(self.instance_id, node_id)
                     else:
                         await self._store.put_node(self.instance_id, node_id, encode_node(view))
                 except StoreError as exc:
-                    log.warning("cluster: node %s not published yet: %s", node_id, exc)
-                    self._unpublished.setdefault(node_id, view)  # unless a newer one came
+                    log.warning("cluster: %d node changes not published yet: %s", len(todo), exc)
+                    for left, left_view in todo:  # back, unless a newer change came meanwhile
+                        self._unpublished.setdefault(left, left_view)
                     self._publish.set()
                     await asyncio.sleep(RETRY_S)
+                    break
+                del todo[0]
 
     # --- reading the others' nodes ---------------------------------------------------------
 
