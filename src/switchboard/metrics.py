@@ -99,6 +99,7 @@ class DispatchStats:
         "full",
         "node_jobs",
         "queue_wait",
+        "refusals",
         "rejections",
         "reserved",
         "store_down",
@@ -117,6 +118,7 @@ class DispatchStats:
         self.answers: dict[str, int] = {}  # by kind: "result" or an error code
         self.failovers: dict[str, int] = {}  # by reason
         self.rejections: dict[str, int] = {}  # by error code
+        self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
         self.node_jobs: dict[str, FastHistogram] = {}
 
     def answered(self, kind: str, received_at: float) -> None:
@@ -132,6 +134,10 @@ class DispatchStats:
 
     def rejected(self, code: str) -> None:
         self.rejections[code] = self.rejections.get(code, 0) + 1
+
+    def refused(self, code: str) -> None:
+        """A connection refused at its handshake, or cut for its frame rate."""
+        self.refusals[code] = self.refusals.get(code, 0) + 1
 
     def node_job(self, node_id: str, seconds: float) -> None:
         """A node answered a job ``seconds`` after its ``job_assign`` was sent."""
@@ -190,6 +196,12 @@ class _DispatchCollector(Collector):
             "Utterances refused at once (never accepted), by error code",
             "code",
             s.rejections,
+        )
+        yield _counter(
+            "switchboard_refused_connections",
+            "WebSocket connections refused at the handshake or cut for their frame rate, by code",
+            "code",
+            s.refusals,
         )
         utterance = HistogramMetricFamily(
             "switchboard_utterance_latency_seconds",
