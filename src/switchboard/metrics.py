@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from switchboard import __version__
+from switchboard.protocol.codes import ErrorCode
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
 _FAST = (25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.25, 1.0)
@@ -50,6 +51,22 @@ _WAIT = (1e-3, 5e-3, 25e-3, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SLOW = (5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _INF = float("inf")
 RESERVATION_OUTCOMES = ("reserved", "full", "store_down")
+# Label values known in advance start at 0, so each has a series from the first scrape on: a
+# counter series born at its first increment loses that increment in rate() and increase()
+# (Prometheus sees no earlier sample), and the error-rate panel and alert would miss the first
+# errors after a quiet spell.
+ANSWER_KINDS = (
+    "result",
+    "node_error",
+    ErrorCode.NO_AVAILABLE_NODE.value,
+    ErrorCode.NODE_UNAVAILABLE.value,
+    ErrorCode.JOB_TIMEOUT.value,
+    ErrorCode.NODE_ERROR.value,
+    ErrorCode.SCHEDULER_DEPENDENCY_DOWN.value,
+    ErrorCode.SESSION_CLOSED.value,
+    ErrorCode.INTERNAL_ERROR.value,
+)
+FAILOVER_REASONS = ("timeout", "node_offline", "send_failed")
 
 
 class FastHistogram:
@@ -115,8 +132,8 @@ class DispatchStats:
         self.reserved = 0
         self.full = 0
         self.store_down = 0
-        self.answers: dict[str, int] = {}  # by kind: "result" or an error code
-        self.failovers: dict[str, int] = {}  # by reason
+        self.answers = dict.fromkeys(ANSWER_KINDS, 0)  # by kind: "result" or an error code
+        self.failovers = dict.fromkeys(FAILOVER_REASONS, 0)  # by reason
         self.rejections: dict[str, int] = {}  # by error code
         self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
         self.node_jobs: dict[str, FastHistogram] = {}
