@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 import redis.asyncio
 
 from switchboard.store.keys import StoreKeys
+from switchboard.tools.prom import samples
 from tests.e2e.conftest import Peers, ServerFactory
 from tests.e2e.harness import NodeBehaviour, ServerProcess, eventually, is_error, scaled
 
@@ -54,6 +56,17 @@ async def listed(
     return found
 
 
+async def metric_values(server: ServerProcess) -> dict[tuple[str, str], float]:
+    """The cluster's series on the server's /metrics page: (name, its one label value)."""
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
+        text = await resp.text()
+    return {
+        (s.name, next(iter(s.labels.values()), "")): float(s.value)
+        for s in samples(text)
+        if s.name.startswith("switchboard_cluster_")
+    }
+
+
 async def test_every_instance_sees_every_node_and_every_instance(
     server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
 ) -> None:
@@ -80,6 +93,7 @@ async def test_every_instance_sees_every_node_and_every_instance(
 
         await eventually(both_listed, "both instances listed", within=3)
         assert by_id["inst-b"]["nodes"] == 0
+        assert (await metric_values(server))[("switchboard_cluster_instances", "")] == 2
         assert by_id["inst-a"]["address"].startswith("http://127.0.0.1:")
         assert by_id["inst-a"]["started_at"] <= by_id["inst-a"]["last_seen"]
     stats = await b.stats()
@@ -108,6 +122,19 @@ async def test_a_session_on_b_is_served_by_a_node_on_a(
     assert len(partials) == 5
     await b.wait_idle()
     await a.wait_idle()
+    # Frames crossed both ways; none was lost.  A: 5 assigns in; 5 results, 5 partials (and
+    # the node's acks, if any) out.  B: the mirror image.
+    on_a, on_b = await metric_values(a), await metric_values(b)
+    assert on_b[("switchboard_cluster_frames_total", "out")] == 5
+    assert on_a[("switchboard_cluster_frames_total", "in")] == 5
+    assert on_a[("switchboard_cluster_frames_total", "out")] >= 10
+    assert (
+        on_b[("switchboard_cluster_frames_total", "in")]
+        == (on_a[("switchboard_cluster_frames_total", "out")])
+    )
+    for values in (on_a, on_b):
+        dead = {k: v for k, v in values.items() if k[0] == "switchboard_cluster_dead_letters_total"}
+        assert dead and not any(dead.values()), dead
 
 
 async def test_job_cancel_crosses_too(

@@ -46,6 +46,14 @@ TO_NODE: Final = "to_node"  # job_assign / job_cancel for a node held by the rec
 FROM_NODE: Final = "from_node"  # a node's frame about a job the receiver placed
 DRAIN: Final = "drain"  # the operator drained, on another instance, a node held by the receiver
 UNDRAIN: Final = "undrain"  # and undrained it
+DEAD_REASONS: Final = (
+    "no_instance",
+    "instance_gone",
+    "node_gone",
+    "store_unavailable",
+    "bad_frame",
+    "unknown_kind",
+)
 SEEN_LIMIT: Final = 65_536  # remembered entry ids and assignments, for duplicates
 READ_BLOCK_S: Final = 1.0
 RETRY_S: Final = 0.5
@@ -140,6 +148,10 @@ class Relay:
         )
         self._sent_out = self.frames.labels("out")
         self._received = self.frames.labels("in")
+        # Every reason from the first scrape on, at 0: a series born at its first increment
+        # loses that increment in rate() and increase().
+        for reason in DEAD_REASONS:
+            self.dead_letters.labels(reason)
 
     # --- out ----------------------------------------------------------------------------------
 
