@@ -5,6 +5,7 @@ instance is served by a node on another."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -14,7 +15,14 @@ import redis.asyncio
 from switchboard.store.keys import StoreKeys
 from switchboard.tools.prom import samples
 from tests.e2e.conftest import Peers, ServerFactory
-from tests.e2e.harness import NodeBehaviour, ServerProcess, eventually, is_error, scaled
+from tests.e2e.harness import (
+    NodeBehaviour,
+    ServerProcess,
+    clean_env,
+    eventually,
+    is_error,
+    scaled,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import RedisServer
@@ -345,3 +353,31 @@ async def test_sessions_on_both_instances_share_nodes_on_both(
     assert sum(len(node.assigns) for node in nodes) == count * len(sessions)
     await a.wait_idle()
     await b.wait_idle()
+
+
+async def test_issue_repro_translate_against_b_with_the_agent_on_a(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str
+) -> None:
+    """The issue's steps, as a new user runs them: `switchboard node` connected to A,
+    `switchboard translate` against B gets its translation from that node."""
+    a, b = await two_instances(server_factory, redis_server, namespace)
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchboard", "node", "--url", a.ws_url, "--pair", "en:de",
+        "--node-id", "gpu-on-a", "--latency-median", "0.01", "--latency-p99", "0.02",
+        "--heartbeat-interval", str(scaled(0.25)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=clean_env(),
+    )  # fmt: skip
+    try:
+        row = await listed(b, "gpu-on-a", within=10)
+        assert row["instance_id"] == "inst-a"
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "switchboard", "translate", "--generate-seconds", "0.2",
+            "--url", b.ws_url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(cli.communicate(), scaled(20))
+        assert cli.returncode == 0, err.decode()
+        assert "node: gpu-on-a" in out.decode()
+    finally:
+        agent.terminate()
+        await asyncio.wait_for(agent.wait(), scaled(20))
