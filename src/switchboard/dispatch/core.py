@@ -35,6 +35,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from switchboard.dispatch import selection
 from switchboard.dispatch.actions import (
     Action,
@@ -194,14 +196,63 @@ class DispatchCore:
             seq=next(self._accepted),
             wait_since=now,
         )
+        self._admit(job, now, out)
+        return out
+
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut_fields: Mapping[str, object],
+        received_at: float,
+        now: float,
+    ) -> list[Action]:
+        """A streamed utterance (lingua-parity §3) at the session's next index."""
+        index = session.next_index
+        session.next_index = index + 1
+        out: list[Action] = []
+        if len(session.pending) >= self._cfg.max_pending_per_session or self.closing:
+            code = ErrorCode.SESSION_CLOSED if self.closing else ErrorCode.TOO_MANY_PENDING
+            message = _SHUTTING_DOWN if self.closing else "too many pending utterances"
+            out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
+            return out
+        raw = {
+            "audio": msgspec.Raw(codec.encode(audio)),
+            "audio_format": msgspec.Raw(codec.encode(audio_format)),
+            "sample_rate": msgspec.Raw(codec.encode(sample_rate)),
+        }
+        for key, value in cut_fields.items():
+            raw[key] = msgspec.Raw(codec.encode(value))
+        job = Job(
+            job_id=ids.job_id(),
+            session=session,
+            utterance_index=index,
+            src_lang=session.src_lang,
+            tgt_lang=session.tgt_lang,
+            services=selection.services_for(None),
+            pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
+            raw=raw,
+            trace_id=ids.trace_id(),
+            received_at=received_at,
+            seq=next(self._accepted),
+            wait_since=now,
+        )
+        self._admit(job, now, out)
+        return out
+
+    def _admit(self, job: Job, now: float, out: list[Action]) -> None:
+        session = job.session
         if self._on_accept is not None:
             self._on_accept(job)
         self.in_flight += 1
         self._metrics.jobs_in_flight.inc()
+        session.next_index = max(session.next_index, job.utterance_index + 1)
         session.line.enqueue(job.job_id)
-        session.pending[index] = job
+        session.pending[job.utterance_index] = job
         self._place(job, now, out)
-        return out
 
     def _refusal(self, session: Session, msg: Utterance) -> tuple[ErrorCode, str] | None:
         if msg.session_id != session.session_id:  # a session speaks only for itself

@@ -22,7 +22,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from switchboard.dispatch.actions import (
     Action,
@@ -120,6 +120,29 @@ class DispatchDriver:
         """An utterance (a coroutine only so that a subclass may wait around it: the old
         design's model takes its global lock here)."""
         self.run(self.core.accept(session, msg, frame, received_at=received, now=time.monotonic()))
+
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut_fields: Mapping[str, object],
+        received: float,
+    ) -> None:
+        """A streamed utterance cut from the session's ``audio_chunk`` frames."""
+        self.run(
+            self.core.admit_streamed(
+                session,
+                audio,
+                audio_format=audio_format,
+                sample_rate=sample_rate,
+                cut_fields=cut_fields,
+                received_at=received,
+                now=time.monotonic(),
+            )
+        )
 
     def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
         self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))

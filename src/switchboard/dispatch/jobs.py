@@ -58,6 +58,9 @@ class Session:
     peer: SessionPeer
     pending: dict[int, Job] = field(default_factory=dict)  # utterance_index → unanswered job
     line: AnswerLine = field(default_factory=AnswerLine)
+    next_index: int = 0  # above every index accepted: a streamed utterance's index
+    src_lang: str = ""  # the session_init's pair, for streamed utterances
+    tgt_lang: str = ""
 
 
 class Cancellable(Protocol):

@@ -15,7 +15,7 @@ from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
-from switchboard.protocol import codec
+from switchboard.protocol import codec, langs
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
 from switchboard.runtime.snapshot import SnapshotHolder
@@ -181,6 +181,8 @@ class Scheduler:
             observer=self.observer,
         )
         conn.session = self.dispatcher.open_session(session_id, conn)
+        conn.session.src_lang = langs.normalize(init.src_lang)
+        conn.session.tgt_lang = langs.normalize(init.tgt_lang)
         self.session_conns[session_id] = conn
         self.metrics.sessions.set(len(self.session_conns))
         if self.observer is not None:

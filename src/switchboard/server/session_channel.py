@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 
@@ -11,6 +13,7 @@ from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, ids
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
+    AudioChunk,
     ClientHeartbeat,
     SessionClose,
     SessionInbound,
@@ -21,6 +24,8 @@ from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
 from switchboard.server.scheduler import Scheduler
+from switchboard.server.streams import SessionStream, stream_limits
+from switchboard.sessions.streaming import StreamBuffer, StreamCut
 
 log = logging.getLogger("switchboard.server.session")
 
@@ -71,6 +76,7 @@ async def _on_frame(
 
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
+    _drop_stream(conn)
     sched.session_gone(conn)
     await conn.ended_and_closed()
 
@@ -86,11 +92,15 @@ async def _dispatch(
         case Utterance():
             # Admission (contract §2 "Accepting") and everything after it is dispatch's.
             await sched.dispatcher.accept(conn.session, msg, frame, received)
+        case AudioChunk():
+            if _mine(conn, msg.session_id):
+                _on_chunk(sched, conn, msg, received)
         case ClientHeartbeat():
             if _mine(conn, msg.session_id):
                 conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
         case SessionClose():
             if _mine(conn, msg.session_id):
+                _drop_stream(conn)
                 sched.dispatcher.close_session(conn.session)
                 conn.push(codec.session_close_ack(conn.session_id))
                 await conn.drain()
@@ -109,6 +119,91 @@ def _mine(conn: SessionConnection, session_id: str) -> bool:
         codec.error(ErrorCode.INVALID_SESSION, "session_id does not name this connection's session")
     )
     return False
+
+
+# --- streamed speech (docs/protocol.md §2 "Streaming", lingua-parity.md §3) ----------------
+
+
+def _on_chunk(sched: Scheduler, conn: SessionConnection, msg: AudioChunk, received: float) -> None:
+    try:
+        audio = codec.chunk_audio(msg)
+    except ProtocolError as exc:
+        conn.push(codec.error(exc.code, exc.message, {"seq": msg.seq}))  # not buffered
+        return
+    stream = conn.stream
+    if stream is None:
+        if not audio:
+            return  # nothing buffered: a final cuts nothing
+        # The utterance this chunk opens counts as pending from now: a session that streams
+        # faster than it is answered holds at most --max-pending-per-session utterances.
+        if len(conn.session.pending) >= sched.settings.max_pending_per_session:
+            conn.push(
+                codec.error(
+                    ErrorCode.TOO_MANY_PENDING,
+                    "too many pending utterances: audio_chunk not buffered",
+                    {"seq": msg.seq},
+                )
+            )
+            return
+        audio_format, sample_rate = _audio_of(conn)
+        buffer = StreamBuffer(
+            stream_limits(sched.settings), audio_format=audio_format, sample_rate=sample_rate
+        )
+        stream = conn.stream = SessionStream(buffer)
+    cuts = stream.buffer.push(audio, is_final=msg.is_final, now=asyncio.get_running_loop().time())
+    _admit(sched, conn, cuts, received)
+    _rearm(sched, conn, stream)
+
+
+def _stream_timer(sched: Scheduler, conn: SessionConnection) -> None:
+    stream = conn.stream
+    if stream is None:
+        return
+    now = stream.fired()
+    cuts = stream.buffer.wake(now)
+    _admit(sched, conn, cuts, time.perf_counter())
+    _rearm(sched, conn, stream)
+
+
+def _rearm(sched: Scheduler, conn: SessionConnection, stream: SessionStream) -> None:
+    if not stream.arm(_stream_timer, sched, conn):
+        conn.stream = None  # nothing buffered: the session is back to holding nothing
+
+
+def _admit(
+    sched: Scheduler, conn: SessionConnection, cuts: list[StreamCut], received: float
+) -> None:
+    """Each cut becomes one job at the session's next index, answered like an utterance."""
+    if not cuts:
+        return
+    audio_format, sample_rate = _audio_of(conn)
+    for cut in cuts:
+        fields: dict[str, object] = {}
+        if cut.kind.padding_ms:
+            fields["padding_ms"] = cut.kind.padding_ms
+        if cut.kind.flag is not None:
+            fields[cut.kind.flag] = True
+        sched.dispatcher.admit_streamed(
+            conn.session,
+            base64.b64encode(cut.audio).decode("ascii"),
+            audio_format=audio_format,
+            sample_rate=sample_rate,
+            cut_fields=fields,
+            received=received,
+        )
+
+
+def _audio_of(conn: SessionConnection) -> tuple[str, int]:
+    return "pcm16", 16000
+
+
+def _drop_stream(conn: SessionConnection) -> None:
+    """The session is ending: what is buffered goes with its pending utterances (§2
+    "Ending": cancelled, unanswered)."""
+    stream = conn.stream
+    if stream is not None:
+        stream.cancel()
+        conn.stream = None
 
 
 handle = Channel(open_peer=_open, on_text=_on_frame, reply=_reply, gone=_gone).handle
