@@ -78,11 +78,23 @@ def utterance(session_id: str, index: int) -> JSON:
     }
 
 
+def audio_chunk(session_id: str, seq: int, *, final: bool = False) -> JSON:
+    return {
+        "type": "audio_chunk",
+        "session_id": session_id,
+        "seq": seq,
+        "is_final": final,
+        "payload": AUDIO,
+        "client_timestamp_ms": 1700000000000,
+    }
+
+
 def session_frames(session_id: str, index: int) -> list[JSON]:
-    """Every client → scheduler type on an open session."""
+    """Every client → scheduler type on an open session (session_init last)."""
     return [
         utterance(session_id, index),
         utterance(session_id, index),
+        audio_chunk(session_id, index),
         {"type": "client_heartbeat", "session_id": session_id, "timestamp": 1700000000000},
         {"type": "session_close", "session_id": session_id, "reason": "fuzz"},
         session_init(),
