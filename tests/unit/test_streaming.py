@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchboard.sessions.streaming import (
-    CutKind,
+    CutReason,
     StreamBuffer,
     StreamCut,
     StreamLimits,
@@ -25,7 +25,7 @@ def _buffer(limits: StreamLimits = LIMITS, audio_format: str = "pcm16") -> Strea
 
 def test_the_table_fixes_each_cut_flag_hangover_and_padding() -> None:
     """§3's table, row by row."""
-    assert [(k.hangover_ms, k.flag, k.padding_ms) for k in CutKind] == [
+    assert [(k.hangover_ms, k.flag, k.padding_ms) for k in CutReason] == [
         (200, "is_manual_cut", 280),
         (150, "is_timeout_triggered", 220),
         (0, "is_timeout_triggered", 220),
@@ -48,7 +48,7 @@ def test_a_final_chunk_cuts_after_its_200_ms_hangover() -> None:
     assert buf.push(b"cd", is_final=True, now=1.0) == []
     assert buf.deadline == 1.2
     assert buf.wake(1.19) == []
-    assert buf.wake(1.2) == [StreamCut(CutKind.FINAL, b"abcd", 2)]
+    assert buf.wake(1.2) == [StreamCut(CutReason.FINAL, b"abcd", 2)]
     assert buf.empty and buf.deadline is None
 
 
@@ -56,7 +56,7 @@ def test_a_bare_final_cuts_what_is_buffered() -> None:
     buf = _buffer()
     buf.push(b"ab", is_final=False, now=0.0)
     buf.push(b"", is_final=True, now=0.5)
-    assert buf.wake(0.7) == [StreamCut(CutKind.FINAL, b"ab", 1)]
+    assert buf.wake(0.7) == [StreamCut(CutReason.FINAL, b"ab", 1)]
 
 
 def test_chunks_in_a_final_hangover_join_that_utterance() -> None:
@@ -67,7 +67,7 @@ def test_chunks_in_a_final_hangover_join_that_utterance() -> None:
     assert buf.push(b"cd", is_final=False, now=1.1) == []
     assert buf.push(b"ef", is_final=True, now=1.15) == []
     assert buf.deadline == 1.2  # a second final does not stretch the hangover
-    assert buf.wake(1.2) == [StreamCut(CutKind.FINAL, b"abcdef", 3)]
+    assert buf.wake(1.2) == [StreamCut(CutReason.FINAL, b"abcdef", 3)]
     assert buf.push(b"gh", is_final=False, now=1.25) == []  # after it: the next utterance
     assert buf.buffered_bytes == 2
 
@@ -79,7 +79,7 @@ def test_silence_cuts_after_pause_ms_and_its_150_ms_hangover() -> None:
     assert buf.deadline == 4.0
     assert buf.wake(4.0) == []  # the pause cut is decided, its hangover runs
     assert buf.deadline == 4.15
-    assert buf.wake(4.15) == [StreamCut(CutKind.PAUSE, b"abcd", 2)]
+    assert buf.wake(4.15) == [StreamCut(CutReason.PAUSE, b"abcd", 2)]
 
 
 def test_the_first_chunk_after_a_long_silence_starts_a_new_utterance() -> None:
@@ -88,7 +88,7 @@ def test_the_first_chunk_after_a_long_silence_starts_a_new_utterance() -> None:
     for late in (3.05, 3.2, 60.0):
         buf = _buffer()
         buf.push(b"ab", is_final=False, now=0.0)
-        assert buf.push(b"cd", is_final=False, now=late) == [StreamCut(CutKind.PAUSE, b"ab", 1)]
+        assert buf.push(b"cd", is_final=False, now=late) == [StreamCut(CutReason.PAUSE, b"ab", 1)]
         assert buf.buffered_bytes == 2
 
 
@@ -96,7 +96,7 @@ def test_a_final_in_a_pause_hangover_makes_it_a_final_cut() -> None:
     buf = _buffer()
     buf.push(b"ab", is_final=False, now=0.0)
     assert buf.push(b"", is_final=True, now=3.1) == []
-    assert buf.wake(3.31) == [StreamCut(CutKind.FINAL, b"ab", 1)]
+    assert buf.wake(3.31) == [StreamCut(CutReason.FINAL, b"ab", 1)]
 
 
 def test_a_buffer_is_never_dropped_for_idling() -> None:
@@ -105,48 +105,48 @@ def test_a_buffer_is_never_dropped_for_idling() -> None:
     buf.push(b"ab", is_final=False, now=0.0)
     assert buf.wake(3600.0) == []
     buf.push(b"cd", is_final=True, now=7200.0)
-    assert buf.wake(7201.0) == [StreamCut(CutKind.FINAL, b"abcd", 2)]
+    assert buf.wake(7201.0) == [StreamCut(CutReason.FINAL, b"abcd", 2)]
 
 
 def test_too_long_cuts_at_once_with_the_chunk_that_reached_it() -> None:
     buf = _buffer(StreamLimits(max_utterance_ms=1000))
     assert buf.push(b"x" * 16000, is_final=False, now=0.0) == []
     cuts = buf.push(b"y" * 16000, is_final=False, now=0.1)
-    assert cuts == [StreamCut(CutKind.TOO_LONG, b"x" * 16000 + b"y" * 16000, 2)]
+    assert cuts == [StreamCut(CutReason.TOO_LONG, b"x" * 16000 + b"y" * 16000, 2)]
     assert buf.empty and buf.deadline is None
 
 
 def test_too_long_counts_opus_at_60_bytes_a_frame() -> None:
     buf = _buffer(StreamLimits(max_utterance_ms=1000), audio_format="opus")
     assert buf.push(b"x" * 2999, is_final=False, now=0.0) == []
-    assert [c.kind for c in buf.push(b"y", is_final=False, now=0.1)] == [CutKind.TOO_LONG]
+    assert [c.reason for c in buf.push(b"y", is_final=False, now=0.1)] == [CutReason.TOO_LONG]
 
 
 def test_an_unknown_format_has_no_length_only_a_size() -> None:
     buf = _buffer(StreamLimits(max_utterance_ms=1, max_utterance_bytes=100), audio_format="wav")
     assert buf.push(b"x" * 100, is_final=False, now=0.0) == []
-    assert [c.kind for c in buf.push(b"y", is_final=False, now=0.1)] == [CutKind.TOO_BIG]
+    assert [c.reason for c in buf.push(b"y", is_final=False, now=0.1)] == [CutReason.TOO_BIG]
 
 
 def test_too_big_cuts_at_once_and_beats_a_final() -> None:
     buf = _buffer(StreamLimits(max_utterance_bytes=10))
     assert buf.push(b"x" * 10, is_final=False, now=0.0) == []  # at the limit: not over it
     cuts = buf.push(b"y", is_final=True, now=0.1)
-    assert cuts == [StreamCut(CutKind.TOO_BIG, b"x" * 10 + b"y", 2)]
+    assert cuts == [StreamCut(CutReason.TOO_BIG, b"x" * 10 + b"y", 2)]
 
 
 def test_a_final_that_reaches_too_long_keeps_its_hangover_and_its_flag() -> None:
     """Lingua's precedence: too big, then final, then too long."""
     buf = _buffer(StreamLimits(max_utterance_ms=1000))
     assert buf.push(b"x" * 32000, is_final=True, now=0.0) == []
-    assert buf.wake(0.2) == [StreamCut(CutKind.FINAL, b"x" * 32000, 1)]
+    assert buf.wake(0.2) == [StreamCut(CutReason.FINAL, b"x" * 32000, 1)]
 
 
 def test_a_full_buffer_does_not_wait_out_a_final_hangover() -> None:
     buf = _buffer(StreamLimits(max_utterance_ms=1000))
     buf.push(b"x" * 16000, is_final=True, now=0.0)
     assert buf.push(b"y" * 16000, is_final=False, now=0.1) == [
-        StreamCut(CutKind.FINAL, b"x" * 16000 + b"y" * 16000, 2)
+        StreamCut(CutReason.FINAL, b"x" * 16000 + b"y" * 16000, 2)
     ]
 
 
@@ -156,7 +156,7 @@ def test_cuts_with_nothing_buffered_make_nothing() -> None:
     assert buf.push(b"", is_final=False, now=1.0) == []
     assert buf.deadline is None and buf.wake(100.0) == []
     buf.push(b"ab", is_final=False, now=200.0)
-    assert [c.kind for c in buf.wake(204.0)] == [CutKind.PAUSE]
+    assert [c.reason for c in buf.wake(204.0)] == [CutReason.PAUSE]
     assert buf.push(b"", is_final=True, now=204.1) == []  # a bare final after a pause cut
     assert buf.wake(205.0) == []
 
@@ -216,8 +216,8 @@ def test_every_chunk_lands_in_exactly_one_nonempty_cut_in_order(
     assert b"".join(cut.audio for cut in cuts) == b"".join(sent)
     assert sum(cut.chunks for cut in cuts) == len(sent)
     for cut in cuts:
-        if cut.kind is not CutKind.TOO_BIG:
+        if cut.reason is not CutReason.TOO_BIG:
             assert len(cut.audio) <= max_bytes
-        if cut.kind is CutKind.TOO_LONG:
+        if cut.reason is CutReason.TOO_LONG:
             length = duration_ms(len(cut.audio), audio_format, 16000)
             assert length is not None and length >= max_ms

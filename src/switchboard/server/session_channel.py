@@ -159,6 +159,9 @@ def _stream_timer(sched: Scheduler, conn: SessionConnection) -> None:
     stream = conn.stream
     if stream is None:
         return
+    if conn.ended or sched.session_conns.get(conn.session_id) is not conn:
+        _drop_stream(conn)  # ended by the server (slow consumer): nothing more is admitted
+        return
     now = stream.fired()
     cuts = stream.buffer.wake(now)
     _admit(sched, conn, cuts, time.perf_counter())
@@ -179,10 +182,10 @@ def _admit(
     audio_format, sample_rate = _audio_of(conn)
     for cut in cuts:
         fields: dict[str, object] = {}
-        if cut.kind.padding_ms:
-            fields["padding_ms"] = cut.kind.padding_ms
-        if cut.kind.flag is not None:
-            fields[cut.kind.flag] = True
+        if cut.reason.padding_ms:
+            fields["padding_ms"] = cut.reason.padding_ms
+        if cut.reason.flag is not None:
+            fields[cut.reason.flag] = True
         sched.dispatcher.admit_streamed(
             conn.session,
             base64.b64encode(cut.audio).decode("ascii"),

@@ -42,8 +42,8 @@ import enum
 from dataclasses import dataclass
 
 
-class CutKind(enum.Enum):
-    """Why a buffer was cut; each kind fixes the job's flag and ``padding_ms`` (§3 table)."""
+class CutReason(enum.Enum):
+    """Why a buffer was cut; each fixes the job's flag and ``padding_ms`` (§3 table)."""
 
     FINAL = "final"
     PAUSE = "pause"
@@ -64,13 +64,23 @@ class CutKind(enum.Enum):
         return _FLAG[self]
 
 
-_HANGOVER_MS = {CutKind.FINAL: 200, CutKind.PAUSE: 150, CutKind.TOO_LONG: 0, CutKind.TOO_BIG: 0}
-_PADDING_MS = {CutKind.FINAL: 280, CutKind.PAUSE: 220, CutKind.TOO_LONG: 220, CutKind.TOO_BIG: 0}
-_FLAG: dict[CutKind, str | None] = {
-    CutKind.FINAL: "is_manual_cut",
-    CutKind.PAUSE: "is_timeout_triggered",
-    CutKind.TOO_LONG: "is_timeout_triggered",
-    CutKind.TOO_BIG: None,
+_HANGOVER_MS = {
+    CutReason.FINAL: 200,
+    CutReason.PAUSE: 150,
+    CutReason.TOO_LONG: 0,
+    CutReason.TOO_BIG: 0,
+}
+_PADDING_MS = {
+    CutReason.FINAL: 280,
+    CutReason.PAUSE: 220,
+    CutReason.TOO_LONG: 220,
+    CutReason.TOO_BIG: 0,
+}
+_FLAG: dict[CutReason, str | None] = {
+    CutReason.FINAL: "is_manual_cut",
+    CutReason.PAUSE: "is_timeout_triggered",
+    CutReason.TOO_LONG: "is_timeout_triggered",
+    CutReason.TOO_BIG: None,
 }
 
 
@@ -87,7 +97,7 @@ class StreamLimits:
 class StreamCut:
     """One utterance cut from the stream: its audio (the chunks joined in order) and why."""
 
-    kind: CutKind
+    reason: CutReason
     audio: bytes
     chunks: int  # how many non-empty chunks it joins
 
@@ -128,7 +138,7 @@ class StreamBuffer:
         self._chunks: list[bytes] = []
         self._size = 0
         self._last_at = 0.0  # when the last chunk was buffered (meaningful while any is)
-        self._cut: CutKind | None = None  # a cut in its hangover
+        self._cut: CutReason | None = None  # a cut in its hangover
         self._cut_at = 0.0  # when that hangover ends
 
     @property
@@ -159,7 +169,7 @@ class StreamBuffer:
         """One chunk's decoded payload (may be empty) in arrival order."""
         out: list[StreamCut] = []
         self._advance(now, out)
-        if self._cut is CutKind.PAUSE and audio:
+        if self._cut is CutReason.PAUSE and audio:
             # After a silence of --pause-ms: the old utterance is over, this one starts anew.
             self._emit(out)
         if audio:
@@ -169,15 +179,15 @@ class StreamBuffer:
         if not self._chunks:
             return out  # an empty cut makes nothing (a bare is_final after a cut)
         if self._size > self._limits.max_utterance_bytes:
-            self._cut = CutKind.TOO_BIG
+            self._cut = CutReason.TOO_BIG
             self._emit(out)
         elif is_final:
-            if self._cut is not CutKind.FINAL:
-                self._cut = CutKind.FINAL
-                self._cut_at = now + CutKind.FINAL.hangover_ms / 1000
+            if self._cut is not CutReason.FINAL:
+                self._cut = CutReason.FINAL
+                self._cut_at = now + CutReason.FINAL.hangover_ms / 1000
         elif self._too_long():
-            if self._cut is not CutKind.FINAL:
-                self._cut = CutKind.TOO_LONG
+            if self._cut is not CutReason.FINAL:
+                self._cut = CutReason.TOO_LONG
             self._emit(out)  # a full buffer does not wait out a final's hangover
         return out
 
@@ -189,8 +199,8 @@ class StreamBuffer:
         if self._cut is None and self._chunks:
             silent_until = self._last_at + self._limits.pause_ms / 1000
             if now >= silent_until:
-                self._cut = CutKind.PAUSE
-                self._cut_at = silent_until + CutKind.PAUSE.hangover_ms / 1000
+                self._cut = CutReason.PAUSE
+                self._cut_at = silent_until + CutReason.PAUSE.hangover_ms / 1000
         if self._cut is not None and now >= self._cut_at:
             self._emit(out)
 
