@@ -1,8 +1,9 @@
 """Streamed speech end to end (docs/protocol.md §2 "Streaming", lingua-parity.md §3): a session's
 ``audio_chunk`` frames cut into utterances, each one job with its flags and one answer.
 
-Tests that must see no pause cut keep the default --pause-ms (3 s, far above the time between
-two frames of a test); the pause tests use a short one.  "Nothing happened" is checked behind
+Tests that must see no pause cut run with a --pause-ms of ten minutes (NO_PAUSE): a final
+cut that waited for the pause timer instead of its own 200 ms hangover would then miss every
+wait; the pause tests use a short one.  "Nothing happened" is checked behind
 barriers: a heartbeat round trip on the session (its earlier frames were handled), then one on
 the node (whatever those frames sent it has arrived).
 """
@@ -30,6 +31,7 @@ from tests.e2e.harness import (
 )
 
 SILENT = NodeBehaviour(mode="none")
+NO_PAUSE = 600_000  # ms
 CUT_FIELDS = ("is_manual_cut", "is_pause_triggered", "is_timeout_triggered", "padding_ms")
 
 
@@ -63,7 +65,7 @@ async def settled(session: FakeSession, node: FakeNode) -> None:
     await node.sync()
 
 
-@pytest.mark.server()
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_a_final_chunk_cuts_one_manual_utterance(server: ServerProcess, peers: Peers) -> None:
     """Chunks join in order; nothing reaches the node before the final chunk; then one
     job_assign with the joined audio, is_manual_cut and padding_ms 280, the session's pair and
@@ -84,7 +86,7 @@ async def test_a_final_chunk_cuts_one_manual_utterance(server: ServerProcess, pe
     assert answer["utterance_index"] == 0 and answer["job_id"] == assign["job_id"]
 
 
-@pytest.mark.server(pause_ms=200)
+@pytest.mark.server(pause_ms=1000)
 async def test_silence_cuts_a_timeout_triggered_utterance(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -99,7 +101,7 @@ async def test_silence_cuts_a_timeout_triggered_utterance(
     assert (await session.wait_for(of_type("translation_result")))["utterance_index"] == 0
 
 
-@pytest.mark.server(max_utterance_ms=1000)
+@pytest.mark.server(max_utterance_ms=1000, pause_ms=NO_PAUSE)
 async def test_too_long_cuts_at_once_with_the_chunk_that_reached_it(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -121,7 +123,7 @@ async def test_too_long_cuts_at_once_with_the_chunk_that_reached_it(
     assert len(node.assigns) == 1
 
 
-@pytest.mark.server(max_utterance_bytes=1000)
+@pytest.mark.server(max_utterance_bytes=1000, pause_ms=NO_PAUSE)
 async def test_too_big_cuts_at_once_without_flags(server: ServerProcess, peers: Peers) -> None:
     """A buffer over --max-utterance-bytes is cut at once, with no flag and no padding_ms."""
     node = await peers.node(server)
@@ -157,6 +159,7 @@ async def test_cuts_with_nothing_buffered_make_nothing_and_use_no_index(
 
 
 @MEMORY_ONLY
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_chunks_in_a_final_hangover_join_that_utterance(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -185,7 +188,7 @@ async def test_chunks_in_a_final_hangover_join_that_utterance(
     assert cut_of(node.assigns[0]) == {"is_manual_cut": True, "padding_ms": 280}
 
 
-@pytest.mark.server(pause_ms=200)
+@pytest.mark.server(pause_ms=1000)
 async def test_after_a_silence_the_next_chunk_opens_a_new_utterance_and_nothing_is_dropped(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -207,6 +210,7 @@ async def test_after_a_silence_the_next_chunk_opens_a_new_utterance_and_nothing_
 
 
 @MEMORY_ONLY
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_bad_base64_is_invalid_message_and_not_buffered(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -223,6 +227,7 @@ async def test_bad_base64_is_invalid_message_and_not_buffered(
 
 
 @MEMORY_ONLY
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_a_chunk_for_another_session_is_invalid_session_and_not_buffered(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -238,7 +243,7 @@ async def test_a_chunk_for_another_session_is_invalid_session_and_not_buffered(
     assert audio_of(await node.wait_assign()) == b"mine"
 
 
-@pytest.mark.server()
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_streamed_and_plain_utterances_share_one_sequence_and_one_order(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -264,7 +269,7 @@ async def test_streamed_and_plain_utterances_share_one_sequence_and_one_order(
 
 
 @MEMORY_ONLY
-@pytest.mark.server(max_pending_per_session=1)
+@pytest.mark.server(max_pending_per_session=1, pause_ms=NO_PAUSE)
 async def test_an_open_buffer_counts_against_the_pending_limit(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -285,6 +290,7 @@ async def test_an_open_buffer_counts_against_the_pending_limit(
 
 
 @MEMORY_ONLY
+@pytest.mark.server(pause_ms=NO_PAUSE)
 async def test_a_closed_session_s_buffer_makes_no_job(server: ServerProcess, peers: Peers) -> None:
     """session_close with audio buffered: nothing is dispatched (its pending work is dropped
     with it, contract §2 "Ending")."""
