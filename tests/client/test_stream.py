@@ -8,8 +8,8 @@ import contextlib
 import pytest
 
 from switchboard.agent import Backend, Job, PartialSink, Result
-from switchboard.client import Session, SessionClosed
-from tests.agent.support import SchedulerFactory, ready_agent
+from switchboard.client import Session, SessionClosed, TooManyPending
+from tests.agent.support import SchedulerFactory, eventually, ready_agent
 
 
 class Echo(Backend):
@@ -51,3 +51,26 @@ async def test_stream_ends_utterances_on_demand_and_on_a_pause(
         await stream.answer()
     with pytest.raises(SessionClosed):
         await stream.send(b"too late")
+
+
+async def test_a_refused_chunk_is_reported_on_the_stream(
+    scheduler_factory: SchedulerFactory,
+) -> None:
+    """With one utterance pending and --max-pending-per-session 1, the next chunk is refused
+    (TOO_MANY_PENDING, not buffered) and the stream lists it under ``refused``."""
+    server = await scheduler_factory(max_pending_per_session=1, pending_timeout=30)
+    async with Session.connect(
+        server.url, src_lang="en", tgt_lang="xx", audio_format="pcm16", sample_rate=16000
+    ) as session:
+        stream = session.stream()
+        await stream.end(b"waits for a node that never comes")
+        # Cut once its hangover is over: from then on the utterance is pending.
+        await server.wait_stats(lambda stats: stats["jobs_in_flight"] == 1, "the cut")
+        await stream.send(b"refused")
+
+        async def refused() -> bool:
+            return bool(stream.refused)
+
+        await eventually(refused, "the refusal")
+        (error,) = stream.refused
+        assert isinstance(error, TooManyPending) and error.details["seq"] == 1

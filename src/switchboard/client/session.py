@@ -155,6 +155,8 @@ class AudioStream:
         self._answers: asyncio.Queue[object] = asyncio.Queue()
         self.sent_chunks = 0
         self.last_sent_at = time.perf_counter()  # a streamed answer's latency counts from here
+        self.refused: list[ServerError] = []
+        """Errors for chunks the scheduler did not buffer (``details.seq`` names each)."""
 
     async def send(self, audio: bytes, *, final: bool = False) -> None:
         """One chunk (``final``: the utterance ends with it).  Raises :class:`SessionClosed`
@@ -444,6 +446,8 @@ class Session:
                 entry[1].set_exception(error)
         elif index is not None and self._audio is not None:
             self._streamed(index, error)
+        elif "seq" in error.details and self._audio is not None:
+            self._audio.refused.append(error)  # a chunk refused at once, not an utterance
         elif isinstance(error, SessionClosed):
             self._end_reason = error  # the server ends the session; the socket closes next
         else:
