@@ -3,14 +3,12 @@
 Contract v1.1 (lingua-parity.md §3, docs/protocol.md §2 "Streaming"): chunks append in arrival
 order and the buffer is cut into one utterance when
 
-=========  ========================================  ========  ======================  =======
-cut        when                                      hangover  job flag                padding
-=========  ========================================  ========  ======================  =======
-final      a chunk with ``is_final``                 200 ms    ``is_manual_cut``       280 ms
-pause      no chunk for ``--pause-ms``               150 ms    ``is_timeout_triggered``  220 ms
-too long   buffered audio ≥ ``--max-utterance-ms``   none      ``is_timeout_triggered``  220 ms
-too big    buffer > ``--max-utterance-bytes``        none      none                    0
-=========  ========================================  ========  ======================  =======
+* final: a chunk with ``is_final``; after a 200 ms hangover; ``is_manual_cut``, padding 280 ms;
+* pause: no chunk for ``--pause-ms``; after a 150 ms hangover; ``is_timeout_triggered``,
+  padding 220 ms;
+* too long: buffered audio ≥ ``--max-utterance-ms``; at once; ``is_timeout_triggered``,
+  padding 220 ms;
+* too big: buffer > ``--max-utterance-bytes``; at once; no flag, no padding.
 
 A cut with nothing buffered makes nothing.  Where Lingua's scheduler loses audio, three rules
 do better:
