@@ -21,6 +21,7 @@ from switchboard.protocol.messages import SessionInit
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
+from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
 from switchboard.sessions.manager import SessionManager
@@ -128,6 +129,7 @@ class Scheduler:
         self.addresses = AddressCounter(settings.max_connections_per_address)
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
+        self.pings = PingSweeper(settings.ping_interval)  # --ping-interval (liveness.py)
         self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -137,6 +139,7 @@ class Scheduler:
         self.registry.start()
         self.dispatcher.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
+        self.pings.start()
 
     # --- nodes ------------------------------------------------------------------------------
 
@@ -235,6 +238,7 @@ class Scheduler:
             await node.close(CLOSE_GOING_AWAY)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.pings.stop()
         await self.pool_sync.stop()
         await self.dispatcher.stop()
         await self.registry.stop()
