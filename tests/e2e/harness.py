@@ -587,7 +587,7 @@ class FakeNode(Peer):
 
 # --------------------------------------------------------------------------- session
 
-ANSWER_TYPES = ("translation_result", "error")
+ANSWER_TYPES = ("translation_result", "missing_result", "error")
 
 
 class FakeSession(Peer):
@@ -638,7 +638,7 @@ class FakeSession(Peer):
 
     @property
     def answers(self) -> list[Frame]:
-        """``translation_result`` and ``error`` frames, in arrival order."""
+        """``translation_result``, ``missing_result`` and ``error`` frames, in arrival order."""
         return [f for f in self.frames if f.get("type") in ANSWER_TYPES]
 
     async def wait_answers(self, count: int, *, within: float = DEFAULT_WAIT) -> list[Frame]:
@@ -648,7 +648,7 @@ class FakeSession(Peer):
         """The answer (result or error) for ``utterance_index == index``."""
 
         def match(frame: Frame) -> bool:
-            if frame.get("type") == "translation_result":
+            if frame.get("type") in ("translation_result", "missing_result"):
                 return frame.get("utterance_index") == index
             return (
                 frame.get("type") == "error"

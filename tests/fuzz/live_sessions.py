@@ -40,6 +40,7 @@ from switchboard.protocol.messages import (
     ClientHeartbeat,
     SessionClose,
     SessionInit,
+    TtsPlayEnded,
     Utterance,
 )
 from tests.fuzz import messages
@@ -76,7 +77,7 @@ def _kind(frame: dict[str, Any]) -> Expect:
 
 def _is_answer(frame: dict[str, Any]) -> bool:
     """An answer to an accepted utterance (ordered stream), as opposed to a rejection."""
-    if frame.get("type") == "translation_result":
+    if frame.get("type") in ("translation_result", "missing_result"):
         return True
     details = frame.get("details")
     return frame.get("type") == "error" and isinstance(details, dict) and "job_id" in details
@@ -177,6 +178,8 @@ class SessionWorker:
             return None if msg.is_final else []
         if isinstance(msg, ClientHeartbeat):
             return [HEARTBEAT]
+        if isinstance(msg, TtsPlayEnded):
+            return []  # never answered (lingua-parity §4)
         assert isinstance(msg, SessionClose)
         return [CLOSE_ACK]
 

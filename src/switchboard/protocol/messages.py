@@ -192,6 +192,10 @@ class SessionInit(_Msg, tag="session_init", frozen=True):
     auto_langs: list[str] | None = None
     trace_id: str | None = None
     token: str | None = None
+    # Extension (lingua-parity §1): the audio the client will send, echoed as negotiated in
+    # session_init_ack.  Lingua's session_init has neither and always answers opus / 16000.
+    audio_format: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    sample_rate: PosInt | None = None
 
 
 class Utterance(_Msg, tag="utterance", frozen=True):
@@ -217,6 +221,15 @@ class SessionClose(_Msg, tag="session_close", frozen=True):
     reason: str
 
 
+class TtsPlayEnded(_Msg, tag="tts_play_ended", frozen=True):
+    """The client finished playing a group's audio (lingua-parity §4); never answered."""
+
+    session_id: Id
+    group_id: Id
+    ts_end_ms: NonNegInt
+    trace_id: str | None = None
+
+
 class AudioChunk(_Msg, tag="audio_chunk", frozen=True):
     """Streamed speech (contract v1.1, lingua-parity §3): a piece of the session's audio, in
     its negotiated format, cut into utterances by the scheduler.  ``payload`` is base64 and
@@ -230,4 +243,6 @@ class AudioChunk(_Msg, tag="audio_chunk", frozen=True):
     client_timestamp_ms: int | None = None
 
 
-SessionInbound = SessionInit | Utterance | ClientHeartbeat | SessionClose | AudioChunk
+SessionInbound = (
+    SessionInit | Utterance | ClientHeartbeat | SessionClose | TtsPlayEnded | AudioChunk
+)

@@ -18,8 +18,10 @@ from switchboard.protocol.messages import (
     SessionClose,
     SessionInbound,
     SessionInit,
+    TtsPlayEnded,
     Utterance,
 )
+from switchboard.protocol.profile import profile_of
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -54,8 +56,14 @@ async def _open(
     session_id = ids.session_id()
     # Encoded before the session exists: nothing may fail between opening it and handing it
     # to the channel, which alone closes it again.
-    ack = codec.session_init_ack(session_id, msg.trace_id or ids.trace_id())
-    conn = sched.session_opened(session_id, ws, msg)
+    profile = profile_of(msg, msg.trace_id or ids.trace_id())
+    ack = codec.session_init_ack(
+        session_id,
+        profile.trace_id,
+        audio_format=profile.audio_format,
+        sample_rate=profile.sample_rate,
+    )
+    conn = sched.session_opened(session_id, ws, msg, profile)
     # session_init_ack is always the first frame the server sends on a session (contract §2).
     conn.push(ack)
     return conn
@@ -106,6 +114,11 @@ async def _dispatch(
                 await conn.drain()
                 await conn.close(CLOSE_NORMAL)
                 return True
+        case TtsPlayEnded():
+            # No reply (lingua-parity §4); one naming a group that is not the session's
+            # current one changes nothing, as in Lingua.
+            if _mine(conn, msg.session_id):
+                sched.dispatcher.play_ended(conn.session, msg.group_id, msg.ts_end_ms)
         case SessionInit():
             conn.push(codec.error(ErrorCode.INVALID_MESSAGE, "the session is already open"))
     return False
@@ -145,9 +158,11 @@ def _on_chunk(sched: Scheduler, conn: SessionConnection, msg: AudioChunk, receiv
                 )
             )
             return
-        audio_format, sample_rate = _audio_of(conn)
+        profile = conn.session.profile  # the session's negotiated audio (session_init_ack)
         buffer = StreamBuffer(
-            stream_limits(sched.settings), audio_format=audio_format, sample_rate=sample_rate
+            stream_limits(sched.settings),
+            audio_format=profile.audio_format,
+            sample_rate=profile.sample_rate,
         )
         stream = conn.stream = SessionStream(buffer)
     cuts = stream.buffer.push(audio, is_final=msg.is_final, now=asyncio.get_running_loop().time())
@@ -179,25 +194,16 @@ def _admit(
     """Each cut becomes one job at the session's next index, answered like an utterance."""
     if not cuts:
         return
-    audio_format, sample_rate = _audio_of(conn)
+    profile = conn.session.profile
     for cut in cuts:
-        fields: dict[str, object] = {}
-        if cut.reason.padding_ms:
-            fields["padding_ms"] = cut.reason.padding_ms
-        if cut.reason.flag is not None:
-            fields[cut.reason.flag] = True
         sched.dispatcher.admit_streamed(
             conn.session,
             base64.b64encode(cut.audio).decode("ascii"),
-            audio_format=audio_format,
-            sample_rate=sample_rate,
-            cut_fields=fields,
+            audio_format=profile.audio_format,
+            sample_rate=profile.sample_rate,
+            cut=cut.reason.cut,
             received=received,
         )
-
-
-def _audio_of(conn: SessionConnection) -> tuple[str, int]:
-    return "pcm16", 16000
 
 
 def _drop_stream(conn: SessionConnection) -> None:

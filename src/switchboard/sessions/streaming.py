@@ -39,9 +39,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from switchboard.protocol.cuts import Cut, CutKind
+
 
 class CutReason(enum.Enum):
-    """Why a buffer was cut; each fixes the job's flag and ``padding_ms`` (§3 table)."""
+    """Why a buffer was cut; each reason fixes its hangover and the job's ``Cut`` (its flag
+    and ``padding_ms``, §3 table)."""
 
     FINAL = "final"
     PAUSE = "pause"
@@ -53,13 +56,8 @@ class CutReason(enum.Enum):
         return _HANGOVER_MS[self]
 
     @property
-    def padding_ms(self) -> int:
-        return _PADDING_MS[self]
-
-    @property
-    def flag(self) -> str | None:
-        """The ``job_assign`` flag set to ``true`` for this cut, if any."""
-        return _FLAG[self]
+    def cut(self) -> Cut:
+        return _CUT[self]
 
 
 _HANGOVER_MS = {
@@ -68,17 +66,13 @@ _HANGOVER_MS = {
     CutReason.TOO_LONG: 0,
     CutReason.TOO_BIG: 0,
 }
-_PADDING_MS = {
-    CutReason.FINAL: 280,
-    CutReason.PAUSE: 220,
-    CutReason.TOO_LONG: 220,
-    CutReason.TOO_BIG: 0,
-}
-_FLAG: dict[CutReason, str | None] = {
-    CutReason.FINAL: "is_manual_cut",
-    CutReason.PAUSE: "is_timeout_triggered",
-    CutReason.TOO_LONG: "is_timeout_triggered",
-    CutReason.TOO_BIG: None,
+# A pause is is_timeout_triggered, not is_pause_triggered: Lingua's pause timer finalizes
+# with its "Timeout" reason (lingua-parity §3 table).
+_CUT = {
+    CutReason.FINAL: Cut(CutKind.MANUAL, 280),
+    CutReason.PAUSE: Cut(CutKind.TIMEOUT, 220),
+    CutReason.TOO_LONG: Cut(CutKind.TIMEOUT, 220),
+    CutReason.TOO_BIG: Cut(CutKind.NONE, 0),
 }
 
 
