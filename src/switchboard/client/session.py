@@ -199,8 +199,8 @@ class AudioStream:
         await self.send(audio, final=True)
 
     async def answer(self) -> Translation:
-        """The next streamed utterance's answer, in order: its :class:`Translation` (empty
-        texts for a ``missing_result``), or the exception of its ``error``.  Raises
+        """The next streamed utterance's answer, in order: its :class:`Translation` (``missing``
+        for a ``missing_result``), or the exception of its ``error``.  Raises
         :class:`SessionClosed` / :class:`ConnectionLost` once the session ends."""
         item = await self._answers.get()
         if item is AudioStream._END:
