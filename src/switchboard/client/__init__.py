@@ -35,6 +35,7 @@ from switchboard.client.errors import (
     Unauthorized,
 )
 from switchboard.client.session import (
+    AudioStream,
     Partial,
     PartialStream,
     PendingTranslation,
@@ -43,6 +44,7 @@ from switchboard.client.session import (
 )
 
 __all__ = [
+    "AudioStream",
     "ClientError",
     "Clip",
     "ConnectFailed",

@@ -62,10 +62,18 @@ class DemoOptions:
     latency_median: float = 0.08
     latency_p99: float = 0.3
     think_time: float = 1.0
+    streaming: bool = False  # sessions stream audio_chunk frames instead of utterances
 
     @classmethod
     def from_flags(
-        cls, *, duration: float, nodes: int, sessions: int, store: str | None, redis_url: str | None
+        cls,
+        *,
+        duration: float,
+        nodes: int,
+        sessions: int,
+        store: str | None,
+        redis_url: str | None,
+        streaming: bool = False,
     ) -> DemoOptions:
         """As ``serve`` does, a Redis URL implies the Redis store (protocol.md §6)."""
         if store == "memory" and redis_url is not None:
@@ -77,6 +85,7 @@ class DemoOptions:
             sessions=sessions,
             store=chosen,
             redis_url=redis_url or DEFAULT_REDIS_URL,
+            streaming=streaming,
         )
 
 
@@ -229,6 +238,7 @@ class Demo:
             sessions=self.options.sessions,
             tally=tally,
             think_time=self.options.think_time,
+            streaming=self.options.streaming,
         )
         load_stop = asyncio.Event()
         started = time.monotonic()

@@ -14,6 +14,7 @@ from switchboard.dispatch.jobs import Session
 from switchboard.server import eager
 from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
+from switchboard.server.streams import SessionStream
 
 log = logging.getLogger("switchboard.server")
 
@@ -90,6 +91,7 @@ class SessionConnection:
         "outbox_limit",
         "session",
         "session_id",
+        "stream",
         "ws",
     )
 
@@ -115,6 +117,8 @@ class SessionConnection:
         self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
         self._finished: asyncio.Event | None = None  # set once end() is through
+        # Its audio_chunk buffer and timer (server/streams.py), only while audio is buffered.
+        self.stream: SessionStream | None = None
 
     @property
     def ended(self) -> bool:
