@@ -49,7 +49,7 @@ from switchboard.cluster.records import (
     encode_node,
     encode_presence,
 )
-from switchboard.cluster.relay import DRAIN, UNDRAIN, Relay
+from switchboard.cluster.relay import DRAIN, UNDRAIN, Relay, stop_tasks
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.management.registry import ManagementRegistry
@@ -99,6 +99,7 @@ class ClusterMember:
         self._publish = asyncio.Event()
         self._announce_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False  # the loops stop on it (relay.stop_tasks says why)
         self.members: dict[str, Presence] = {}  # as of the last listing
         self._instances = Gauge(
             "switchboard_cluster_instances", "Instances present in the cluster", registry=metrics
@@ -141,11 +142,8 @@ class ClusterMember:
     async def stop(self) -> None:
         """Leave: drop our nodes' records and our presence, so the others need not wait for
         the TTL (best effort)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._closing = True
+        await stop_tasks(self._tasks)
         await self._relay.stop()
         with contextlib.suppress(StoreError):
             for node_id in self._registry.local_views():
@@ -188,7 +186,7 @@ class ClusterMember:
 
     async def _presence_loop(self) -> None:
         period = self._ttl / 3
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._announce_now.wait(), period)
             self._announce_now.clear()
@@ -237,7 +235,7 @@ class ClusterMember:
             await self._apply_remote(gone)
 
     async def _wake_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(WAKE_S)
             if len(self.members) > 1:
                 self._dispatcher.wake_waiting()
@@ -249,7 +247,7 @@ class ClusterMember:
         self._publish.set()
 
     async def _publish_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._publish.wait()
             self._publish.clear()
             batch, self._unpublished = self._unpublished, {}
@@ -274,7 +272,7 @@ class ClusterMember:
 
     async def _change_loop(self) -> None:
         last_resync = time.monotonic() if self._synced else -RESYNC_S
-        while True:
+        while not self._closing:
             try:
                 if time.monotonic() - last_resync >= RESYNC_S or not self._synced:
                     last_resync = time.monotonic()

@@ -22,7 +22,6 @@ vanished node does, when the node leaves the view.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
@@ -57,6 +56,7 @@ DEAD_REASONS: Final = (
 SEEN_LIMIT: Final = 65_536  # remembered entry ids and assignments, for duplicates
 READ_BLOCK_S: Final = 1.0
 RETRY_S: Final = 0.5
+STOP_WAIT_S: Final = 5.0  # a blocking read (1 s) and its store timeout, with room to spare
 
 
 class LocalNode(Protocol):
@@ -68,6 +68,20 @@ class LocalNode(Protocol):
     routes: dict[str, str] | None
 
     def write(self, frame: bytes) -> bool: ...
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel loop tasks and wait for them, a bounded time.  Their loops also stop on a flag:
+    on Python 3.11 a cancellation that lands as an ``asyncio.timeout`` expires is turned into
+    the timeout's error (fixed in 3.12), which a loop that retries on store errors would
+    otherwise outlive."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a loop that failed has been logged by its own except
 
 
 class _Head(msgspec.Struct):
@@ -131,6 +145,7 @@ class Relay:
         self._seen_entries = _Seen()
         self._seen_assigns = _Seen()
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
         # Drains (True) or undrains (False) a local node for an operator on another instance.
         self.drain: Callable[[str, bool], Coroutine[Any, Any, None]] | None = None
         self._draining: set[asyncio.Task[None]] = set()
@@ -194,14 +209,13 @@ class Relay:
         self._reader = asyncio.create_task(self._read_loop(), name="cluster-inbox")
 
     async def stop(self) -> None:
+        self._closing = True
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop_tasks([self._reader])
 
     async def _read_loop(self) -> None:
         pending = True  # first what an earlier run of this instance left unacknowledged
-        while True:
+        while not self._closing:
             try:
                 entries = await self._store.receive(
                     self.instance_id, block_s=READ_BLOCK_S, pending=pending
