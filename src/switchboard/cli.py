@@ -60,6 +60,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "N",
         "Plain HTTP requests in progress from one address before 429; 0: off.",
     ),
+    ("room_idle", "SECONDS", "A room with no join or delivered translation this long expires."),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),

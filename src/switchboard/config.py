@@ -35,6 +35,9 @@ settable the same three ways:
     plain HTTP requests (operator API, ``/metrics``, health, dashboard) in progress at once
     from one remote address; one more is answered 429.  WebSocket connections are not counted
     here (``max_connections_per_address`` is theirs).  0 turns the limit off.
+``room_idle`` (1800.0 s)
+    a room with no creation, join or delivered room translation for this long expires: its
+    members get ``room_expired`` and are out of it (lingua-parity §5 "Expiry").
 ``log_level`` ("info")
     one of debug, info, warning, error, critical (any case).
 ``redis_namespace`` ("switchboard")
@@ -132,6 +135,7 @@ class Settings:
     max_frames_per_second: int = 1000
     frame_burst: int = 2000
     max_http_requests_per_address: int = 32
+    room_idle: float = 1800.0
     log_level: str = "info"
     redis_namespace: str = "switchboard"
     snapshot_min_interval: float = 0.005
@@ -546,6 +550,7 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "max_frames_per_second": _Spec(_parse_int, _int_range(0)),  # 0: no limit
     "frame_burst": _COUNT,
     "max_http_requests_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
+    "room_idle": _SECONDS,
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "redis_namespace": _Spec(_parse_text, _check_name),
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),

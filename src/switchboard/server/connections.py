@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from switchboard.dispatch.jobs import Session
+from switchboard.rooms.model import Room
 from switchboard.server import eager
 from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
@@ -85,6 +86,7 @@ class SessionConnection:
         "observer",
         "on_overflow",
         "outbox_limit",
+        "room",
         "session",
         "session_id",
         "ws",
@@ -112,6 +114,9 @@ class SessionConnection:
         self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
         self._finished: asyncio.Event | None = None  # set once end() is through
+        # The room it is in (lingua-parity §5), kept by server/room_channel.py: the utterance
+        # path reads only this to know that it is not in one.
+        self.room: Room | None = None
 
     @property
     def ended(self) -> bool:

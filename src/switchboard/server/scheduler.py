@@ -18,11 +18,13 @@ from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
+from switchboard.rooms.registry import RoomRegistry
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
+from switchboard.server.room_channel import RoomDesk
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
@@ -126,6 +128,7 @@ class Scheduler:
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
         self.addresses = AddressCounter(settings.max_connections_per_address)
+        self.rooms = RoomDesk(RoomRegistry(idle=settings.room_idle), self.session_conns)
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self._closers: set[asyncio.Task[None]] = set()
@@ -136,6 +139,7 @@ class Scheduler:
         self.pool_sync.start()
         self.registry.start()
         self.dispatcher.start()
+        self.rooms.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
 
     # --- nodes ------------------------------------------------------------------------------
@@ -233,6 +237,7 @@ class Scheduler:
             await node.close(CLOSE_GOING_AWAY)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.rooms.stop()
         await self.pool_sync.stop()
         await self.dispatcher.stop()
         await self.registry.stop()

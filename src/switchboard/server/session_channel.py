@@ -9,14 +9,15 @@ from aiohttp import web
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, ids
+from switchboard.protocol.codec import SessionFrame
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
     ClientHeartbeat,
     SessionClose,
-    SessionInbound,
     SessionInit,
     Utterance,
 )
+from switchboard.protocol.rooms import RoomInbound
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -71,6 +72,7 @@ async def _on_frame(
 
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
+    sched.rooms.session_gone(conn)  # a member that closes or disconnects leaves its room
     sched.session_gone(conn)
     await conn.ended_and_closed()
 
@@ -80,7 +82,7 @@ async def _reply(conn: SessionConnection, frame: bytes) -> None:
 
 
 async def _dispatch(
-    sched: Scheduler, conn: SessionConnection, msg: SessionInbound, frame: bytes, received: float
+    sched: Scheduler, conn: SessionConnection, msg: SessionFrame, frame: bytes, received: float
 ) -> bool:
     match msg:
         case Utterance():
@@ -98,7 +100,14 @@ async def _dispatch(
                 return True
         case SessionInit():
             conn.push(codec.error(ErrorCode.INVALID_MESSAGE, "the session is already open"))
+        case _:
+            _room_frame(sched, conn, msg)
     return False
+
+
+def _room_frame(sched: Scheduler, conn: SessionConnection, msg: RoomInbound) -> None:
+    """Rooms and WebRTC signalling (lingua-parity §5–§6) are the room channel's."""
+    sched.rooms.handle(conn, msg)
 
 
 def _mine(conn: SessionConnection, session_id: str) -> bool:
