@@ -669,6 +669,40 @@ class FakeSession(Peer):
     async def close_session(self, reason: str = "done") -> None:
         await self.send({"type": "session_close", "session_id": self.session_id, "reason": reason})
 
+    # --- rooms (lingua-parity §5) -----------------------------------------------------------
+
+    async def create_room(self, **fields: Any) -> str:
+        """``room_create``; returns the room code from ``room_create_ack``."""
+        after = len(self.frames)
+        await self.send({"type": "room_create", "client_ts": int(time.time() * 1000), **fields})
+        ack = await self.wait_for(of_type("room_create_ack"), after=after)
+        code: str = ack["room_code"]
+        return code
+
+    async def join_room(self, code: str, **fields: Any) -> Frame:
+        """``room_join``; returns the ``room_members`` (or ``room_error``) it gets."""
+        after = len(self.frames)
+        await self.send({"type": "room_join", "room_code": code, **fields})
+        return await self.wait_for(
+            lambda f: f.get("type") in ("room_members", "room_error"), after=after
+        )
+
+    async def leave_room(self, code: str) -> None:
+        await self.send({"type": "room_leave", "room_code": code})
+
+    async def raw_voice(self, code: str, target: str, receive: bool) -> None:
+        await self.send(
+            {
+                "type": "room_raw_voice_preference",
+                "room_code": code,
+                "target_session_id": target,
+                "receive_raw_voice": receive,
+            }
+        )
+
+    def members(self, after: int = 0) -> list[Frame]:
+        return self.matching(of_type("room_members"), after=after)
+
 
 # --------------------------------------------------------------------------- raw socket
 
