@@ -377,6 +377,9 @@ class NodeBehaviour:
     raw_extra: str = ""  # appended verbatim to the result JSON object (byte-for-byte checks)
     error: Mapping[str, Any] | None = None
     answer_cancelled: bool = False
+    # Lingua's node (node-agent-result-sender.ts) drops a result whose text_asr equals, up to
+    # whitespace, the last one it sent for the same session_id.
+    lingua_dedup: bool = False
 
 
 class FakeNode(Peer):
@@ -410,6 +413,8 @@ class FakeNode(Peer):
         self.max_running = 0
         self.cancelled: set[str] = set()
         self.results_sent: list[JSON] = []
+        self.dropped_duplicates: list[Frame] = []
+        self._last_text: dict[str, str] = {}
         self._heartbeats: asyncio.Task[None] | None = None
         self.last_heartbeat = 0.0
 
@@ -535,7 +540,19 @@ class FakeNode(Peer):
             key = (assign["job_id"], assign["attempt_id"])
             if key not in self.running and not b.answer_cancelled:
                 return  # cancelled meanwhile
+            if b.lingua_dedup and b.mode == "result" and self._duplicate(assign):
+                self.running.pop(key, None)
+                self.dropped_duplicates.append(assign)
+                return
             await self.answer(assign, success=b.mode == "result")
+
+    def _duplicate(self, assign: Frame) -> bool:
+        text = " ".join(self.result_message(assign)["text_asr"].split())
+        session_id = assign["session_id"]
+        if text and self._last_text.get(session_id) == text:
+            return True
+        self._last_text[session_id] = text
+        return False
 
     def result_message(
         self, assign: Mapping[str, Any], *, success: bool = True, **overrides: Any

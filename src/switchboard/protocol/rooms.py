@@ -99,3 +99,20 @@ def relayed(signal: Signal, sender: str) -> bytes:
         case WebrtcIce():
             frame.update(type="webrtc_ice", candidate=signal.candidate)
     return _encode(frame)
+
+
+_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_TRANSLATION = b'"translation_result"'
+
+
+def for_listeners(frame: bytes, *, speaker: str, room_code: str) -> tuple[bytes, bool]:
+    """A fan-out answer (or partial) as the room's listeners get it: ``session_id`` is the
+    speaker's, as in Lingua, and ``speaker_session_id`` and ``room_code`` (extensions) say
+    whose speech it is even on an ``error``.  Values are copied as raw JSON, not re-parsed.
+    The flag: the frame is a ``translation_result`` (room activity, §5 "Expiry")."""
+    fields: dict[str, object] = dict(_raw_fields(frame))
+    fields["session_id"] = speaker
+    fields["speaker_session_id"] = speaker
+    fields["room_code"] = room_code
+    kind = fields.get("type")
+    return _encode(fields), isinstance(kind, msgspec.Raw) and bytes(kind) == _TRANSLATION

@@ -17,7 +17,9 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 
+from switchboard.dispatch.driver import DispatchDriver
 from switchboard.protocol import rooms
+from switchboard.protocol.messages import Utterance
 from switchboard.protocol.rooms import (
     RoomCreate,
     RoomInbound,
@@ -31,6 +33,7 @@ from switchboard.protocol.rooms import (
 from switchboard.rooms.model import Room, RoomError
 from switchboard.rooms.registry import RoomRegistry
 from switchboard.server.connections import SessionConnection
+from switchboard.server.room_fanout import Lanes
 
 log = logging.getLogger("switchboard.server.rooms")
 
@@ -43,9 +46,17 @@ _SWEEP_MAX = 30.0
 class RoomDesk:
     """This instance's rooms, the sessions they reach, and the one expiry sweeper."""
 
-    def __init__(self, registry: RoomRegistry, conns: Mapping[str, SessionConnection]) -> None:
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        conns: Mapping[str, SessionConnection],
+        dispatcher: DispatchDriver,
+        *,
+        max_pending: int,
+    ) -> None:
         self.registry = registry
         self._conns = conns
+        self.lanes = Lanes(dispatcher, conns, self._delivered, max_pending)
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -68,9 +79,15 @@ class RoomDesk:
             log.info("room %s expired", room.code)
             idle = self.registry.idle
             frame = rooms.room_expired(room.code, f"the room was idle for {idle:g} s")
+            for session_id in room.members:
+                self.lanes.close(session_id)
             for conn in self._connected(room.members):
                 conn.room = None
                 conn.push(frame)
+
+    def _delivered(self, room: Room) -> None:
+        """A room translation reached its listeners: activity (§5 "Expiry")."""
+        self.registry.touch(room, time.monotonic())
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -87,12 +104,27 @@ class RoomDesk:
             case RoomRawVoicePreference():
                 self._raw_voice(conn, msg)
 
+    async def utter(
+        self,
+        conn: SessionConnection,
+        msg: Utterance,
+        frame: bytes,
+        received: float,
+        *,
+        closing: bool,
+    ) -> None:
+        """An utterance from a member: fanned out to the room's listener languages."""
+        room = conn.room
+        assert room is not None, "only members' utterances come here"
+        await self.lanes.utter(conn, room, msg, frame, received, closing=closing)
+
     def session_gone(self, conn: SessionConnection) -> None:
         """Closed or disconnected: out of its room, as if it had sent ``room_leave``
         (lingua-parity §5, Better: Lingua keeps it until the room expires)."""
         if conn.room is None:
             return
         conn.room = None
+        self.lanes.close(conn.session_id)
         room = self.registry.leave_any(conn.session_id)
         if room is not None and room.members:
             self._tell_members(room)
@@ -138,6 +170,7 @@ class RoomDesk:
             conn.push(rooms.room_error(room.code, room.message))
             return
         conn.room = None
+        self.lanes.close(conn.session_id)
         if room.members:  # the leaver gets nothing; an empty room is gone
             self._tell_members(room)
 

@@ -128,7 +128,12 @@ class Scheduler:
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
         self.addresses = AddressCounter(settings.max_connections_per_address)
-        self.rooms = RoomDesk(RoomRegistry(idle=settings.room_idle), self.session_conns)
+        self.rooms = RoomDesk(
+            RoomRegistry(idle=settings.room_idle),
+            self.session_conns,
+            self.dispatcher,
+            max_pending=settings.max_pending_per_session,
+        )
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self._closers: set[asyncio.Task[None]] = set()
@@ -225,6 +230,7 @@ class Scheduler:
         self.dispatcher.close_intake()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.dispatcher.idle.wait(), grace)
+        self.rooms.lanes.fail_all("the scheduler is shutting down")
         for conn in list(self.session_conns.values()):
             self.dispatcher.fail_session(
                 conn.session, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"

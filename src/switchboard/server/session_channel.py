@@ -86,8 +86,12 @@ async def _dispatch(
 ) -> bool:
     match msg:
         case Utterance():
-            # Admission (contract §2 "Accepting") and everything after it is dispatch's.
-            await sched.dispatcher.accept(conn.session, msg, frame, received)
+            # Admission (contract §2 "Accepting") and everything after it is dispatch's; a
+            # room member's speech is fanned out to its listeners (lingua-parity §5).
+            if conn.room is None:
+                await sched.dispatcher.accept(conn.session, msg, frame, received)
+            else:
+                await sched.rooms.utter(conn, msg, frame, received, closing=sched.closing)
         case ClientHeartbeat():
             if _mine(conn, msg.session_id):
                 conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
