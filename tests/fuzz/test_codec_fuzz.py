@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from switchboard.errors import ProtocolError
-from switchboard.protocol import codec
+from switchboard.protocol import codec, rooms
 from switchboard.protocol.messages import JobResult, NodeHeartbeat, Utterance
+from switchboard.protocol.rooms import Signal
 from switchboard.server.channel import bad_frame_error
 from tests.fuzz import messages
 from tests.fuzz.mutate import Mutator
@@ -168,6 +169,14 @@ def _check_accepted(message: object) -> None:
     assert isinstance(index, int) and index >= 0
     if isinstance(message, Utterance):
         assert message.sample_rate >= 1
+    for name, most in (("room_code", 64), ("to", 256), ("target_session_id", 256)):
+        value = getattr(message, name, None)
+        if value is not None:
+            assert 1 <= len(value) <= most, (name, len(value))
+    if isinstance(message, Signal):
+        # What the relay sends on is JSON whatever the sender's sdp or candidate held.
+        relayed = json.loads(rooms.relayed(message, "s-sender"))
+        assert relayed["to"] == "s-sender" and relayed["type"] == message.__struct_config__.tag
 
 
 def _fuzz_one(decoder: Any, data: bytes) -> bool:
