@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from datetime import datetime
@@ -9,6 +10,8 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from switchboard.protocol import codec, rooms
+from switchboard.protocol.rooms import WebrtcIce, for_listeners
 from switchboard.rooms.model import Room, RoomError, RoomErrorCode
 from switchboard.rooms.registry import CODE_MAX, CODE_MIN, RoomRegistry
 
@@ -204,3 +207,28 @@ def test_bookkeeping_stays_consistent(ops: list[tuple[str, int, int, float]]) ->
             assert reg.room_of(f"s-{n}") is (member_of[0] if member_of else None)
         actives = [r.last_active for r in rooms]
         assert actives == sorted(actives)  # least recently active first
+
+
+def test_listener_frames_carry_the_speaker_and_keep_every_value_byte_for_byte() -> None:
+    frame = (
+        b'{"type":"translation_result","session_id":"s-a-de","utterance_index":3,'
+        b'"tts_audio":"AAEC","extra":{"k": [1, 2.50]}}'
+    )
+    out, translation = for_listeners(frame, speaker="s-a", room_code="123456")
+    assert translation
+    assert b'"extra":{"k": [1, 2.50]}' in out
+    decoded = json.loads(out)
+    assert decoded["session_id"] == decoded["speaker_session_id"] == "s-a"
+    assert decoded["room_code"] == "123456" and decoded["utterance_index"] == 3
+    error = b'{"type":"error","code":"JOB_TIMEOUT","message":"m","details":{"utterance_index":3}}'
+    out, translation = for_listeners(error, speaker="s-a", room_code="123456")
+    assert not translation and json.loads(out)["speaker_session_id"] == "s-a"
+
+
+def test_relayed_signals_name_the_sender_and_keep_the_payload() -> None:
+    decoded = codec.decode_session(
+        b'{"type":"webrtc_ice","room_code":"1","to":"s-b","candidate":{"c": "x y"}}'
+    )
+    assert isinstance(decoded, WebrtcIce)
+    out = rooms.relayed(decoded, "s-a")
+    assert out == b'{"type":"webrtc_ice","room_code":"1","to":"s-a","candidate":{"c": "x y"}}'
