@@ -349,6 +349,12 @@ def translate(
     help="The scheduler's reservation store.  [default: memory]",
 )
 @click.option("--redis-url", default=None, help="Redis for --store redis; implies it.")
+@click.option(
+    "--rooms",
+    is_flag=True,
+    default=False,
+    help="Sessions talk in rooms of three (en, de, fr): each utterance fans out to the others.",
+)
 def demo(**options: Any) -> None:
     """Run a scheduler, local stand-in nodes and client sessions; show it live."""
     from switchboard.demo import DemoOptions, run_demo
