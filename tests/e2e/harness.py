@@ -689,10 +689,14 @@ class FakeSession(Peer):
     # --- rooms (lingua-parity §5) -----------------------------------------------------------
 
     async def create_room(self, **fields: Any) -> str:
-        """``room_create``; returns the room code from ``room_create_ack``."""
+        """``room_create``; the room code from ``room_create_ack``, once ``room_members`` has
+        followed it."""
         after = len(self.frames)
         await self.send({"type": "room_create", "client_ts": int(time.time() * 1000), **fields})
         ack = await self.wait_for(of_type("room_create_ack"), after=after)
+        # The creator's own room_members follows the ack: wait for it, so that what a test
+        # reads next comes after it.
+        await self.wait_for(of_type("room_members"), after=after)
         code: str = ack["room_code"]
         return code
 

@@ -21,6 +21,17 @@ def member_ids(frame: Frame) -> list[str]:
     return [m["session_id"] for m in frame["members"]]
 
 
+async def join(joiner: FakeSession, code: str, *others: FakeSession) -> None:
+    """``joiner`` joins, and each of ``others`` has seen it join (so what a test reads next
+    comes after that)."""
+    joined = await joiner.join_room(code)
+    assert joined["type"] == "room_members", joined
+    for other in others:
+        await other.wait_for(
+            lambda f: f.get("type") == "room_members" and joiner.session_id in member_ids(f)
+        )
+
+
 async def test_create_acks_with_a_code_and_uuid_then_lists_the_creator(
     server: ServerProcess, peers: Peers
 ) -> None:
@@ -81,7 +92,7 @@ async def test_leave_tells_those_who_remain_and_the_last_one_out_deletes_the_roo
     bob = await peers.session(server)
     carol = await peers.session(server)
     code = await alice.create_room()
-    await bob.join_room(code)
+    await join(bob, code, alice)
     seen_bob = len(bob.frames)
     seen_alice = len(alice.frames)
     await alice.leave_room(code)
@@ -103,7 +114,7 @@ async def test_a_member_that_goes_away_leaves_its_room(
     alice = await peers.session(server)
     bob = await peers.session(server)
     code = await alice.create_room()
-    await bob.join_room(code)
+    await join(bob, code, alice)
     seen = len(alice.frames)
     if how == "disconnect":
         await bob.close()
@@ -120,7 +131,7 @@ async def test_raw_voice_preference_is_shown_to_every_member_and_non_members_are
     bob = await peers.session(server)
     outsider = await peers.session(server)
     code = await alice.create_room()
-    await bob.join_room(code)
+    await join(bob, code, alice)
     seen_a, seen_b = len(alice.frames), len(bob.frames)
     await bob.raw_voice(code, alice.session_id, False)
     for peer, seen in ((alice, seen_a), (bob, seen_b)):
@@ -156,7 +167,7 @@ async def _pair_in_room(
     alice = await peers.session(server)
     bob = await peers.session(server)
     code = await alice.create_room()
-    await bob.join_room(code)
+    await join(bob, code, alice)
     return alice, bob, code
 
 
@@ -194,7 +205,7 @@ async def test_signals_that_may_not_be_relayed_are_dropped_silently(
     alice, bob, code = await _pair_in_room(server, peers)
     outsider = await peers.session(server)
     carol = await peers.session(server)
-    await carol.join_room(code)
+    await join(carol, code, alice, bob)
 
     def ice(to: str, room: str = code) -> dict[str, object]:
         return {"type": "webrtc_ice", "room_code": room, "to": to, "candidate": {"n": to}}

@@ -41,6 +41,7 @@ log = logging.getLogger("switchboard.server.rooms")
 # at most that much, and a sweep costs only the rooms that expire (the registry keeps them
 # least recently active first).
 _SWEEP_MAX = 30.0
+_SWEEP_MIN = 0.01
 
 
 class RoomDesk:
@@ -69,10 +70,13 @@ class RoomDesk:
             self._sweeper.cancel()
 
     async def _sweep(self) -> None:
-        period = min(self.registry.idle / 4, _SWEEP_MAX)
+        period = max(min(self.registry.idle / 4, _SWEEP_MAX), _SWEEP_MIN)
         while True:
             await asyncio.sleep(period)
-            self.expire(time.monotonic())
+            try:
+                self.expire(time.monotonic())
+            except Exception:  # a bug must cost one sweep, not every later expiry
+                log.exception("expiring rooms failed")
 
     def expire(self, now: float) -> None:
         for room in self.registry.expire(now):
