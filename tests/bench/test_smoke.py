@@ -188,3 +188,28 @@ def test_hot_isolate_on_redis(tmp_path: Path, redis_server: object) -> None:
         assert row["unanswered"] == 0 and row["out_of_order"] == 0
         assert_no_slot_waits(row, synchronous_store=False)
     assert rows[-1]["jobs_per_s"] > 0
+
+
+def test_hot_with_nodes_and_sessions_in_separate_processes(tmp_path: Path) -> None:
+    """E0 with ``hot_split_roles``: every node in one generator, every session in the other.
+    Each utterance is still answered and measured from outside (the node process stays until
+    the session process is through), and the storm still runs where the nodes are."""
+    config = BenchConfig.quick(
+        scenarios=("hot",),
+        stores=("memory",),
+        designs=("snapshot",),
+        nodes=40,
+        hot_phase_s=1.0,
+        warmup=0.2,
+        hot_split_roles=True,
+    )
+    rows = runs.Bench(config, workdir=tmp_path).run().rows
+    assert [r["phase"] for r in rows] == ["calm", "storm", "max"]
+    for row in rows:
+        assert row["results"] == row["sent"] > 0, row
+        assert row["unanswered"] == 0 and row["out_of_order"] == 0
+        assert row["connect_failures"] == 0
+        external = row["external_latency_ms"]
+        assert isinstance(external, dict) and external["p50"] > 0
+    storm = rows[1]["storm"]
+    assert storm["joins"] > 0 and storm["leaves"] > 0 and storm["flips"] > 0

@@ -30,7 +30,14 @@ from typing import Any, Literal
 
 import aiohttp
 
-from switchboard.bench.wsclient import OP_BINARY, OP_CLOSE, OP_TEXT, client_frame, read_frame
+from switchboard.bench.wsclient import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    client_frame,
+    read_frame,
+)
 from switchboard.tools import fakenode
 from switchboard.tools.procs import SchedulerProcess, child_env
 
@@ -763,6 +770,15 @@ class RawWebSocket:
         """Every payload as its own frame, all in one write."""
         self._writer.write(b"".join(self.frame(p) for p in payloads))
         await self._writer.drain()
+
+    async def ping(self, payload: bytes) -> None:
+        self._writer.write(client_frame(payload, OP_PING))
+        await self._writer.drain()
+
+    async def next_frame(self) -> tuple[int, bytes]:
+        """The next frame of any kind: (opcode, payload)."""
+        async with asyncio.timeout(scaled(DEFAULT_WAIT)):
+            return await read_frame(self._reader)
 
     async def receive_texts(self, count: int) -> list[Frame]:
         """The next ``count`` text frames the server sends (control frames are skipped)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from switchboard.bench.wsclient import OP_PONG
 from tests.e2e.harness import (
     FakeNode,
     FakeSession,
@@ -126,3 +127,29 @@ async def test_a_silent_session_is_dropped_and_its_job_cancelled(serve: Serve) -
     await eventually(node_still_there, "the idle node that answers pings is kept")
     await raw.close()
     await node.close()
+
+
+async def test_the_server_answers_a_peers_pings(serve: Serve) -> None:
+    """Pings from the peer are answered with the same payload, before the session is open and
+    after, and count as frames like any other (the session lives on)."""
+    server = await serve(*_flags())
+    raw = await RawWebSocket.connect(server, "/ws/session")
+    await raw.ping(b"early")
+    assert await raw.next_frame() == (OP_PONG, b"early")
+    init = {
+        "type": "session_init",
+        "client_version": "1",
+        "platform": "pings",
+        "src_lang": "en",
+        "tgt_lang": "de",
+    }
+    await raw.send_together(json.dumps(init))
+    [ack] = await raw.receive_texts(1)
+    assert ack["type"] == "session_init_ack", ack
+    await raw.ping(b"later")
+    assert await raw.next_frame() == (OP_PONG, b"later")
+    heartbeat = {"type": "client_heartbeat", "session_id": ack["session_id"], "timestamp": 1}
+    await raw.send_together(json.dumps(heartbeat))
+    [beat] = await raw.receive_texts(1)
+    assert beat["type"] == "server_heartbeat", beat
+    await raw.close()

@@ -81,6 +81,11 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     default=None,
     help="E0 closed-loop throughput phase sessions (0: skip it).",
 )
+@click.option(
+    "--hot-split-roles/--no-hot-split-roles",
+    default=None,
+    help="E0: nodes in one generator process, sessions in another.",
+)
 @click.option("--rss-sessions", type=click.IntRange(1, 100_000), default=None)
 @click.option(
     "--generators", type=click.IntRange(1, 64), default=None, help="Load-generator processes."
@@ -158,6 +163,7 @@ def _config(options: dict[str, Any]) -> Any:
         "hot_cycles": "hot_cycles",
         "hot_slots": "hot_max_concurrency",
         "hot_max_sessions": "hot_max_sessions",
+        "hot_split_roles": "hot_split_roles",
         "generators": "generators",
         "trace_path": "e3_trace",
         "speed": "e3_speed",

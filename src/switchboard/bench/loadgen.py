@@ -9,6 +9,11 @@ Plans:
             switched on and off by ``phases``.
 ``idle``    (memory) sessions connect, say nothing, and wait for the orchestrator.
 
+A process holds nodes, sessions or both (``role``).  E0 can put the nodes and the sessions in
+two processes (``split_roles`` in scenarios.py), as they are different machines in a
+deployment: then neither generator's loop queues the other's frames, and the node process
+stays until every session process is through (``sessions_done``), so no answer owed is lost.
+
 The orchestrator (``orchestrate.py``) starts every generator process, waits until each reports
 ``ready`` (all connected), then sets ``go`` so that every process starts its plan at once.
 Progress and the final :class:`GenResult` travel back on a multiprocessing queue.
@@ -64,6 +69,7 @@ class GenSpec:
     churn_profiles: tuple[tuple[Pair, ...], ...] = ()
     drain_timeout: float = 20.0
     connect_concurrency: int = 100
+    role: str = "both"  # "both", "nodes" (none of the sessions) or "sessions" (none of the nodes)
 
 
 @dataclass(slots=True)
@@ -84,12 +90,12 @@ class GenResult:
 Queue = Any  # multiprocessing queue / event: untyped in the standard library
 
 
-def main(spec: GenSpec, queue: Queue, go: Any, release: Any) -> None:
+def main(spec: GenSpec, queue: Queue, go: Any, release: Any, sessions_done: Any) -> None:
     """Process entry point (multiprocessing, spawn)."""
     raise_open_files_limit()
     yield_to_the_scheduler()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        result = runner.run(_run(spec, queue, go, release))
+        result = runner.run(_run(spec, queue, go, release, sessions_done))
     queue.put(("done", spec.index, result))
 
 
@@ -162,7 +168,7 @@ class _Run:
             await asyncio.sleep(0.05)  # polls counters spread over every session
 
 
-async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any) -> GenResult:
+async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any, sessions_done: Any) -> GenResult:
     run = _Run(spec, queue)
     await run.connect_all()
     queue.put(("ready", spec.index, len(run.sessions), len(run.nodes)))
@@ -177,6 +183,8 @@ async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any) -> GenResult:
             await _open(run)
         else:
             await asyncio.to_thread(release.wait)
+        if spec.role == "nodes":  # answers may still be owed to another process's sessions
+            await asyncio.to_thread(sessions_done.wait, spec.drain_timeout + 60.0)
     finally:
         progress.cancel()
         await run.storm.stop()

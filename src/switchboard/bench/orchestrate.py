@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from switchboard.bench import loadgen
 from switchboard.bench.loadgen import GenResult, GenSpec
@@ -138,11 +138,16 @@ def run_load(
 ) -> LoadOutcome:
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
-    go, release = ctx.Event(), ctx.Event()
+    go, release, sessions_done = ctx.Event(), ctx.Event(), ctx.Event()
     procs = [
-        ctx.Process(target=loadgen.main, args=(spec, messages, go, release), daemon=True)
+        ctx.Process(
+            target=loadgen.main, args=(spec, messages, go, release, sessions_done), daemon=True
+        )
         for spec in specs
     ]
+    with_sessions = {spec.index for spec in specs if spec.role != "nodes"}
+    if not with_sessions:
+        sessions_done.set()
     rss_before = rss_bytes(server.pid)
     for proc in procs:
         proc.start()
@@ -153,7 +158,7 @@ def run_load(
         cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
         go.set()
         release.set()
-        results = _collect(messages, procs, progress, t0, run_timeout)
+        results = _collect(messages, procs, progress, t0, run_timeout, with_sessions, sessions_done)
         cpu1, t1 = cpu_seconds(server.pid), time.perf_counter()
         rss_after = rss_bytes(server.pid)
     finally:
@@ -203,8 +208,13 @@ def _collect(
     progress: Progress,
     t0: float,
     timeout: float,
+    with_sessions: set[int],
+    sessions_done: Any,
 ) -> list[GenResult]:
+    """Every generator's result; ``sessions_done`` is set once each process holding sessions
+    is through (a nodes-only process waits for it before its nodes leave)."""
     results: list[GenResult] = []
+    owing = set(with_sessions)
     counts: dict[object, tuple[int, int]] = {}
     deadline = time.monotonic() + timeout
     while len(results) < len(procs):
@@ -227,6 +237,9 @@ def _collect(
             result = message[2]
             assert isinstance(result, GenResult)
             results.append(result)
+            owing.discard(result.index)
+            if not owing:
+                sessions_done.set()
     return results
 
 

@@ -75,6 +75,9 @@ class BenchConfig:
     hot_max_sessions: int = 300  # the closed-loop throughput phase (0: skip it)
     hot_max_window: int = 2
     hot_max_duration: float = 8.0
+    # E0's nodes and sessions in two generator processes (``split_roles``) instead of
+    # ``generators`` processes each holding a share of both.
+    hot_split_roles: bool = False
     e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
     e3_speed: float = 8.0
     generators: int = 1
@@ -167,6 +170,18 @@ def split(specs: list[GenSpec], generators: int) -> list[GenSpec]:
     ]
 
 
+def split_roles(whole: GenSpec) -> list[GenSpec]:
+    """Two processes: every node (and the storm) in one, every session in the other, as nodes
+    and clients are different machines in a deployment.  The outside latency is still one
+    clock: the session stamps its send time into the utterance and the node reads it off the
+    ``job_assign`` (``perf_counter`` is the system's monotonic clock, shared by processes)."""
+    quiet = replace(whole.storm, hz_calm=0.0, hz_storm=0.0, churn_per_s=0.0, flips_per_s=0.0)
+    return [
+        replace(whole, index=0, session_pairs=(), role="nodes"),
+        replace(whole, index=1, nodes=(), storm=quiet, churn_profiles=(), role="sessions"),
+    ]
+
+
 def _share(storm: StormSpec, generators: int) -> StormSpec:
     return replace(
         storm,
@@ -236,6 +251,8 @@ def hot_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
         storm=config.storm,
         churn_profiles=churn_profiles(),
     )
+    if config.hot_split_roles:
+        return split_roles(whole)
     return split([whole], config.generators)
 
 
@@ -258,6 +275,8 @@ def hot_max_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
         storm=replace(config.storm, churn_per_s=0, flips_per_s=0),
         churn_profiles=churn_profiles(),
     )
+    if config.hot_split_roles:
+        return split_roles(whole)
     return split([whole], config.generators)
 
 

@@ -18,7 +18,7 @@ from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, CLOSE_POLICY_VIOLA
 from switchboard.server.connections import send
 from switchboard.server.limits import FrameBudget
 from switchboard.server.scheduler import SCHEDULER, Scheduler
-from switchboard.server.sockets import close_within, open_socket
+from switchboard.server.sockets import ServerSocket, close_within, open_socket
 
 log = logging.getLogger("switchboard.server")
 
@@ -26,6 +26,7 @@ Conn = TypeVar("Conn")
 _BINARY_REFUSED = codec.error(
     ErrorCode.INVALID_MESSAGE, "binary frames are not part of the contract"
 )
+_CONTROL = (WSMsgType.PING, WSMsgType.PONG)
 _INTERNAL = codec.error(ErrorCode.INTERNAL_ERROR, "internal error while handling the frame")
 
 
@@ -47,59 +48,56 @@ class Channel(Generic[Conn]):
         self._gone = gone
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # One coroutine for the socket's whole life, on purpose: every level of an await chain
+        # is a frame that each idle connection keeps (~250 B apiece; the budget for an idle
+        # session is 16 KiB).
         sched = request.app[SCHEDULER]
         # Counted from before the upgrade to the end of the handler (docs/security.md).
         address = request.remote or "unknown"
         admitted = sched.addresses.open(address)
         try:
             ws = await open_socket(request, sched.settings)
-            if not admitted:
-                limit = sched.settings.max_connections_per_address
-                await refuse(
-                    ws,
-                    ErrorCode.TOO_MANY_CONNECTIONS,
-                    f"too many connections from this address (limit {limit})",
-                )
+            frame = await (
+                first_frame(ws, sched.settings.handshake_timeout)
+                if admitted
+                else _too_many_connections(ws, sched.settings)
+            )
+            if frame is None:
                 return ws
-            await self._handshake_and_serve(sched, ws)
+            conn = await self._open(sched, ws, frame)
+            if conn is None:
+                return ws
+            sched.pings.watch(ws)
+            try:
+                limited = sched.settings.max_frames_per_second > 0
+                # Made at the first frame, full: an idle connection (most sessions, most of
+                # the time) never holds one, and a bucket idle that long would be full anyway.
+                budget: FrameBudget | None = None
+                async for message in ws:
+                    received = time.perf_counter()  # "read off the socket", for the latency
+                    ws.last_seen = received  # any frame, a pong too: the peer lives
+                    # Every frame is charged, good or bad, pings too: reading it is the cost.
+                    if limited:
+                        if budget is None:
+                            budget = frame_budget(sched.settings, now=received)
+                        if not budget.take(received):
+                            await rate_limited(ws, sched.settings)
+                            return ws
+                    if message.type is WSMsgType.TEXT:
+                        if await self._text(sched, conn, message.data, received):
+                            return ws
+                    elif message.type is WSMsgType.PING:
+                        ws.answer_ping(message.data)
+                    elif message.type is WSMsgType.BINARY:
+                        await self._reply(conn, _BINARY_REFUSED)
+                    elif message.type is WSMsgType.ERROR:
+                        return ws
+            finally:
+                sched.pings.forget(ws)
+                await self._gone(sched, conn)
             return ws
         finally:
             sched.addresses.close(address)
-
-    async def _handshake_and_serve(self, sched: Scheduler, ws: web.WebSocketResponse) -> None:
-        frame = await first_frame(ws, sched.settings.handshake_timeout)
-        if frame is None:
-            return
-        conn = await self._open(sched, ws, frame)
-        if conn is None:
-            return
-        try:
-            await self._serve(sched, ws, conn)
-        finally:
-            await self._gone(sched, conn)
-
-    async def _serve(self, sched: Scheduler, ws: web.WebSocketResponse, conn: Conn) -> None:
-        limited = sched.settings.max_frames_per_second > 0
-        # Made at the first frame, full: an idle connection (most sessions, most of the time)
-        # never holds one, and a bucket idle that long would be full anyway.
-        budget: FrameBudget | None = None
-        async for message in ws:
-            received = time.perf_counter()  # "read off the socket" for the latency metric
-            # Every data frame is charged, good or bad: what it costs us is reading and
-            # decoding it, whatever it says.  (Pings are answered inside aiohttp, unseen.)
-            if limited:
-                if budget is None:
-                    budget = frame_budget(sched.settings, now=received)
-                if not budget.take(received):
-                    await rate_limited(ws, sched.settings)
-                    return
-            if message.type is WSMsgType.TEXT:
-                if await self._text(sched, conn, message.data, received):
-                    return
-            elif message.type is WSMsgType.BINARY:
-                await self._reply(conn, _BINARY_REFUSED)
-            elif message.type is WSMsgType.ERROR:
-                return
 
     async def _text(self, sched: Scheduler, conn: Conn, data: bytes, received: float) -> bool:
         # A bug in handling one frame costs that frame an INTERNAL_ERROR, not the connection
@@ -110,6 +108,15 @@ class Channel(Generic[Conn]):
             log.exception("handling a frame failed")
             await self._reply(conn, _INTERNAL)
             return False
+
+
+async def _too_many_connections(ws: web.WebSocketResponse, settings: Settings) -> None:
+    limit = settings.max_connections_per_address
+    await refuse(
+        ws,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        f"too many connections from this address (limit {limit})",
+    )
 
 
 async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
@@ -150,6 +157,10 @@ async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None
     try:
         async with asyncio.timeout(limit_s):
             message = await ws.receive()
+            while message.type in _CONTROL:  # autoping is off (sockets.py): ours to answer
+                if message.type is WSMsgType.PING and isinstance(ws, ServerSocket):
+                    ws.answer_ping(message.data)
+                message = await ws.receive()
     except TimeoutError:
         # Its own code (not UNAUTHORIZED): nothing says the peer's credentials are wrong, and
         # a node agent must retry after it rather than give up (docs/protocol.md §3).

@@ -22,6 +22,7 @@ from switchboard.rooms.registry import RoomRegistry
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
+from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
 from switchboard.server.room_channel import RoomDesk
@@ -136,6 +137,7 @@ class Scheduler:
         )
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
+        self.pings = PingSweeper(settings.ping_interval)  # --ping-interval (liveness.py)
         self._closers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -146,6 +148,7 @@ class Scheduler:
         self.dispatcher.start()
         self.rooms.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
+        self.pings.start()
 
     # --- nodes ------------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class Scheduler:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.rooms.stop()
+        await self.pings.stop()
         await self.pool_sync.stop()
         await self.dispatcher.stop()
         await self.registry.stop()

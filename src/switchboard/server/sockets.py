@@ -5,14 +5,12 @@
    buffered), and closes the socket with 1009 *inside* ``receive()``, before our handler sees
    anything.  The close goes through :meth:`close`, so that is where the ``error`` is written,
    just ahead of the close frame.
-2. Dead peers are found.  With ``--ping-interval`` aiohttp pings a socket that has sent nothing
-   for that long and, when neither a pong nor any other frame arrives within half of it more,
-   aborts the transport and hands the reader an ``ERROR`` message: the channel's receive loop
-   ends there and the usual "peer gone" path runs (a node's jobs fail over, a session's
-   pending jobs are cancelled; both release their slots).  A half-open TCP connection (the
-   peer's machine lost power, a NAT forgot the flow) sends no FIN, so without pings nothing
-   would ever end it.  Any frame received counts as a sign of life, so a node heartbeating
-   more often than the interval is never pinged.
+2. Dead peers are found (``liveness.py``).  ``autoping`` is off, so pings and pongs reach the
+   channel's receive loop like any frame: it answers a ping, and every frame it reads, pong
+   included, stamps :attr:`ServerSocket.last_seen`.  One sweeper pings a socket silent for
+   ``--ping-interval`` and drops one that stays silent half an interval more.  A half-open TCP
+   connection (the peer's machine lost power, a NAT forgot the flow) sends no FIN, so without
+   pings nothing would ever end it.
 3. A close that cannot hang.  Writing waits while the peer's TCP window is shut, so a peer that
    stops reading (a slow consumer, a frozen process) would hold a close — and whoever awaits
    it — forever.  :meth:`close_within` gives the peer ``grace`` seconds to take its last frames
@@ -32,6 +30,7 @@ from aiohttp.web_request import BaseRequest
 from switchboard.config import Settings
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, ErrorCode
+from switchboard.server import eager
 
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
 # aiohttp refuses a frame whose length is >= max_msg_size (reader: ``to_read >= max - partial``),
@@ -40,31 +39,32 @@ _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
 _AIOHTTP_LIMIT_SLACK: Final = 1
 
 
+def _ignore_outcome(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # a pong that could not go out: the socket's close says why
+
+
 class ServerSocket(web.WebSocketResponse):
     """``WebSocketResponse`` that says why it closes with 1009, and can be cut off."""
 
-    def __init__(
-        self, *, max_frame_bytes: int, close_timeout: float, ping_interval: float = 0.0
-    ) -> None:
+    def __init__(self, *, max_frame_bytes: int, close_timeout: float) -> None:
         # Compression off: permessage-deflate costs ~4x memory per connection (issue 2 §8).
         # decode_text=False hands us bytes, which msgspec decodes without an extra str copy.
         super().__init__(
             compress=False,
             max_msg_size=max_frame_bytes + _AIOHTTP_LIMIT_SLACK,
             decode_text=False,
-            autoping=True,
+            # Pings and pongs come to the channel (docstring, point 2); no aiohttp heartbeat.
+            autoping=False,
             timeout=close_timeout,
-            # aiohttp's heartbeat: ping after ping_interval s of silence, give up after half
-            # of it more (docstring, point 2).  None: no pings.
-            heartbeat=ping_interval or None,
         )
-        self._too_large = codec.error(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"frame larger than --max-frame-bytes ({max_frame_bytes} bytes)",
-            {"max_frame_bytes": max_frame_bytes},
-        )
+        self._max_frame_bytes = max_frame_bytes  # for the PAYLOAD_TOO_LARGE error, made if needed
         self._transport: asyncio.Transport | None = None
         self.close_timeout = close_timeout
+        # Liveness (liveness.py), perf_counter() times: the last frame of any kind read off the
+        # socket, and when the ping now unanswered went out (0.0: none out).
+        self.last_seen = 0.0
+        self.pinged_at = 0.0
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter:
         self._transport = request.transport
@@ -72,8 +72,13 @@ class ServerSocket(web.WebSocketResponse):
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if code == CLOSE_MESSAGE_TOO_BIG and not self.closed:
+            too_large = codec.error(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"frame larger than --max-frame-bytes ({self._max_frame_bytes} bytes)",
+                {"max_frame_bytes": self._max_frame_bytes},
+            )
             with contextlib.suppress(*_SEND_ERRORS):
-                await self.send_frame(self._too_large, WSMsgType.TEXT)
+                await self.send_frame(too_large, WSMsgType.TEXT)
         return await super().close(code=code, message=message, drain=drain)
 
     async def close_within(
@@ -92,6 +97,15 @@ class ServerSocket(web.WebSocketResponse):
             self.abort()
             raise
 
+    def answer_ping(self, data: bytes) -> None:
+        """Pong now, without waiting (``autoping`` is off: the channel calls this)."""
+        if self.closed:
+            return
+        with contextlib.suppress(*_SEND_ERRORS):
+            rest = eager.start(self.pong(data))
+            if rest is not None:
+                rest.add_done_callback(_ignore_outcome)
+
     def abort(self) -> None:
         """Drop the TCP connection now, unsent frames and all."""
         if self._transport is not None and not self._transport.is_closing():
@@ -104,7 +118,6 @@ async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
     ws = ServerSocket(
         max_frame_bytes=settings.max_frame_bytes,
         close_timeout=settings.handshake_timeout,
-        ping_interval=settings.ping_interval,
     )
     await ws.prepare(request)
     return ws

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 
 class AnswerLine:
-    __slots__ = ("_answers", "_line")
+    __slots__ = ("_line",)
 
     def __init__(self) -> None:
-        # Job ids in arrival order (a dict keeps insertion order at a third of an OrderedDict's
-        # size; the line is short, at most --max-pending-per-session).
-        self._line: dict[str, None] = {}
-        self._answers: dict[str, bytes] = {}
+        # Job id → its answer (None until it has one), in arrival order: one dict keeps both
+        # the order and the answers (a dict keeps insertion order at a third of an
+        # OrderedDict's size; the line is short, at most --max-pending-per-session).
+        self._line: dict[str, bytes | None] = {}
 
     def __len__(self) -> int:
         return len(self._line)
@@ -29,22 +29,23 @@ class AnswerLine:
 
     def answer(self, job_id: str, frame: bytes) -> bool:
         """Fill ``job_id``'s place; ``False`` if it has none or was answered already."""
-        if job_id not in self._line or job_id in self._answers:
+        line = self._line
+        if line.get(job_id, frame) is not None:  # no place (the default) or answered
             return False
-        self._answers[job_id] = frame
+        line[job_id] = frame
         return True
 
     def drop(self, job_id: str) -> None:
         """Forget a place (the session is ending; the utterance goes unanswered)."""
         self._line.pop(job_id, None)
-        self._answers.pop(job_id, None)
 
     def ready(self) -> Iterator[bytes]:
         """Pop and yield the answered frames at the head of the line, in order."""
-        while self._line:
-            head = next(iter(self._line))
-            frame = self._answers.pop(head, None)
+        line = self._line
+        while line:
+            head = next(iter(line))
+            frame = line[head]
             if frame is None:
                 return
-            del self._line[head]
+            del line[head]
             yield frame
