@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python 3.11): the venv with the locked
-# dependencies, and — with --redis — Debian's redis-server for the Redis store's tests.
+# dependencies; with --redis, Debian's redis-server for the Redis store's tests; with
+# --browser, Debian's chromium and chromium-driver for the dashboard's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ "${1:-}" == "--redis" ]] && ! command -v redis-server >/dev/null 2>&1; then
-    echo "setup: installing redis-server from Debian's packages" >&2
+packages=()
+for arg in "$@"; do
+    case "$arg" in
+        --redis) command -v redis-server >/dev/null 2>&1 || packages+=(redis-server) ;;
+        --browser)
+            command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+            command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+            ;;
+        *) echo "setup: unknown option $arg (expected --redis, --browser)" >&2; exit 2 ;;
+    esac
+done
+if (( ${#packages[@]} )); then
+    echo "setup: installing ${packages[*]} from Debian's packages" >&2
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

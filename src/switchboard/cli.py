@@ -62,6 +62,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     ("room_idle", "SECONDS", "A room with no join or delivered translation this long expires."),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
+    ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
     ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
@@ -72,7 +73,7 @@ _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
 
 # switchboard.client.urls.DEFAULT_URL, spelled out so that `serve` imports no client code.
 DEFAULT_URL = "ws://127.0.0.1:5010"
-POOLS_URL = "http://127.0.0.1:5010"  # switchboard.client.pools.DEFAULT_URL, likewise
+POOLS_URL = "http://127.0.0.1:5010"  # switchboard.client.pools.DEFAULT_URL, likewise (ops too)
 
 # What each extra of pyproject.toml adds that a command cannot run without (by import name;
 # tests/unit/test_extras.py keeps this in step with pyproject.toml).  uvloop is left out: the
@@ -84,7 +85,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "demo": (*_SERVER_MODULES, "psutil", "rich"),
     "bench": (*_SERVER_MODULES, "psutil", "rich"),
 }
-# The commands that need more than the bare install (the client SDK, `translate`, `pools`).
+# The commands that need more than the bare install (the client SDK, `translate`, `pools`,
+# and the operator commands `status`, `nodes`, `drain`, `undrain`).
 COMMAND_EXTRAS: dict[str, str] = {
     "serve": "server",
     "node": "agent",
@@ -158,6 +160,24 @@ def main() -> None:
     help="Allow a non-loopback --host without all three tokens.",
 )
 @click.option(
+    "--streaming-asr/--no-streaming-asr",
+    "streaming_asr",
+    default=None,
+    help="Ask nodes to stream asr_partial in every job_assign.  [default: on]",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=None,
+    help="One OpenTelemetry span per utterance, over OTLP (needs the [otel] extra).",
+)
+@click.option(
+    "--log-jobs",
+    is_flag=True,
+    default=None,
+    help="Log each step of each job at DEBUG, with its trace_id (switchboard.jobs).",
+)
+@click.option(
     "--config",
     "config_path",
     metavar="FILE",
@@ -170,6 +190,13 @@ def serve(config_path: str | None, **flags: object) -> None:
         settings = load_settings(flags, environ=os.environ, config_path=config_path)
     except ConfigError as exc:
         click.echo(f"switchboard: error: {exc}", err=True)
+        sys.exit(2)
+    if settings.otel and importlib.util.find_spec("opentelemetry") is None:
+        click.echo(
+            "switchboard: error: --otel needs the [otel] extra, which is not installed. "
+            f"Install it with: pip install '{DISTRIBUTION}[otel]'",
+            err=True,
+        )
         sys.exit(2)
     _configure_logging(settings)
     logging.getLogger("switchboard").info("starting with %s", settings.public_view())
@@ -427,6 +454,72 @@ def pools_put(file: str, url: str, token: str | None, fmt: str) -> None:
     sys.exit(run_pools_put(file, url=url, token=token, fmt=fmt))
 
 
+def _ops_options(command: _F) -> _F:
+    """--url, --token and --json, shared by `status`, `nodes`, `drain` and `undrain`."""
+    for option in reversed(
+        (
+            click.option(
+                "--url",
+                envvar="SWITCHBOARD_URL",
+                default=POOLS_URL,
+                show_default=True,
+                help="The scheduler (or SWITCHBOARD_URL).",
+            ),
+            click.option(
+                "--token",
+                envvar="SWITCHBOARD_ADMIN_TOKEN",
+                default=None,
+                help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print the API's JSON."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+@main.command()
+@_ops_options
+def status(url: str, token: str | None, as_json: bool) -> None:
+    """The scheduler at a glance: nodes by status, sessions, jobs, dispatch latency
+    (GET /api/v1/stats and /api/v1/latency). Exit status 1 with the server's error."""
+    from switchboard.client.ops import run_status
+
+    sys.exit(run_status(url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@_ops_options
+def nodes(url: str, token: str | None, as_json: bool) -> None:
+    """The connected nodes with status, heartbeat age, load against capacity and CPU, memory
+    and GPU use (GET /api/v1/nodes). Exit status 1 with the server's error."""
+    from switchboard.client.ops import run_nodes
+
+    sys.exit(run_nodes(url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@click.argument("node_id", metavar="NODE")
+@_ops_options
+def drain(node_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Stop sending NODE new jobs; its running jobs finish (POST .../drain). Exit status 3
+    when there is no such node, 1 with the server's error."""
+    from switchboard.client.ops import run_node_action
+
+    sys.exit(run_node_action("drain", node_id, url=url, token=token, as_json=as_json))
+
+
+@main.command()
+@click.argument("node_id", metavar="NODE")
+@_ops_options
+def undrain(node_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Let a drained NODE take new jobs again (POST .../undrain). Exit status 3 when there is
+    no such node, 1 with the server's error."""
+    from switchboard.client.ops import run_node_action
+
+    sys.exit(run_node_action("undrain", node_id, url=url, token=token, as_json=as_json))
+
+
 # Issue 4's benchmarks; the bodies live in switchboard.bench.cli (only click until they run).
 main.add_command(bench_cli.bench)
 main.add_command(bench_cli.replay)
@@ -438,6 +531,6 @@ for _name in COMMAND_EXTRAS:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # Set apart from basicConfig, which does nothing at all once the root has a handler.
-    logging.getLogger().setLevel(settings.log_level.upper())
+    from switchboard.logs import configure
+
+    configure(level=settings.log_level, fmt=settings.log_format, jobs=settings.log_jobs)

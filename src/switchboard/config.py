@@ -40,6 +40,16 @@ settable the same three ways:
     members get ``room_expired`` and are out of it (lingua-parity §5 "Expiry").
 ``log_level`` ("info")
     one of debug, info, warning, error, critical (any case).
+``log_format`` ("text")
+    ``text`` for people, ``json`` for one JSON object per line (protocol.md §7 "Logs").
+``log_jobs`` (false)
+    log every step of every job (accepted, reserved, assigned, result, answered, ...) at
+    DEBUG on the ``switchboard.jobs`` logger, each line with the job's ``trace_id``, whatever
+    ``log_level`` is (``log_level = "debug"`` turns them on too).  Off, they cost nothing.
+``otel`` (false)
+    one OpenTelemetry span per utterance (accepted to answered), exported over OTLP as the
+    standard ``OTEL_*`` variables say; needs the ``[otel]`` extra.  Off, OpenTelemetry is
+    never imported.
 ``redis_namespace`` ("switchboard")
     prefix of every Redis key, so several deployments can share one Redis.
 ``snapshot_min_interval`` (0.005 s)
@@ -60,6 +70,11 @@ settable the same three ways:
     not fit in one.  Empty (the default) means generated pools.  With Redis, the file only
     seeds the pools Redis keeps for every instance (``server/pool_sync.py`` has the
     precedence).
+
+``streaming_asr`` (true)
+    every ``job_assign`` carries ``enable_streaming_asr: true`` and
+    ``partial_update_interval_ms: 1000``, so Lingua's nodes stream ``asr_partial``
+    (lingua-parity §2); false leaves both out.
 
 Rules beyond plain values:
 
@@ -99,6 +114,7 @@ TOKEN_FIELDS: Final = ("node_token", "session_token", "admin_token")
 STORES: Final = ("memory", "redis")
 DESIGNS: Final = ("snapshot", "global_lock")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS: Final = ("text", "json")
 REDACTED: Final = "***"
 # Keys only the config file can give (no SWITCHBOARD_* variable, no flag).
 FILE_ONLY: Final = frozenset({"pools"})
@@ -137,11 +153,15 @@ class Settings:
     max_http_requests_per_address: int = 32
     room_idle: float = 1800.0
     log_level: str = "info"
+    log_format: str = "text"
+    log_jobs: bool = False
+    otel: bool = False
     redis_namespace: str = "switchboard"
     snapshot_min_interval: float = 0.005
     design: str = "snapshot"
     record: str | None = None
     pools: tuple[Pool, ...] = ()
+    streaming_asr: bool = True
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -552,9 +572,13 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "max_http_requests_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
     "room_idle": _SECONDS,
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
+    "log_format": _Spec(_parse_word, _one_of(LOG_FORMATS)),
+    "log_jobs": _Spec(_parse_bool, _check_bool),
+    "otel": _Spec(_parse_bool, _check_bool),
     "redis_namespace": _Spec(_parse_text, _check_name),
     "snapshot_min_interval": _Spec(_parse_seconds, _seconds(allow_zero=True)),
     "design": _Spec(_parse_word, _one_of(DESIGNS)),
     "record": _Spec(_parse_text, _check_optional_path),
     "pools": _Spec(_parse_pools, _check_pools),
+    "streaming_asr": _Spec(_parse_bool, _check_bool),
 }

@@ -1,24 +1,235 @@
-"""Prometheus metrics, one registry per scheduler (so tests can run several in one process)."""
+"""Prometheus metrics, one registry per scheduler (so tests can run several in one process).
+
+Two kinds of series live here (every one is listed in docs/metrics.md):
+
+* **Per-job series** are plain integer and float attributes of :class:`DispatchStats`, which
+  the dispatch core and driver update with ``+=`` (issue 9): ``Counter.inc()`` and
+  ``Histogram.observe()`` take a lock on every call, which the hot path cannot afford.  The
+  dispatch loop is single-threaded, so nothing else writes these attributes; a scrape reads
+  them from the same loop (``/metrics`` is an aiohttp handler), so it never sees half an
+  update.  :class:`_DispatchCollector` turns them into metric families at scrape time.
+* **Everything else** (per structural change, per session, per process) keeps
+  ``prometheus_client``'s own types: they are not on the per-utterance path.
+
+Series describing the live cluster (nodes by status, GPU use) are read from the scheduler at
+scrape time by ``server/scrape.py``'s collector, which the scheduler registers here.
+
+``DispatchStats.answered`` reads ``perf_counter`` for the utterance latency: the dispatch core
+itself still reads no clock, and nothing it decides depends on the reading.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from switchboard import __version__
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
 _FAST = (25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.25, 1.0)
 _WAIT = (1e-3, 5e-3, 25e-3, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# An utterance's life and a node's job time are model time: tens of milliseconds to seconds.
+_SLOW = (5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_INF = float("inf")
+RESERVATION_OUTCOMES = ("reserved", "full", "store_down")
+
+
+class FastHistogram:
+    """A histogram without a lock: ``observe`` is a bisect and two additions."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs in that bound's bucket (le="bound").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, float]]:
+        """The ``_bucket`` samples: ``(le, cumulative count)``, ascending, ``+Inf`` last."""
+        out: list[tuple[float, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, _INF), self.counts, strict=True):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+    def add_to(self, family: HistogramMetricFamily, labels: Sequence[str] = ()) -> None:
+        buckets = [("+Inf" if le == _INF else repr(le), count) for le, count in self.cumulative()]
+        family.add_metric(list(labels), buckets, self.total)
+
+
+class DispatchStats:
+    """The per-job counters of the dispatch core and driver: plain attributes (see above).
+
+    ``node_jobs`` holds one histogram per connected node; the core drops a node's entry when
+    the node leaves, so the label set is bounded by the nodes connected now.
+    """
+
+    __slots__ = (
+        "answers",
+        "dispatch_latency",
+        "failovers",
+        "full",
+        "node_jobs",
+        "queue_wait",
+        "rejections",
+        "reserved",
+        "store_down",
+        "utterance_error",
+        "utterance_result",
+    )
+
+    def __init__(self) -> None:
+        self.dispatch_latency = FastHistogram(_FAST)
+        self.queue_wait = FastHistogram(_WAIT)
+        self.utterance_result = FastHistogram(_SLOW)
+        self.utterance_error = FastHistogram(_SLOW)
+        self.reserved = 0
+        self.full = 0
+        self.store_down = 0
+        self.answers: dict[str, int] = {}  # by kind: "result" or an error code
+        self.failovers: dict[str, int] = {}  # by reason
+        self.rejections: dict[str, int] = {}  # by error code
+        self.node_jobs: dict[str, FastHistogram] = {}
+
+    def answered(self, kind: str, received_at: float) -> None:
+        """One answer decided: counted by kind, its utterance's life observed by outcome.
+        ``received_at`` is the ``perf_counter()`` at which the utterance was read."""
+        answers = self.answers
+        answers[kind] = answers.get(kind, 0) + 1
+        latency = self.utterance_result if kind == "result" else self.utterance_error
+        latency.observe(time.perf_counter() - received_at)
+
+    def failover(self, reason: str) -> None:
+        self.failovers[reason] = self.failovers.get(reason, 0) + 1
+
+    def rejected(self, code: str) -> None:
+        self.rejections[code] = self.rejections.get(code, 0) + 1
+
+    def node_job(self, node_id: str, seconds: float) -> None:
+        """A node answered a job ``seconds`` after its ``job_assign`` was sent."""
+        hist = self.node_jobs.get(node_id)
+        if hist is None:
+            hist = self.node_jobs[node_id] = FastHistogram(_SLOW)
+        hist.observe(seconds)
+
+    def node_left(self, node_id: str) -> None:
+        """Its series goes with it: nodes come and go, the label set must not grow."""
+        self.node_jobs.pop(node_id, None)
+
+
+class _DispatchCollector(Collector):
+    """``DispatchStats`` as metric families, built at scrape time."""
+
+    def __init__(self, stats: DispatchStats) -> None:
+        self._stats = stats
+        # Held from the start: the benchmark swaps in a tap that forwards to this one.
+        self._dispatch_latency = stats.dispatch_latency
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats
+        yield _histogram(
+            "switchboard_dispatch_latency_seconds",
+            "Utterance read off the session socket to job_assign written to the node",
+            self._dispatch_latency,
+        )
+        yield _histogram(
+            "switchboard_queue_wait_seconds",
+            "Time utterances waited for a free slot",
+            s.queue_wait,
+        )
+        reservations = CounterMetricFamily(
+            "switchboard_reservations", "Reservation attempts by outcome", labels=["outcome"]
+        )
+        for outcome, value in zip(
+            RESERVATION_OUTCOMES, (s.reserved, s.full, s.store_down), strict=True
+        ):
+            reservations.add_metric([outcome], value)
+        yield reservations
+        yield _counter(
+            "switchboard_failovers",
+            "Jobs retried on another attempt, by reason",
+            "reason",
+            s.failovers,
+        )
+        yield _counter(
+            "switchboard_answers",
+            "Answers sent to clients, by kind (result or error code)",
+            "kind",
+            s.answers,
+        )
+        yield _counter(
+            "switchboard_rejections",
+            "Utterances refused at once (never accepted), by error code",
+            "code",
+            s.rejections,
+        )
+        utterance = HistogramMetricFamily(
+            "switchboard_utterance_latency_seconds",
+            "Utterance read off the session socket to its answer decided, by outcome",
+            labels=["outcome"],
+        )
+        s.utterance_result.add_to(utterance, ["result"])
+        s.utterance_error.add_to(utterance, ["error"])
+        yield utterance
+        node_jobs = HistogramMetricFamily(
+            "switchboard_node_job_seconds",
+            "job_assign sent to the node's job_result, by connected node",
+            labels=["node_id"],
+        )
+        for node_id, hist in list(s.node_jobs.items()):
+            hist.add_to(node_jobs, [node_id])
+        yield node_jobs
+
+
+def _histogram(name: str, doc: str, hist: FastHistogram) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc)
+    hist.add_to(family)
+    return family
+
+
+def _counter(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.dispatch_latency = Histogram(
-            "switchboard_dispatch_latency_seconds",
-            "Utterance read off the session socket to job_assign written to the node",
-            buckets=_FAST,
-            registry=r,
-        )
+        self.dispatch = DispatchStats()
+        r.register(_DispatchCollector(self.dispatch))
+        # The dashboard and the benchmark's tap read this one by name.
+        self.dispatch_latency = self.dispatch.dispatch_latency
         self.lock_hold = Histogram(
             "switchboard_management_lock_hold_seconds",
             "Time the management lock was held per change",
@@ -34,38 +245,17 @@ class Metrics:
             buckets=_FAST,
             registry=r,
         )
-        self.reservations = Counter(
-            "switchboard_reservations",
-            "Reservation attempts by outcome",
-            ["outcome"],
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "switchboard_queue_wait_seconds",
-            "Time utterances waited for a free slot",
-            buckets=_WAIT,
-            registry=r,
-        )
-        self.failovers = Counter(
-            "switchboard_failovers",
-            "Jobs retried on another attempt, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.answers = Counter(
-            "switchboard_answers",
-            "Answers sent to clients, by kind (result or error code)",
-            ["kind"],
-            registry=r,
-        )
-        # The children every job touches, looked up once: ``labels()`` costs more than ``inc()``.
-        self.reserved = self.reservations.labels("reserved")
-        self.results = self.answers.labels("result")
         self.nodes = Gauge("switchboard_nodes", "Connected nodes", registry=r)
         self.sessions = Gauge("switchboard_sessions", "Open sessions", registry=r)
-        self.jobs_in_flight = Gauge(
-            "switchboard_jobs_in_flight", "Accepted utterances not yet answered", registry=r
+        # process_cpu_seconds_total, process_resident_memory_bytes, open fds, start time, …
+        ProcessCollector(registry=r)
+        Info("switchboard_build", "Version of this scheduler and of its Python", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
         )
+
+    def register(self, collector: Collector) -> None:
+        """Add series read at scrape time (``server/scrape.py``)."""
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

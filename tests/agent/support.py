@@ -223,13 +223,18 @@ async def ready_agent(
 
 
 class ProbeBackend(Backend):
-    """Sleeps ``delay`` per job; records concurrency, starts, cancellations and ends."""
+    """Sleeps ``delay`` per job; records concurrency, jobs, starts, cancellations and ends.
+    ``silent``: answers every job with nothing (no text, no audio)."""
 
     name = "probe"
 
-    def __init__(self, delay: float = 0.0, *, fail: BackendError | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, *, fail: BackendError | None = None, silent: bool = False
+    ) -> None:
         self.delay = delay
         self.fail = fail
+        self.silent = silent
+        self.jobs: list[Job] = []
         self.running = 0
         self.peak = 0
         self.started: list[str] = []
@@ -240,6 +245,7 @@ class ProbeBackend(Backend):
         self.running += 1
         self.peak = max(self.peak, self.running)
         self.started.append(job.job_id)
+        self.jobs.append(job)
         try:
             await asyncio.sleep(self.delay)
         except asyncio.CancelledError:
@@ -250,6 +256,8 @@ class ProbeBackend(Backend):
         if self.fail is not None:
             raise self.fail
         self.finished.append(job.job_id)
+        if self.silent:
+            return Result(text_asr="", text_translated="")
         index = job.utterance_index
         return Result(text_asr=f"probe {index}", text_translated=f"[{job.tgt_lang}] probe {index}")
 

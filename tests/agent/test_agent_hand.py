@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from switchboard.agent import NODE_BUSY, AgentConfig, BackendError, NodeAgent
+from switchboard.agent.resources import nvml_reader
 from tests.agent.support import (
     HandScheduler,
     ProbeBackend,
@@ -83,6 +84,9 @@ async def test_job_frames_carry_the_assignment_ids(hand: HandScheduler) -> None:
     assert pairs == [{"src": "en", "tgt": "de"}, {"src": "de", "tgt": "en"}]
     usage = hand.of_type("node_heartbeat")[0]["resource_usage"]
     assert 0 <= usage["cpu_percent"] <= 100 and 0 < usage["mem_percent"] <= 100
+    if nvml_reader() is None:  # no GPU here: the fields are absent, not zeros
+        assert "gpu_percent" not in usage and "gpu_mem_percent" not in usage
+        assert register["hardware"]["gpus"] == []
     for kind in ("job_ack", "job_started", "job_result"):
         (frame,) = hand.of_type(kind)
         assert frame["job_id"] == "job-7" and frame["attempt_id"] == 1

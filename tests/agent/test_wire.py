@@ -10,6 +10,7 @@ import pytest
 
 from switchboard.agent import Result, wire
 from switchboard.protocol import codec
+from switchboard.protocol.cuts import Cut, CutKind
 from switchboard.protocol.messages import (
     AsrPartial,
     JobAck,
@@ -19,6 +20,7 @@ from switchboard.protocol.messages import (
     NodeHeartbeat,
     NodeRegister,
 )
+from switchboard.protocol.profile import SessionProfile
 from tests.agent.support import assign_frame
 
 IDENT = wire.Identity(
@@ -133,3 +135,54 @@ def test_job_frames_decode_with_the_scheduler() -> None:
     assert failed.error is not None and failed.error.code == "NODE_BUSY"
     node_error = codec.decode_node(wire.encode_node_error("n", "INVALID_MESSAGE", "bad"))
     assert isinstance(node_error, NodeErrorMsg)
+
+
+def test_lingua_job_assign_fields_reach_the_job() -> None:
+    """The scheduler's job_assign (session fields, streaming ASR, a cut) becomes typed Job
+    attributes; the same fields stay in ``opaque`` for backends that read them there."""
+    profile = SessionProfile(
+        trace_id="t-s",
+        src_lang="en",
+        tgt_lang="de",
+        mode="two_way_auto",
+        lang_a="en",
+        lang_b="de",
+        auto_langs=("en", "de"),
+        tenant_id="acme",
+        features={"speaker_identification": True},
+    )
+    frame = codec.job_assign(
+        codec.stream_fields("cGNt", audio_format="opus", sample_rate=16000),
+        job_id="job-9",
+        attempt_id=1,
+        session_id="s-1",
+        utterance_index=2,
+        src_lang="en",
+        tgt_lang="de",
+        pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
+        trace_id="t-s",
+        profile=profile,
+        cut=Cut(CutKind.PAUSE, 220),
+    )
+    assign, fields = wire.decode(frame)
+    assert isinstance(assign, wire.JobAssign)
+    job = wire.to_job(assign, fields)
+    assert (job.mode, job.lang_a, job.lang_b, job.auto_langs) == (
+        "two_way_auto",
+        "en",
+        "de",
+        ("en", "de"),
+    )
+    assert job.features == {"speaker_identification": True} and job.tenant_id == "acme"
+    assert job.dialect is None and job.audio == b"pcm" and job.audio_format == "opus"
+    assert job.streaming_asr and job.partial_update_interval_ms == 1000
+    assert job.is_pause_triggered and job.padding_ms == 220
+    assert not (job.is_manual_cut or job.is_timeout_triggered)
+    assert job.opaque["mode"] == "two_way_auto" and job.opaque["is_pause_triggered"] is True
+
+
+def test_a_plain_job_assign_leaves_the_lingua_attributes_unset() -> None:
+    """A job_assign without Lingua's fields (an older scheduler) decodes with defaults."""
+    job = _job()
+    assert job.mode is None and job.features is None and job.auto_langs is None
+    assert not job.streaming_asr and job.padding_ms == 0 and not job.is_manual_cut

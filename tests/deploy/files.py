@@ -159,3 +159,19 @@ def option_value(args: tuple[str, ...], flag: str) -> str | None:
 
 
 METRIC = re.compile(r"\bswitchboard_[a-z_]+")
+
+# What each exposition type adds to a family's name in the samples a query can select (this
+# text format names a counter's family with its ``_total`` already).
+_SUFFIXES = {
+    "counter": ("", "_total"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+}
+
+
+def exported_names(metrics_text: str) -> set[str]:
+    """Every sample name the families on a /metrics page can produce, samples or not yet
+    (a histogram by node has no ``_bucket`` sample until a node has run a job)."""
+    families = re.findall(r"^# TYPE (\S+) (\S+)$", metrics_text, re.MULTILINE)
+    return {name + suffix for name, kind in families for suffix in _SUFFIXES[kind]}

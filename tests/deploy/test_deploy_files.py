@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from dataclasses import fields
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.deploy.files import (
     dockerfile_stages,
     environment_names,
     exec_form,
+    exported_names,
     invocations,
     kubernetes_objects,
     option_value,
@@ -253,3 +255,61 @@ def test_dockerfile_exists_where_the_readme_says() -> None:
     readme = (DEPLOY / "README.md").read_text()
     assert "docker build -f deploy/Dockerfile" in readme
     assert DOCKERFILE.exists()
+
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "switchboard.json"
+
+
+def test_alert_rules_are_prometheus_rule_groups_and_loaded() -> None:
+    """alerts.yml is a rule file Prometheus loads (groups of rules, each with alert, expr,
+    for, a severity and a summary); prometheus.yml names it where compose mounts it; the four
+    alerts of issue 13 are there."""
+    (rules,) = yaml_documents(ALERTS)
+    assert set(rules) == {"groups"}
+    alerts: dict[str, dict[str, object]] = {}
+    for group in rules["groups"]:
+        assert set(group) == {"name", "rules"} and group["rules"], group
+        for rule in group["rules"]:
+            assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert re.fullmatch(r"\d+[smh]", rule["for"]), rule
+            assert rule["labels"]["severity"] in ("warning", "critical"), rule
+            assert rule["annotations"]["summary"], rule
+            alerts[rule["alert"]] = rule
+    wanted = {
+        "SwitchboardNoReadyNodeForPair": "switchboard_pair_ready_nodes",
+        "SwitchboardDispatchP99High": "switchboard_dispatch_latency_seconds_bucket",
+        "SwitchboardStoreDown": "switchboard_store_up",
+        "SwitchboardErrorRateHigh": "switchboard_answers_total",
+    }
+    for alert, metric in wanted.items():
+        assert metric in str(alerts[alert]["expr"]), alert
+    assert "> 0.005" in str(alerts["SwitchboardDispatchP99High"]["expr"])  # the seed's 5 ms
+    (prometheus,) = yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")
+    (compose,) = yaml_documents(COMPOSE)
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["prometheus"]["volumes"])
+    assert prometheus["rule_files"] == [mounts["./prometheus/alerts.yml"]]
+
+
+def test_every_metric_a_panel_or_an_alert_reads_is_exported(tmp_path: Path) -> None:
+    """A real scheduler's /metrics page: every switchboard_* name in the dashboard and in the
+    alert rules is a sample name one of its families produces (nodes by status, GPU use and
+    the dispatch p99 included)."""
+    from switchboard.tools.procs import SchedulerProcess
+
+    server = SchedulerProcess(["--store", "memory"], log_path=tmp_path / "server.log")
+    server.start(30)
+    try:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as page:
+            text = page.read().decode()
+    finally:
+        server.terminate(30)
+    exported = exported_names(text)
+    used = set(METRIC.findall(DASHBOARD.read_text())) | set(METRIC.findall(ALERTS.read_text()))
+    assert used and used <= exported, sorted(used - exported)
+    for name in (
+        "switchboard_nodes_by_status",
+        "switchboard_node_gpu_percent",
+        "switchboard_dispatch_latency_seconds_bucket",
+    ):
+        assert name in used, name

@@ -19,7 +19,15 @@ import pytest
 
 from switchboard import DISTRIBUTION
 from switchboard.tools.procs import LISTENING
-from tests.deploy.files import CONFIG, DEPLOY, METRIC, ROOT, dockerfile_stages, exec_form
+from tests.deploy.files import (
+    CONFIG,
+    DEPLOY,
+    METRIC,
+    ROOT,
+    dockerfile_stages,
+    exec_form,
+    exported_names,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import RedisServer
@@ -136,7 +144,7 @@ def test_dockerfile_install_step_gives_a_working_scheduler(
         with urllib.request.urlopen(base + "/health/ready", timeout=10) as ready:
             assert ready.status == 200 and json.load(ready) == {"status": "ready"}
         with urllib.request.urlopen(base + "/metrics", timeout=10) as metrics:
-            served = set(METRIC.findall(metrics.read().decode()))
+            served = exported_names(metrics.read().decode())
         dashboard = (DEPLOY / "grafana" / "dashboards" / "switchboard.json").read_text()
         plotted = set(METRIC.findall(dashboard))
         assert plotted and plotted <= served, plotted - served

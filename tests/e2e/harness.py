@@ -604,7 +604,7 @@ class FakeNode(Peer):
 
 # --------------------------------------------------------------------------- session
 
-ANSWER_TYPES = ("translation_result", "error")
+ANSWER_TYPES = ("translation_result", "missing_result", "error")
 
 
 class FakeSession(Peer):
@@ -655,7 +655,7 @@ class FakeSession(Peer):
 
     @property
     def answers(self) -> list[Frame]:
-        """``translation_result`` and ``error`` frames, in arrival order."""
+        """``translation_result``, ``missing_result`` and ``error`` frames, in arrival order."""
         return [f for f in self.frames if f.get("type") in ANSWER_TYPES]
 
     async def wait_answers(self, count: int, *, within: float = DEFAULT_WAIT) -> list[Frame]:
@@ -665,7 +665,7 @@ class FakeSession(Peer):
         """The answer (result or error) for ``utterance_index == index``."""
 
         def match(frame: Frame) -> bool:
-            if frame.get("type") == "translation_result":
+            if frame.get("type") in ("translation_result", "missing_result"):
                 return frame.get("utterance_index") == index
             return (
                 frame.get("type") == "error"

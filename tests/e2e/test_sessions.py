@@ -211,9 +211,12 @@ async def test_first_frame_must_be_session_init(server: ServerProcess, peers: Pe
 
 @MEMORY_ONLY
 async def test_first_frame_must_be_node_register(server: ServerProcess, peers: Peers) -> None:
-    """On /ws/node a first frame other than node_register gets an error, then close 1008."""
+    """On /ws/node a first frame other than node_register (or node_heartbeat, which is
+    skipped: lingua-parity §7) gets an error, then close 1008."""
     node = await peers.raw_node(server)
-    await node.send(node.heartbeat_message("nobody"))
+    await node.send(
+        {"type": "node_error", "node_id": "nobody", "code": "X", "message": "not registered"}
+    )
     assert await node.wait_closed() == 1008
     (error,) = node.frames
     assert error["type"] == "error" and error["code"] == "INVALID_MESSAGE", error

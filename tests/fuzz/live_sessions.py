@@ -35,7 +35,13 @@ import aiohttp
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
-from switchboard.protocol.messages import ClientHeartbeat, SessionClose, SessionInit, Utterance
+from switchboard.protocol.messages import (
+    ClientHeartbeat,
+    SessionClose,
+    SessionInit,
+    TtsPlayEnded,
+    Utterance,
+)
 from switchboard.protocol.rooms import RoomCreate, RoomInbound, Signal
 from tests.fuzz import messages
 from tests.fuzz.mutate import Fuzzed, Mutator
@@ -72,7 +78,7 @@ def _kind(frame: dict[str, Any]) -> Expect:
 
 def _is_answer(frame: dict[str, Any]) -> bool:
     """An answer to an accepted utterance (ordered stream), as opposed to a rejection."""
-    if frame.get("type") == "translation_result":
+    if frame.get("type") in ("translation_result", "missing_result"):
         return True
     details = frame.get("details")
     return frame.get("type") == "error" and isinstance(details, dict) and "job_id" in details
@@ -167,6 +173,8 @@ class SessionWorker:
             return []
         if isinstance(msg, ClientHeartbeat):
             return [HEARTBEAT]
+        if isinstance(msg, TtsPlayEnded):
+            return []  # never answered (lingua-parity §4)
         assert isinstance(msg, SessionClose)
         return [CLOSE_ACK]
 

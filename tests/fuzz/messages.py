@@ -59,6 +59,16 @@ def session_init(token: str | None = None) -> JSON:
         "platform": "fuzz",
         "src_lang": "en",
         "tgt_lang": "de",
+        # Lingua's session fields (lingua-parity §1), and the audio it negotiates.
+        "mode": "two_way_auto",
+        "lang_a": "en",
+        "lang_b": "de",
+        "auto_langs": ["en", "de"],
+        "features": {"speaker_identification": True},
+        "tenant_id": "fuzz",
+        "dialect": None,
+        "audio_format": "opus",
+        "sample_rate": 16000,
     }
     if token is not None:
         message["token"] = token
@@ -75,6 +85,18 @@ def utterance(session_id: str, index: int) -> JSON:
         "audio": AUDIO,
         "audio_format": "pcm16",
         "sample_rate": 16000,
+        "manual_cut": True,
+        "features": {"emotion_detection": True},
+    }
+
+
+def tts_play_ended(session_id: str) -> JSON:
+    return {
+        "type": "tts_play_ended",
+        "session_id": session_id,
+        "trace_id": "t-fuzz",
+        "group_id": f"group_{session_id}_1700000000000",
+        "ts_end_ms": 1700000000000,
     }
 
 
@@ -84,6 +106,7 @@ def session_frames(session_id: str, index: int) -> list[JSON]:
         utterance(session_id, index),
         utterance(session_id, index),
         {"type": "client_heartbeat", "session_id": session_id, "timestamp": 1700000000000},
+        tts_play_ended(session_id),
         {"type": "session_close", "session_id": session_id, "reason": "fuzz"},
         *room_frames(session_id),
         session_init(),

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, rooms
-from switchboard.protocol.messages import JobResult, NodeHeartbeat, Utterance
+from switchboard.protocol.messages import JobResult, NodeHeartbeat, TtsPlayEnded, Utterance
 from switchboard.protocol.rooms import Signal
 from switchboard.server.channel import bad_frame_error
 from tests.fuzz import messages
@@ -68,6 +68,11 @@ SCHEMAS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "success": st.booleans(),
         "trace_id": st.text(max_size=40),
     },
+    "tts_play_ended": {
+        "session_id": ids,
+        "group_id": ids,
+        "ts_end_ms": counts,
+    },
 }
 WRONG = {"str": 7, "int": "7", "bool": "true", "dict": [1]}
 KIND = {
@@ -85,12 +90,22 @@ KIND = {
     "attempt_id": "int",
     "success": "bool",
     "trace_id": "str",
+    "group_id": "str",
+    "ts_end_ms": "int",
 }
-TYPES = {"utterance": Utterance, "node_heartbeat": NodeHeartbeat, "job_result": JobResult}
+TYPES = {
+    "utterance": Utterance,
+    "node_heartbeat": NodeHeartbeat,
+    "job_result": JobResult,
+    "tts_play_ended": TtsPlayEnded,
+}
+SESSION_KINDS = frozenset({"utterance", "tts_play_ended"})
 
 
 def decode(kind: str, frame: bytes) -> object:
-    return codec.decode_session(frame) if kind == "utterance" else codec.decode_node(frame)
+    if kind in SESSION_KINDS:
+        return codec.decode_session(frame)
+    return codec.decode_node(frame)
 
 
 def valid(kind: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -161,7 +176,7 @@ def test_unknown_fields_are_ignored(data: st.DataObject, kind: str, extra: dict[
 
 def _check_accepted(message: object) -> None:
     """What the decoder lets through keeps the contract's bounds (§1–§2)."""
-    for name in ("session_id", "node_id", "job_id"):
+    for name in ("session_id", "node_id", "job_id", "group_id"):
         value = getattr(message, name, None)
         if value is not None:
             assert 1 <= len(value) <= 256, (name, len(value))
@@ -190,7 +205,10 @@ def _fuzz_one(decoder: Any, data: bytes) -> bool:
         assert error["type"] == "error" and error["code"] == "INVALID_MESSAGE"
         return False
     _check_accepted(message)
-    codec.raw_fields(data)  # the server copies opaque fields out of every accepted frame
+    raw = codec.raw_fields(data)  # the server copies opaque fields out of every accepted frame
+    if isinstance(message, JobResult):  # and judges a result's fields (lingua-parity §4)
+        assert isinstance(codec.is_silent(raw), bool)
+        assert isinstance(codec.has_asr_text(raw), bool)
     return True
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from switchboard.tools.procs import free_port
 from tests.e2e.harness import FakeNode, ServerProcess, b64
 from tests.security.clients import Client, session_init
@@ -46,6 +48,15 @@ async def _wrong_tokens(server: ServerProcess) -> list[str]:
         status, body = await _get(server, "/api/v1/nodes", header)
         assert status == 401, header
         texts.append(body)
+    # Tokens in query strings, where a proxy or a script might put them: the access log
+    # prints paths, never query strings.
+    for secret in SECRETS:
+        for path in ("/api/v1/nodes", "/metrics", "/no-such-page"):
+            status, body = await _get(server, f"{path}?token={secret}&key={secret}", "")
+            texts.append(body)
+        for path in ("/ws/session", "/ws/node"):
+            client = await Client.connect(server, f"{path}?key={secret}")
+            await client.close()
     return texts
 
 
@@ -95,11 +106,15 @@ async def _right_tokens(server: ServerProcess) -> list[str]:
     return texts
 
 
-async def test_tokens_appear_in_no_log_metric_api_answer_or_frame(serve: Serve) -> None:
-    """Right and wrong tokens on the node, session and admin channels, at --log-level debug:
-    none of the three token strings appears in the whole log, in /metrics, in the operator
-    API's answers, in any frame to a node or a client, or in any error."""
-    server = await serve(*TOKEN_FLAGS, admin_token=ADMIN_TOKEN)
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_tokens_appear_in_no_log_metric_api_answer_or_frame(
+    serve: Serve, log_format: str
+) -> None:
+    """Right and wrong tokens on the node, session and admin channels (in frames, headers
+    and query strings), at --log-level debug, in both log formats, so with every job step and
+    the access log: none of the three token strings appears in the whole log, in /metrics, in
+    the operator API's answers, in any frame to a node or a client, or in any error."""
+    server = await serve(*TOKEN_FLAGS, "--log-format", log_format, admin_token=ADMIN_TOKEN)
     texts = await _right_tokens(server)
     texts += await _wrong_tokens(server)
     await asyncio.to_thread(server.terminate)
@@ -107,6 +122,7 @@ async def test_tokens_appear_in_no_log_metric_api_answer_or_frame(serve: Serve) 
     stdout = server.output().partition("--- stdout")[2].partition("--- stderr")[0]
     log = server.log_path.read_text(errors="replace") + stdout
     assert "'log_level': 'debug'" in log  # the log is the most verbose one
+    assert "job answered" in log and "/ws/session" in log  # job steps and access lines too
     for secret in SECRETS:
         assert secret not in log, f"{secret} in the log"
         leaked = [text for text in texts if secret in text]

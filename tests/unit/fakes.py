@@ -15,6 +15,7 @@ from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.jobs import Job, Session
 from switchboard.dispatch.selection import ALL_SERVICES
+from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
@@ -91,6 +92,7 @@ class Rig:
         pending_timeout: float = 5.0,
         max_attempts: int = 3,
         min_rebuild_interval: float = 0.0,
+        spans: JobSpans | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.holder = SnapshotHolder()
@@ -113,6 +115,7 @@ class Rig:
                 max_attempts=max_attempts,
                 reservation_lease=30,
             ),
+            spans=spans,
         )
         self.dispatcher = DispatchDriver(
             self.core,
@@ -190,6 +193,6 @@ class Rig:
         assert isinstance(msg, JobResult)
         before = self.core.in_flight
         self.dispatcher.run(
-            self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic())
+            self.core.result(node.node_id, msg, frame.encode(), now=time.monotonic(), wall_ms=0)
         )
         return self.core.in_flight < before

@@ -121,3 +121,14 @@ def test_token_flag_value_is_not_logged(
     assert fake_runner[0].node_token == secret
     assert "starting with" in caplog.text
     assert secret not in caplog.text and secret not in result.output
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("--no-streaming-asr", False), (None, True)])
+def test_streaming_asr_switch(
+    fake_runner: list[Settings], flag: str | None, expected: bool
+) -> None:
+    """--no-streaming-asr turns the job_assign streaming fields off; unset, it stays on."""
+    args = ["serve"] if flag is None else ["serve", flag]
+    result = CliRunner().invoke(main, args, env={})
+    assert result.exit_code == 0, result.output
+    assert fake_runner[0].streaming_asr is expected

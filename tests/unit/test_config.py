@@ -304,3 +304,12 @@ def test_wrongly_typed_token_in_file_is_not_echoed(tmp_path: Path) -> None:
 def test_unknown_flag_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="bogus"):
         load({"bogus": "1"})
+
+
+def test_streaming_asr_reads_from_every_source(tmp_path: Path) -> None:
+    """streaming_asr (lingua-parity §2): on by default; off from a flag, the environment or
+    the file alike."""
+    assert load().streaming_asr is True
+    assert load({"streaming_asr": False}).streaming_asr is False
+    assert load(env={"SWITCHBOARD_STREAMING_ASR": "off"}).streaming_asr is False
+    assert load(toml="streaming_asr = false\n", tmp_path=tmp_path).streaming_asr is False

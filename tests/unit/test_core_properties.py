@@ -73,7 +73,9 @@ class SimSession:
 class Sim:
     """The core plus a synchronous driver: every action is performed at once."""
 
-    def __init__(self, capacities: list[int], *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, capacities: list[int], *, max_attempts: int = 3, streaming_asr: bool = True
+    ) -> None:
         self.now = 0.0
         self.store = MemoryStore(clock=lambda: self.now)
         self.store_down = False
@@ -91,6 +93,7 @@ class Sim:
                 max_attempts=max_attempts,
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
+                streaming_asr=streaming_asr,
             ),
             metrics=Metrics(),
         )
@@ -173,12 +176,14 @@ class Sim:
             "success": success,
             "trace_id": assign["trace_id"],
         }
-        if not success:
+        if success:
+            result["text_translated"] = "ok"  # an all-empty one is missing_result (§4)
+        else:
             result["error"] = {"code": "MODEL_CRASHED", "message": "boom"}
         frame = json.dumps(result).encode()
         msg = codec.decode_node(frame)
         assert isinstance(msg, JobResult)
-        self.perform(self.core.result(node.node_id, msg, frame, now=self.now))
+        self.perform(self.core.result(node.node_id, msg, frame, now=self.now, wall_ms=0))
 
     def fire_next_timer(self) -> bool:
         if not self.timers:

@@ -8,8 +8,10 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from switchboard.metrics import Metrics
 from switchboard.server import dashboard
-from switchboard.server.dashboard import histogram_buckets, latency_summary, quantile
+from switchboard.server.history import DISPATCH
+from switchboard.server.latency import latency_summary, quantile, registry_buckets
 
 INF = math.inf
 # 40 samples: 10 up to 1 s, 10 in (1, 2], 20 in (2, 4], none above.
@@ -55,13 +57,14 @@ def test_latency_summary_is_in_milliseconds_or_null() -> None:
 
 def test_buckets_are_read_from_a_prometheus_histogram() -> None:
     """The cumulative buckets come straight from the histogram's _bucket samples, in order."""
-    histogram = Histogram(
-        "t_seconds", "test", buckets=(0.001, 0.01, 0.1), registry=CollectorRegistry()
-    )
+    registry = CollectorRegistry()
+    histogram = Histogram("t_seconds", "test", buckets=(0.001, 0.01, 0.1), registry=registry)
     for value in (0.0005, 0.005, 0.005, 0.05, 5.0):
         histogram.observe(value)
-    assert histogram_buckets(histogram) == [(0.001, 1.0), (0.01, 3.0), (0.1, 4.0), (INF, 5.0)]
-    assert latency_summary(histogram_buckets(histogram))["p50_ms"] == pytest.approx(7.75)
+    buckets = registry_buckets(registry, "t_seconds")
+    assert buckets == [(0.001, 1.0), (0.01, 3.0), (0.1, 4.0), (INF, 5.0)]
+    assert latency_summary(buckets)["p50_ms"] == pytest.approx(7.75)
+    assert registry_buckets(registry, "no_such_seconds") == []
 
 
 def test_page_is_self_contained_and_writes_no_html() -> None:
@@ -74,3 +77,14 @@ def test_page_is_self_contained_and_writes_no_html() -> None:
     assert dashboard.csp_source(dashboard.SCRIPT) in dashboard.CSP
     assert dashboard.csp_source(dashboard.STYLE) in dashboard.CSP
     assert "unsafe" not in dashboard.CSP
+
+
+def test_buckets_are_read_from_the_schedulers_own_dispatch_histogram() -> None:
+    """The scheduler's lock-free dispatch histogram, exported by its collector at scrape
+    time, reads back by series name like any Prometheus histogram."""
+    metrics = Metrics()
+    for value in (0.0005, 0.005, 0.005, 0.05, 5.0):
+        metrics.dispatch_latency.observe(value)
+    buckets = registry_buckets(metrics.registry, DISPATCH)
+    assert buckets[-1] == (INF, 5.0)
+    assert latency_summary(buckets)["count"] == 5

@@ -136,19 +136,28 @@ def test_help_works_without_the_extra() -> None:
     assert "--redis-url" in done.stdout
 
 
-def test_pools_command_works_without_any_extra() -> None:
-    """`switchboard pools get` is an HTTP client like translate: with every extra's library
-    unimportable it reaches the network and reports it, exit status 1, no traceback."""
-    done = _switchboard_without(HEAVY, "pools", "get", "--url", "http://127.0.0.1:1")
+@pytest.mark.parametrize("argv", [("pools", "get"), ("status",), ("drain", "n1")])
+def test_operator_commands_work_without_any_extra(argv: tuple[str, ...]) -> None:
+    """`switchboard pools get`, `status`, `nodes`, `drain`, `undrain` are HTTP clients like
+    translate: with every extra's library unimportable they reach the network and report it,
+    exit status 1, no traceback."""
+    done = _switchboard_without(HEAVY, *argv, "--url", "http://127.0.0.1:1")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert "127.0.0.1:1" in done.stderr
 
 
 def test_every_server_side_command_is_checked() -> None:
-    """Every command but translate and pools (HTTP clients) needs an extra; the table names
-    each, and only real ones."""
-    assert set(main.commands) - set(COMMAND_EXTRAS) == {"translate", "pools"}
+    """Every command but translate, pools and the operator commands (HTTP clients) needs an
+    extra; the table names each, and only real ones."""
+    assert set(main.commands) - set(COMMAND_EXTRAS) == {
+        "translate",
+        "pools",
+        "status",
+        "nodes",
+        "drain",
+        "undrain",
+    }
     assert set(COMMAND_EXTRAS.values()) <= set(EXTRA_MODULES)
 
 

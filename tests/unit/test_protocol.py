@@ -20,6 +20,7 @@ from switchboard.protocol.messages import (
     ResourceUsage,
     Utterance,
 )
+from switchboard.protocol.profile import SessionProfile
 
 REGISTER = {
     "type": "node_register",
@@ -172,6 +173,7 @@ def test_job_assign_carries_opaque_fields_byte_for_byte() -> None:
         tgt_lang="en",
         pipeline={"use_asr": True, "use_nmt": True, "use_tts": False},
         trace_id="t-1",
+        profile=SessionProfile(trace_id="t-0", src_lang="zh-cn", tgt_lang="en"),
     )
     assert '"custom":[1, "ü"]'.encode() in out  # the value's own bytes, spacing and all
     decoded = json.loads(out)

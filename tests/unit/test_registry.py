@@ -51,6 +51,26 @@ async def test_lifecycle_registering_ready_degraded_draining_offline() -> None:
     assert not await reg.drain("n")
 
 
+async def test_undrain_returns_to_what_the_latest_report_says() -> None:
+    """Undrain (protocol.md §7): ready or degraded as the latest heartbeat says, registering
+    if none came yet; a node that is not draining is left alone; None for an unknown node."""
+    holder = SnapshotHolder()
+    reg = _registry(holder)
+    await reg.register("quiet", register_msg([("zh", "en")], 2))
+    await reg.register("busy", register_msg([("zh", "en")], 2))
+    await reg.heartbeat("busy", heartbeat_msg("busy", ready=False))
+    for node_id in ("quiet", "busy"):
+        assert await reg.drain(node_id)
+    assert await reg.undrain("quiet") is NodeStatus.REGISTERING
+    assert await reg.undrain("busy") is NodeStatus.DEGRADED
+    await reg.heartbeat("busy", heartbeat_msg("busy"))
+    assert await reg.undrain("busy") is NodeStatus.READY  # not draining: unchanged
+    await reg.rebuild_now()
+    assert holder.current.nodes["busy"].status is NodeStatus.READY
+    assert holder.current.nodes["quiet"].status is NodeStatus.REGISTERING
+    assert await reg.undrain("nobody") is None
+
+
 async def test_routine_heartbeat_publishes_nothing() -> None:
     """A heartbeat that changes nothing structural builds no snapshot (design.md)."""
     holder = SnapshotHolder()

@@ -42,7 +42,7 @@ import aiohttp
 from switchboard.agent import wire
 from switchboard.agent.backends import Backend, BackendError, Job
 from switchboard.agent.backoff import Backoff
-from switchboard.agent.resources import ResourceSampler, hardware, platform_name
+from switchboard.agent.resources import ResourceSampler, hardware, nvml_reader, platform_name
 from switchboard.client.urls import DEFAULT_URL, endpoint
 from switchboard.protocol.codes import ErrorCode
 
@@ -189,7 +189,7 @@ class NodeAgent:
 
     async def run(self) -> int:
         """Connect, serve, reconnect as needed, until drained; the process exit status."""
-        self._sampler = ResourceSampler()
+        self._sampler = ResourceSampler(nvml_reader())
         await self.backend.start()
         self._ident = wire.Identity(
             pairs=self.config.pairs,
@@ -197,7 +197,7 @@ class NodeAgent:
             max_concurrency=self.config.max_concurrency,
             backend_name=self.backend.name,
             streams_partials=self.backend.streams_partials,
-            hardware=hardware(),
+            hardware=hardware(self._sampler.gpu),
             platform=platform_name(),
             accept_public_jobs=self.config.accept_public_jobs,
         )
@@ -347,6 +347,8 @@ class NodeAgent:
             node_id=link.node_id,
             cpu_percent=usage.cpu_percent,
             mem_percent=usage.mem_percent,
+            gpu_percent=usage.gpu_percent,
+            gpu_mem_percent=usage.gpu_mem_percent,
             running_jobs=len(self._jobs),
             ready=not self._draining.is_set(),
         )

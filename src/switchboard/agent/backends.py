@@ -28,8 +28,14 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 class Job:
     """One ``job_assign`` (contract §1), with its audio already decoded from base64.
 
-    ``opaque`` holds every other field of the client's utterance (``dialect``, ``features``,
-    ``mode``, ``manual_cut``, unknown fields …), exactly as the scheduler relayed them.
+    The session's fields and the cut (lingua-parity §1–§2) have attributes of their own:
+    ``mode`` (``one_way`` | ``two_way_auto``), ``lang_a``, ``lang_b``, ``auto_langs``,
+    ``features``, ``dialect``, ``tenant_id``; ``streaming_asr`` and
+    ``partial_update_interval_ms`` (the scheduler asks for partials at that interval);
+    ``padding_ms`` (silence to append, 0: none) and the cut flags.  ``opaque`` holds every
+    field of the ``job_assign`` but the ids, languages, trace id, audio and pipeline: the
+    fields just named too (as before they had attributes), ``manual_cut`` and unknown
+    fields, exactly as the scheduler relayed them.
     """
 
     job_id: str
@@ -45,6 +51,19 @@ class Job:
     use_asr: bool = True
     use_nmt: bool = True
     use_tts: bool = True
+    mode: str | None = None
+    lang_a: str | None = None
+    lang_b: str | None = None
+    auto_langs: tuple[str, ...] | None = None
+    features: Mapping[str, Any] | None = None
+    dialect: str | None = None
+    tenant_id: str | None = None
+    streaming_asr: bool = False
+    partial_update_interval_ms: int | None = None
+    padding_ms: int = 0
+    is_manual_cut: bool = False
+    is_pause_triggered: bool = False
+    is_timeout_triggered: bool = False
     opaque: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 

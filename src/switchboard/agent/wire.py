@@ -12,6 +12,7 @@ import binascii
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, cast
 
 import msgspec
@@ -65,6 +66,21 @@ class JobAssign(msgspec.Struct, frozen=True):
     audio_format: str
     sample_rate: int
     pipeline: _Pipeline = _Pipeline()
+    # Lingua's additions (lingua-parity §1–§2): the session's fields and the cut.  Each is
+    # left out by the scheduler when unset or false.
+    mode: str | None = None
+    lang_a: str | None = None
+    lang_b: str | None = None
+    auto_langs: list[str] | None = None
+    features: dict[str, Any] | None = None
+    dialect: str | None = None
+    tenant_id: str | None = None
+    enable_streaming_asr: bool = False
+    partial_update_interval_ms: int | None = None
+    padding_ms: int | None = None
+    is_manual_cut: bool = False
+    is_pause_triggered: bool = False
+    is_timeout_triggered: bool = False
 
 
 class JobCancel(msgspec.Struct, frozen=True):
@@ -93,7 +109,24 @@ _TYPES: Final[Mapping[str, type[msgspec.Struct]]] = {
     "job_cancel": JobCancel,
     "error": ErrorFrame,
 }
-_ASSIGN_FIELDS: Final = frozenset({"type", *JobAssign.__struct_fields__})
+# Fields a Job has its own attribute for and ``opaque`` leaves out.  Lingua's additions stay
+# in ``opaque`` as well, as before they had attributes.
+_ASSIGN_FIELDS: Final = frozenset(
+    {
+        "type",
+        "job_id",
+        "attempt_id",
+        "session_id",
+        "utterance_index",
+        "src_lang",
+        "tgt_lang",
+        "trace_id",
+        "audio",
+        "audio_format",
+        "sample_rate",
+        "pipeline",
+    }
+)
 
 
 class BadFrame(ValueError):
@@ -140,6 +173,19 @@ def to_job(assign: JobAssign, raw: Mapping[str, Any]) -> Job:
         use_asr=assign.pipeline.use_asr,
         use_nmt=assign.pipeline.use_nmt,
         use_tts=assign.pipeline.use_tts,
+        mode=assign.mode,
+        lang_a=assign.lang_a,
+        lang_b=assign.lang_b,
+        auto_langs=None if assign.auto_langs is None else tuple(assign.auto_langs),
+        features=None if assign.features is None else MappingProxyType(assign.features),
+        dialect=assign.dialect,
+        tenant_id=assign.tenant_id,
+        streaming_asr=assign.enable_streaming_asr,
+        partial_update_interval_ms=assign.partial_update_interval_ms,
+        padding_ms=assign.padding_ms or 0,
+        is_manual_cut=assign.is_manual_cut,
+        is_pause_triggered=assign.is_pause_triggered,
+        is_timeout_triggered=assign.is_timeout_triggered,
         opaque={k: v for k, v in raw.items() if k not in _ASSIGN_FIELDS},
     )
 
@@ -217,9 +263,12 @@ def heartbeat(
     mem_percent: float,
     running_jobs: int,
     ready: bool,
+    gpu_percent: float | None = None,
+    gpu_mem_percent: float | None = None,
 ) -> bytes:
     """``node_heartbeat``; ``ready=False`` reports every service not ready, which makes the
-    scheduler mark the node ``degraded`` and send it no new job (§1 "Status")."""
+    scheduler mark the node ``degraded`` and send it no new job (§1 "Status").  A GPU field
+    that is None is left out of the frame (no GPU: nothing, not 0)."""
     message = NodeHeartbeatReport(
         node_id=node_id,
         timestamp=int(time.time() * 1000),
@@ -227,6 +276,8 @@ def heartbeat(
             cpu_percent=round(cpu_percent, 1),
             mem_percent=round(mem_percent, 1),
             running_jobs=running_jobs,
+            gpu_percent=None if gpu_percent is None else round(gpu_percent, 1),
+            gpu_mem_percent=None if gpu_mem_percent is None else round(gpu_mem_percent, 1),
         ),
         installed_services=_installed_services(ident.services, ready=ready),
         capability_by_type=_capabilities(ident.services, ready=ready),

@@ -213,6 +213,7 @@ class _Answer(msgspec.Struct):
 
 
 _answer_decoder = msgspec.json.Decoder(_Answer)
+_RESULT_TYPES = frozenset({"translation_result", "missing_result"})  # one answer each
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +302,7 @@ class FakeSession:
         now = time.perf_counter()
         msg = _answer_decoder.decode(payload)
         kind = msg.type
-        if kind == "translation_result" and msg.utterance_index is not None:
+        if kind in _RESULT_TYPES and msg.utterance_index is not None:
             self._answered(msg.utterance_index, "result", msg, now)
         elif kind == "error":
             self._error(msg, now)

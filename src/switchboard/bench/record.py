@@ -34,6 +34,7 @@ class _Out(msgspec.Struct, frozen=True):
 
 _out_decoder = msgspec.json.Decoder(_Out)
 _PRIVATE_INIT_FIELDS = frozenset({"token", "type"})
+_RESULT_TYPES = frozenset({"translation_result", "missing_result"})
 
 
 class SessionRecorder:
@@ -91,7 +92,8 @@ class SessionRecorder:
             out = _out_decoder.decode(frame)
         except msgspec.DecodeError:
             return
-        if out.type == "translation_result" and out.job_id is not None:
+        # missing_result (lingua-parity §4) is a successful answer that carries no text.
+        if out.type in _RESULT_TYPES and out.job_id is not None:
             self._answer(session_id, "result", out.job_id, out.utterance_index, None, out.node_id)
         elif out.type == "error":
             self._error(session_id, out)

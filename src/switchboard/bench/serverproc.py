@@ -20,11 +20,10 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Histogram
-
 from switchboard.bench.hooks import tool_hooks
 from switchboard.bench.sysutil import raise_open_files_limit
 from switchboard.config import load_settings
+from switchboard.metrics import FastHistogram
 from switchboard.server.runner import ServeHooks, run
 from switchboard.server.scheduler import Scheduler
 
@@ -34,12 +33,12 @@ log = logging.getLogger("switchboard.bench")
 class LatencyTap:
     """Stands in for the dispatch-latency histogram: forwards, and keeps every sample."""
 
-    def __init__(self, histogram: Histogram) -> None:
+    def __init__(self, histogram: FastHistogram) -> None:
         self._histogram = histogram
         self.samples: array[float] = array("d")
 
-    def observe(self, amount: float, exemplar: Any = None) -> None:
-        self._histogram.observe(amount, exemplar)
+    def observe(self, amount: float) -> None:
+        self._histogram.observe(amount)
         self.samples.append(time.perf_counter() - amount)
         self.samples.append(amount)
 
@@ -108,8 +107,8 @@ def hooks(samples_out: Path) -> ServeHooks:
 
     def built(sched: Scheduler) -> None:
         tap = LatencyTap(sched.metrics.dispatch_latency)
-        metrics: Any = sched.metrics  # the dispatcher only ever calls .observe on it
-        metrics.dispatch_latency = tap
+        stats: Any = sched.metrics.dispatch  # the driver only ever calls .observe on it
+        stats.dispatch_latency = tap
         taps.append(tap)
         gc.callbacks.append(pauses)
 

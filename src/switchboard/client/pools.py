@@ -17,7 +17,7 @@ import asyncio
 import json
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,7 +31,7 @@ _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 Echo = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
+def to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
@@ -40,19 +40,25 @@ class PoolsFileError(Exception):
 
 
 class RequestFailed(Exception):
-    """The server could not be reached, or answered with an error (the text says which)."""
+    """The server could not be reached (``status`` None), or answered with an error (its HTTP
+    status); the text says which."""
+
+    def __init__(self, message: str, *, status: int | None = None, reply: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reply = reply
 
 
-def api_url(url: str) -> str:
-    """``http://host:port`` (or ``ws://``, or ``host:port``) → ``http://host:port/api/v1/pools``;
-    a path in ``url`` is kept as a prefix (a scheduler behind a proxy)."""
+def api_url(url: str, path: str = PATH) -> str:
+    """``http://host:port`` (or ``ws://``, or ``host:port``) → ``http://host:port/api/v1/pools``
+    (or ``path``); a path in ``url`` is kept as a prefix (a scheduler behind a proxy)."""
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
     scheme = _SCHEMES.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
         raise ValueError(f"not a scheduler URL: {url!r} (expected http://HOST:PORT)")
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + PATH, "", ""))
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
 
 
 def read_pools_file(path: str) -> bytes:
@@ -79,9 +85,11 @@ def read_pools_file(path: str) -> bytes:
     return data  # the body itself, sent byte for byte: the server's messages refer to it
 
 
-async def _request(
-    method: str, url: str, *, token: str | None, body: bytes | None, limit: float
+async def request_json(
+    method: str, url: str, *, token: str | None, body: bytes | None = None, limit: float
 ) -> Any:
+    """One operator API request (the bearer token when given); the decoded 200 reply, else
+    :class:`RequestFailed`.  Every operator command goes through here."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -99,7 +107,8 @@ async def _request(
     except ValueError:
         reply = text
     if status != 200:
-        raise RequestFailed(f"{method} {url}: HTTP {status}: {_server_error(reply)}")
+        message = f"{method} {url}: HTTP {status}: {_server_error(reply)}"
+        raise RequestFailed(message, status=status, reply=reply)
     return reply
 
 
@@ -112,20 +121,29 @@ def _server_error(reply: Any) -> str:
 def format_table(pools: list[dict[str, Any]]) -> str:
     """One line a pool: id, name, languages, required services, members."""
     header = ("POOL_ID", "NAME", "LANGUAGES", "REQUIRED_SERVICES", "MEMBERS")
-    rows = [header] + [
-        (
-            str(p.get("pool_id", "")),
-            str(p.get("name", "")),
-            ",".join(p.get("languages", [])),
-            ",".join(p.get("required_services", [])) or "-",
-            ",".join(p.get("members", [])) or "-",
-        )
-        for p in pools
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return aligned(
+        header,
+        [
+            (
+                str(p.get("pool_id", "")),
+                str(p.get("name", "")),
+                ",".join(p.get("languages", [])),
+                ",".join(p.get("required_services", [])) or "-",
+                ",".join(p.get("members", [])) or "-",
+            )
+            for p in pools
+        ],
+    )
+
+
+def aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain text columns, two spaces apart (the client has no table library: the bare
+    install stays aiohttp, msgspec and click)."""
+    table = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+        for row in table
     )
 
 
@@ -142,7 +160,7 @@ def run_pools_get(
     fmt: str = "json",
     timeout: float = 10.0,
     echo: Echo = print,
-    echo_err: Echo = _stderr,
+    echo_err: Echo = to_stderr,
 ) -> int:
     """Print the scheduler's pools; the exit status."""
     return _exchange("GET", None, url, token, fmt, timeout, echo, echo_err)
@@ -156,7 +174,7 @@ def run_pools_put(
     fmt: str = "json",
     timeout: float = 10.0,
     echo: Echo = print,
-    echo_err: Echo = _stderr,
+    echo_err: Echo = to_stderr,
 ) -> int:
     """Replace the scheduler's configured pools with the file's; print the new pools."""
     try:
@@ -179,7 +197,9 @@ def _exchange(
 ) -> int:
     """One request to the pools endpoint; print the pools it answers; the exit status."""
     try:
-        pools = asyncio.run(_request(method, api_url(url), token=token, body=body, limit=timeout))
+        pools = asyncio.run(
+            request_json(method, api_url(url), token=token, body=body, limit=timeout)
+        )
     except (RequestFailed, ValueError) as exc:
         echo_err(f"switchboard: error: {exc}")
         return 1

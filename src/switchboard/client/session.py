@@ -51,8 +51,13 @@ _SEND_ERRORS: Final = (ConnectionError, RuntimeError, aiohttp.ClientError)
 
 @dataclass(frozen=True, slots=True)
 class Translation:
-    """One ``translation_result``; ``latency_s`` is the round trip this client observed
-    (utterance written → answer read)."""
+    """One ``translation_result``, or one ``missing_result``; ``latency_s`` is the round trip
+    this client observed (utterance written → answer read).
+
+    A ``missing_result`` (the node heard nothing: lingua-parity §4) is the utterance's answer
+    too: ``missing_reason`` says why (``"silence_detected"``), ``missing`` is true, the texts
+    and audio are empty, and ``group_id`` is ``None``.
+    """
 
     utterance_index: int
     job_id: str
@@ -65,6 +70,15 @@ class Translation:
     latency_s: float
     fields: Mapping[str, Any] = field(repr=False)
     """Every field of the frame, including the node's own (``extra``, ``processing_time_ms``)."""
+    group_id: str | None = None
+    """The utterance group (results close together in time, lingua-parity §4), if any."""
+    part_index: int | None = None
+    missing_reason: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        """Whether this is a ``missing_result``: the utterance was answered with nothing."""
+        return self.missing_reason is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +158,9 @@ class Session:
     ) -> None:
         self.session_id: str = str(ack["session_id"])
         self.trace_id: str = str(ack.get("trace_id") or "")
+        # What the scheduler negotiated (lingua-parity §1); older schedulers send none.
+        self.negotiated_codec: str | None = ack.get("negotiated_codec")
+        self.negotiated_sample_rate: int | None = ack.get("negotiated_sample_rate")
         self.src_lang = src_lang
         self.tgt_lang = tgt_lang
         self.last_server_heartbeat: float | None = None
@@ -278,6 +295,21 @@ class Session:
         """
         return await (await self.send(audio, **options))
 
+    async def tts_play_ended(self, group_id: str, *, ts_end_ms: int | None = None) -> None:
+        """Say that playing ``group_id``'s audio ended (now, or at ``ts_end_ms``): the
+        next result within 2 s of it continues that group (lingua-parity §4).  No reply."""
+        frame = {
+            "type": "tts_play_ended",
+            "session_id": self.session_id,
+            "trace_id": self.trace_id,
+            "group_id": group_id,
+            "ts_end_ms": int(time.time() * 1000) if ts_end_ms is None else ts_end_ms,
+        }
+        if self.closed or not await self._send(frame):
+            raise _fresh(
+                self._end_reason or ConnectionLost("the connection to the scheduler is gone")
+            )
+
     def partials(self) -> PartialStream:
         """An async iterator over the ``asr_partial`` frames received from now on."""
         stream = PartialStream(self)
@@ -327,7 +359,7 @@ class Session:
         kind = frame.get("type")
         if self.rooms.on_frame(kind, frame):
             return  # a room frame, or another member's speech translated for this one
-        if kind == "translation_result":
+        if kind == "translation_result" or kind == "missing_result":
             self._resolve(frame)
         elif kind == "error":
             self._on_error(error_from_frame(frame))
@@ -493,6 +525,9 @@ class SessionOpener:
 
 
 def _translation(frame: Mapping[str, Any], latency_s: float) -> Translation:
+    group_id = frame.get("group_id")
+    part_index = frame.get("part_index")
+    missing = frame.get("type") == "missing_result"
     return Translation(
         utterance_index=int(frame["utterance_index"]),
         job_id=str(frame.get("job_id", "")),
@@ -504,6 +539,9 @@ def _translation(frame: Mapping[str, Any], latency_s: float) -> Translation:
         tts_format=str(frame.get("tts_format", "")),
         latency_s=latency_s,
         fields=dict(frame),
+        group_id=group_id if isinstance(group_id, str) else None,
+        part_index=part_index if isinstance(part_index, int) else None,
+        missing_reason=str(frame.get("reason") or "unknown") if missing else None,
     )
 
 

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from switchboard.dispatch import selection
+from switchboard.dispatch import selection, steps
 from switchboard.dispatch.actions import (
     Action,
     Assign,
@@ -56,12 +56,16 @@ from switchboard.dispatch.jobs import (
     Timer,
     TimerKind,
 )
+from switchboard.dispatch.spans import DROPPED, JobSpans
 from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import MANUAL_CUT, Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import SnapshotHolder
+from switchboard.sessions.groups import GroupState
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import Candidate
 
@@ -79,6 +83,7 @@ class DispatchSettings:
     max_attempts: int
     reservation_lease: float
     max_pending_per_session: int = 64
+    streaming_asr: bool = True  # job_assign asks nodes for asr_partial (lingua-parity §2)
 
 
 class _RoundLoad(Mapping[str, int]):
@@ -113,12 +118,15 @@ class DispatchCore:
         settings: DispatchSettings,
         metrics: Metrics,
         on_accept: Callable[[Job], None] | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._sessions = sessions
         self._cfg = settings
-        self._metrics = metrics
+        self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
+        self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._on_accept = on_accept  # the session recorder's hook (bench), None otherwise
+        self._spans = spans  # --otel's tracer (spans.py), None otherwise
         self._nodes: dict[str, NodePeer] = {}
         self._node_jobs: dict[str, dict[str, Job]] = {}
         self._load: Counter[str] = Counter()  # this scheduler's jobs per node
@@ -141,8 +149,14 @@ class DispatchCore:
 
     # --- sessions -----------------------------------------------------------------------------
 
-    def open_session(self, session_id: str, peer: SessionPeer) -> Session:
-        return Session(session_id, self._sessions.create(session_id), peer)
+    def open_session(
+        self, session_id: str, peer: SessionPeer, profile: SessionProfile | None = None
+    ) -> Session:
+        """A session opened by a ``session_init`` whose ``profile`` its jobs carry (none:
+        a session that asked for nothing, with a new trace id)."""
+        if profile is None:
+            profile = SessionProfile(trace_id=ids.trace_id(), src_lang="", tgt_lang="")
+        return Session(session_id, self._sessions.create(session_id), peer, profile)
 
     def close_session(self, session: Session) -> list[Action]:
         """The session ended (closed or disconnected): its pending jobs are cancelled on their
@@ -151,6 +165,8 @@ class DispatchCore:
         for job in list(session.pending.values()):
             self._close_job(job, out, cancel="session closed")
             session.line.drop(job.job_id)
+            if self._spans is not None:
+                self._spans.ended(job, DROPPED)
         self._sessions.remove(session.session_id)
         return out
 
@@ -173,6 +189,7 @@ class DispatchCore:
         refusal = self._refusal(session, msg)
         if refusal is not None:
             code, message = refusal
+            self._stats.rejected(code)
             out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
             return out
         pipeline = msg.pipeline
@@ -189,19 +206,75 @@ class DispatchCore:
                 "use_tts": pipeline.use_tts if pipeline else True,
             },
             raw=codec.raw_fields(frame),
-            trace_id=msg.trace_id or ids.trace_id(),
+            trace_id=msg.trace_id or session.profile.trace_id,
             received_at=received_at,
+            cut=MANUAL_CUT if msg.manual_cut else None,
             seq=next(self._accepted),
             wait_since=now,
         )
+        self._admit(job, now, out)
+        return out
+
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received_at: float,
+        now: float,
+    ) -> list[Action]:
+        """A job that did not come from an ``utterance`` frame: the joined audio (base64) of
+        one streamed utterance, cut as ``cut`` says (lingua-parity §3).  It takes the
+        session's next ``utterance_index``; its pair, mode fields and trace id are the
+        session's; it is admitted, placed and answered like an utterance.  A refusal
+        (``TOO_MANY_PENDING``, ``SESSION_CLOSED``) is an ``error`` at once, outside the
+        ordered stream, with the index the utterance would have had, which is used up."""
+        index = session.next_index
+        out: list[Action] = []
+        refusal = self._admission_refusal(session)
+        if refusal is not None:
+            session.next_index = index + 1
+            code, message = refusal
+            out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
+            return out
+        profile = session.profile
+        job = Job(
+            job_id=ids.job_id(),
+            session=session,
+            utterance_index=index,
+            src_lang=profile.src_lang,
+            tgt_lang=profile.tgt_lang,
+            services=selection.services_for(None),
+            pipeline={"use_asr": True, "use_nmt": True, "use_tts": True},
+            raw=codec.stream_fields(audio, audio_format=audio_format, sample_rate=sample_rate),
+            trace_id=profile.trace_id,
+            received_at=received_at,
+            cut=cut,
+            seq=next(self._accepted),
+            wait_since=now,
+        )
+        self._admit(job, now, out)
+        return out
+
+    def _admit(self, job: Job, now: float, out: list[Action]) -> None:
+        """Take an accepted job: it holds its place in the answer line from now on."""
         if self._on_accept is not None:
             self._on_accept(job)
+        if self._spans is not None:
+            self._spans.started(job)
         self.in_flight += 1
-        self._metrics.jobs_in_flight.inc()
+        if self._steps:
+            steps.step(job, "accepted", detail=f"{job.src_lang}->{job.tgt_lang}")
+        session = job.session
+        index = job.utterance_index
+        if index >= session.next_index:
+            session.next_index = index + 1
         session.line.enqueue(job.job_id)
         session.pending[index] = job
         self._place(job, now, out)
-        return out
 
     def _refusal(self, session: Session, msg: Utterance) -> tuple[ErrorCode, str] | None:
         if msg.session_id != session.session_id:  # a session speaks only for itself
@@ -209,6 +282,10 @@ class DispatchCore:
         index = msg.utterance_index
         if index in session.pending:
             return ErrorCode.INVALID_MESSAGE, f"utterance_index {index} is already pending"
+        return self._admission_refusal(session)
+
+    def _admission_refusal(self, session: Session) -> tuple[ErrorCode, str] | None:
+        """The rules every job meets, whichever path it came by."""
         if len(session.pending) >= self._cfg.max_pending_per_session:
             return ErrorCode.TOO_MANY_PENDING, "too many pending utterances"
         if self.closing:
@@ -255,7 +332,7 @@ class DispatchCore:
                 out.append(Release(node_id, reserve.holder, counted=False, wake=True))
             return out
         if node_id is None:
-            self._metrics.reservations.labels("full").inc()
+            self._stats.full += 1
             self._wait(job, now, out)
             return out
         node = self._nodes.get(node_id)
@@ -265,7 +342,7 @@ class DispatchCore:
             out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             self._wait(job, now, out)
             return out
-        self._assign(job, node, attempt, out)
+        self._assign(job, node, attempt, out, now)
         return out
 
     def reserve_failed(self, reserve: Reserve, *, unreachable: bool = True) -> list[Action]:
@@ -288,7 +365,7 @@ class DispatchCore:
         # PAUSE queues it), reserving a slot for a job we have answered.  Release the holder
         # on every candidate once the store is back (idempotent where it got none).
         self.unreleased.update((c.node_id, reserve.holder) for c in reserve.candidates)
-        self._metrics.reservations.labels("store_down").inc()
+        self._stats.store_down += 1
         job = reserve.job
         if job.state is JobState.RESERVING:
             self._finish_error(
@@ -313,11 +390,11 @@ class DispatchCore:
             if node_id is not None and node is None:
                 out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             if node is None:
-                self._metrics.reservations.labels("full").inc()
+                self._stats.full += 1
                 self._back_in_line(job, out)
                 continue
             self._unwait(job, now, out)
-            self._assign(job, node, reserve.attempt, out)
+            self._assign(job, node, reserve.attempt, out, now)
         self._rewake(now, out)
         return out
 
@@ -340,11 +417,16 @@ class DispatchCore:
         else:
             self._set_state(job, JobState.WAITING)
 
-    def _assign(self, job: Job, node: NodePeer, attempt: int, out: list[Action]) -> None:
-        self._metrics.reserved.inc()
+    def _assign(
+        self, job: Job, node: NodePeer, attempt: int, out: list[Action], now: float
+    ) -> None:
+        self._stats.reserved += 1
         node_id = node.node_id
         job.attempt = attempt
         job.node_id = node_id
+        job.assigned_at = now
+        if self._steps:
+            steps.step(job, "reserved")
         job.tried.add(node_id)
         self._set_state(job, JobState.ASSIGNED)
         self._node_jobs.setdefault(node_id, {})[job.job_id] = job
@@ -360,6 +442,9 @@ class DispatchCore:
             tgt_lang=job.tgt_lang,
             pipeline=job.pipeline,
             trace_id=job.trace_id,
+            profile=session.profile,
+            cut=job.cut,
+            streaming_asr=self._cfg.streaming_asr,
         )
         # The timer first: if the write fails, the failover that follows stops it.
         timer = job.timer = Timer(TimerKind.JOB, job)
@@ -415,6 +500,8 @@ class DispatchCore:
         self._set_state(job, JobState.WAITING)
         job.queued_at = now
         self._line.add(job)
+        if self._steps:
+            steps.step(job, "waiting", detail="no free slot")
         if job.deadline is None:
             remaining = self._cfg.pending_timeout - (now - job.wait_since)
             timer = job.deadline = Timer(TimerKind.WAIT, job)
@@ -422,7 +509,7 @@ class DispatchCore:
 
     def _unwait(self, job: Job, now: float, out: list[Action]) -> None:
         if self._line.remove(job):
-            self._metrics.queue_wait.observe(now - job.queued_at)
+            self._stats.queue_wait.observe(now - job.queued_at)
         if job.deadline is not None:
             out.append(StopTimer(job.deadline))
             job.deadline = None
@@ -480,25 +567,32 @@ class DispatchCore:
 
     def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
         """``job_ack`` / ``job_started``: information only; ``False`` if stale or foreign."""
-        return self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id) is not None
+        job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
+        if job is None:
+            return False
+        if self._steps:
+            steps.step(job, "acked", detail=type(msg).__name__)
+        return True
 
-    def result(self, node_id: str, msg: JobResult, frame: bytes, *, now: float) -> list[Action]:
+    def result(
+        self, node_id: str, msg: JobResult, frame: bytes, *, now: float, wall_ms: int
+    ) -> list[Action]:
+        """A node's ``job_result`` (``wall_ms``: the epoch time it arrived, for groups)."""
         out: list[Action] = []
         job = self._current(node_id, msg.job_id, msg.attempt_id, msg.session_id)
         if job is None:
             return out
+        self._stats.node_job(node_id, now - job.assigned_at)
+        if self._steps:
+            steps.step(job, "result", detail="success" if msg.success else "failure")
         self._end_attempt(job, out)
         if msg.success:
-            answer = codec.translation_result(
-                codec.raw_fields(frame),
-                session_id=job.session.session_id,
-                utterance_index=job.utterance_index,
-                job_id=job.job_id,
-                trace_id=job.trace_id,
-                node_id=node_id,
-            )
-            self._metrics.results.inc()
-            self._finish(job, answer, out)
+            self._stats.answered("result", job.received_at)
+            if self._steps:
+                steps.step(job, "answered", node_id, detail="result")
+            if self._spans is not None:
+                self._spans.ended(job, "result")
+            self._finish(job, self._success(job, node_id, frame, wall_ms), out)
             return out
         err = msg.error
         details: dict[str, object] = dict(err.details or {}) if err else {}
@@ -507,6 +601,44 @@ class DispatchCore:
         message = (err.message if err and err.message else None) or "the node failed the job"
         self._finish_error(job, code, message, out, details)
         return out
+
+    @staticmethod
+    def _success(job: Job, node_id: str, frame: bytes, wall_ms: int) -> bytes:
+        """The answer to a successful result: ``missing_result`` when it holds nothing, else
+        ``translation_result``, in a group when it has ASR text (lingua-parity §4)."""
+        session = job.session
+        raw = codec.raw_fields(frame)
+        if codec.is_silent(raw):
+            return codec.missing_result(
+                session_id=session.session_id,
+                utterance_index=job.utterance_index,
+                created_at_ms=wall_ms,
+                trace_id=job.trace_id,
+                job_id=job.job_id,
+                node_id=node_id,
+            )
+        group = None
+        if codec.has_asr_text(raw):
+            groups = session.groups
+            if groups is None:
+                groups = session.groups = GroupState(session.session_id)
+            group = groups.on_result(wall_ms)
+        return codec.translation_result(
+            raw,
+            session_id=session.session_id,
+            utterance_index=job.utterance_index,
+            job_id=job.job_id,
+            trace_id=job.trace_id,
+            node_id=node_id,
+            group=group,
+        )
+
+    @staticmethod
+    def play_ended(session: Session, group_id: str, ts_end_ms: int) -> bool:
+        """``tts_play_ended``: the group's playback ended at ``ts_end_ms`` (lingua-parity §4);
+        ``False`` when it names no current group of the session (nothing changes)."""
+        groups = session.groups
+        return groups is not None and groups.on_tts_play_ended(group_id, ts_end_ms)
 
     def partial(self, node_id: str, msg: AsrPartial, frame: bytes) -> list[Action]:
         """``asr_partial``: relayed at once, outside the ordered stream (contract §2)."""
@@ -529,6 +661,8 @@ class DispatchCore:
         if timer.kind is TimerKind.JOB:
             if job.timer is timer and job.state is JobState.ASSIGNED:
                 job.timer = None
+                if self._steps:
+                    steps.step(job, "timeout")
                 self._fail_over(job, "timeout", ErrorCode.JOB_TIMEOUT, out, now=now, cancel=True)
         elif job.deadline is timer:
             job.deadline = None
@@ -554,6 +688,7 @@ class DispatchCore:
         return out
 
     def _node_lost(self, node_id: str, now: float, out: list[Action]) -> None:
+        self._stats.node_left(node_id)
         self._nodes.pop(node_id, None)
         self._load.pop(node_id, None)
         for job in list(self._node_jobs.pop(node_id, {}).values()):
@@ -573,8 +708,10 @@ class DispatchCore:
         now: float,
         cancel: bool,
     ) -> None:
+        if self._steps:
+            steps.step(job, "failover", detail=reason)
         self._end_attempt(job, out, cancel=reason if cancel else None)
-        self._metrics.failovers.labels(reason).inc()
+        self._stats.failover(reason)
         if job.attempt >= self._cfg.max_attempts:
             self._finish_error(job, code, f"gave up after {job.attempt} attempts ({reason})", out)
             return
@@ -594,10 +731,14 @@ class DispatchCore:
         jobs = self._node_jobs.get(node_id)
         counted = jobs is not None and jobs.pop(job.job_id, None) is not None
         release = Release(node_id, job.holder(job.attempt), counted=counted, wake=True)
+        if self._steps:
+            steps.step(job, "released")
         node = self._nodes.get(node_id)
         if cancel is None or node is None:
             out.append(release)
         else:
+            if self._steps:
+                steps.step(job, "cancel", detail=cancel)
             out.append(Cancel(node, codec.job_cancel(job.job_id, job.trace_id, cancel), release))
         job.node_id = None
 
@@ -622,7 +763,11 @@ class DispatchCore:
         self.failed_total += 1
         # Nodes choose their own codes: label only ours, so a node cannot grow the metric.
         kind = code if code in _OUR_CODES else "node_error"
-        self._metrics.answers.labels(kind).inc()
+        self._stats.answered(kind, job.received_at)
+        if self._steps:
+            steps.step(job, "answered", detail=code)
+        if self._spans is not None:
+            self._spans.ended(job, code)
         self._finish(job, codec.error(code, message, info), out, cancel=cancel)
 
     def _finish(
@@ -650,7 +795,6 @@ class DispatchCore:
         if pending.get(job.utterance_index) is job:
             del pending[job.utterance_index]
         self.in_flight -= 1
-        self._metrics.jobs_in_flight.dec()
 
     # --- shutdown and the store's health -------------------------------------------------------
 

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from switchboard.dispatch import steps
 from switchboard.dispatch.actions import (
     Action,
     Assign,
@@ -40,7 +41,9 @@ from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
 from switchboard.errors import StoreUnavailable
 from switchboard.metrics import Metrics
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
 from switchboard.store.base import InlineStore, ReservationStore
 
@@ -60,7 +63,8 @@ class DispatchDriver:
         self.core = core
         self._store = store
         self._inline: InlineStore | None = store if isinstance(store, InlineStore) else None
-        self._metrics = metrics
+        self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
+        self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._lease = reservation_lease
         self._maintenance: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
@@ -107,8 +111,10 @@ class DispatchDriver:
 
     # --- events in ----------------------------------------------------------------------------
 
-    def open_session(self, session_id: str, peer: SessionPeer) -> Session:
-        return self.core.open_session(session_id, peer)
+    def open_session(
+        self, session_id: str, peer: SessionPeer, profile: SessionProfile | None = None
+    ) -> Session:
+        return self.core.open_session(session_id, peer, profile)
 
     def close_session(self, session: Session) -> None:
         self.run(self.core.close_session(session))
@@ -121,8 +127,35 @@ class DispatchDriver:
         design's model takes its global lock here)."""
         self.run(self.core.accept(session, msg, frame, received_at=received, now=time.monotonic()))
 
+    def admit_streamed(
+        self,
+        session: Session,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received: float,
+    ) -> None:
+        """A streamed utterance's job (``DispatchCore.admit_streamed``), performed now."""
+        self.run(
+            self.core.admit_streamed(
+                session,
+                audio,
+                audio_format=audio_format,
+                sample_rate=sample_rate,
+                cut=cut,
+                received_at=received,
+                now=time.monotonic(),
+            )
+        )
+
     def result(self, node_id: str, msg: JobResult, frame: bytes) -> None:
-        self.run(self.core.result(node_id, msg, frame, now=time.monotonic()))
+        wall_ms = int(time.time() * 1000)
+        self.run(self.core.result(node_id, msg, frame, now=time.monotonic(), wall_ms=wall_ms))
+
+    def play_ended(self, session: Session, group_id: str, ts_end_ms: int) -> bool:
+        return self.core.play_ended(session, group_id, ts_end_ms)
 
     def ack(self, node_id: str, msg: JobAck | JobStarted) -> bool:
         return self.core.ack(node_id, msg)
@@ -204,8 +237,10 @@ class DispatchDriver:
     def _assign(self, action: Assign, queue: deque[Action]) -> None:
         sent = action.node.write(action.frame)
         if action.attempt == 1:
-            self._metrics.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
+            self._stats.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
             self.dispatched_total += 1
+        if self._steps:
+            steps.step(action.job, "assigned" if sent else "assign failed")
         if not sent:  # the node's socket broke; detach_node may not have run yet
             now = time.monotonic()
             self._follow(queue, self.core.assign_failed(action.job, action.attempt, now=now))

@@ -12,6 +12,9 @@ from typing import Protocol
 
 from switchboard.protocol.codec import RawFields
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import Cut
+from switchboard.protocol.profile import SessionProfile
+from switchboard.sessions.groups import GroupState
 from switchboard.sessions.manager import SessionEntry
 from switchboard.sessions.ordering import AnswerLine
 
@@ -56,8 +59,14 @@ class Session:
     session_id: str
     entry: SessionEntry
     peer: SessionPeer
+    profile: SessionProfile  # what session_init said, for every job (lingua-parity §1)
     pending: dict[int, Job] = field(default_factory=dict)  # utterance_index → unanswered job
     line: AnswerLine = field(default_factory=AnswerLine)
+    # One index sequence for utterance frames and streamed cuts (lingua-parity §3
+    # "Answers"): above every index accepted so far, so a streamed job never takes an index
+    # that a pending utterance holds.
+    next_index: int = 0
+    groups: GroupState | None = None  # made at the first result with text (§4)
 
 
 class Cancellable(Protocol):
@@ -88,6 +97,7 @@ class Job:
     raw: RawFields
     trace_id: str
     received_at: float  # perf_counter() when the frame was read off the socket
+    cut: Cut | None = None  # how the utterance was cut, for job_assign's flags (parity §2)
     seq: int = 0  # acceptance order: the waiting line is kept in it
     state: JobState = JobState.PLACING
     attempt: int = 0  # the attempt that holds (or last held) a node
@@ -98,6 +108,7 @@ class Job:
     expired: bool = False  # the pending timeout passed while a wake round tried it
     wait_since: float = 0.0  # start of the current placement (acceptance or failover)
     queued_at: float = 0.0  # when it last joined the waiting line
+    assigned_at: float = 0.0  # when the current attempt's job_assign was made (node job time)
     wait_error: ErrorCode = ErrorCode.NO_AVAILABLE_NODE
 
     def holder(self, attempt: int) -> str:

@@ -92,3 +92,8 @@ class NodeState:
         if self.drained:
             return NodeStatus.DRAINING
         return NodeStatus.READY if self.services else NodeStatus.DEGRADED
+
+    def status_after_undrain(self) -> NodeStatus:
+        """A node drained before its first heartbeat (``usage`` is set by heartbeats only)
+        goes back to ``registering``; any other to what its latest report says."""
+        return NodeStatus.REGISTERING if self.usage is None else self.health_status()

@@ -189,6 +189,21 @@ class ManagementRegistry:
             self._refresh_view(node)
         return True
 
+    async def undrain(self, node_id: str) -> NodeStatus | None:
+        """Undo :meth:`drain` (protocol.md §7): the node takes new jobs again, in the status
+        its latest report implies (``registering`` if it has sent no heartbeat yet).  A node
+        that was not draining is left as it is.  Its status after, or None for an unknown node.
+        """
+        async with self._locked():
+            node = self._nodes.get(node_id)
+            if node is None:
+                return None
+            if node.drained:
+                node.drained = False
+                node.set_status(node.status_after_undrain())
+                self._refresh_view(node)
+            return node.status
+
     async def expired(self) -> list[str]:
         """Nodes that missed three heartbeat intervals (the caller closes and removes them)."""
         limit = self._clock() - 3 * self._heartbeat_interval
@@ -206,6 +221,11 @@ class ManagementRegistry:
     def node_states(self) -> list[NodeState]:
         """For the operator API only (never dispatch)."""
         return list(self._nodes.values())
+
+    def heartbeat_age(self, node: NodeState) -> float:
+        """Seconds since ``node``'s last heartbeat (since it registered, before the first),
+        on this registry's clock; for the operator API."""
+        return max(self._clock() - node.last_heartbeat, 0.0)
 
     # --- the rebuilder ----------------------------------------------------------------------
 

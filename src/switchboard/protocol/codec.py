@@ -15,7 +15,9 @@ import msgspec
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import NodeInbound, SessionInbound
+from switchboard.protocol.profile import CHANNEL_COUNT, SessionProfile
 from switchboard.protocol.rooms import RoomInbound
 
 RawFields = dict[str, msgspec.Raw]
@@ -26,6 +28,7 @@ SessionFrame = SessionInbound | RoomInbound
 _session_decoder = msgspec.json.Decoder(SessionFrame)
 _raw_decoder = msgspec.json.Decoder(RawFields)
 _int_decoder = msgspec.json.Decoder(int)
+_str_decoder = msgspec.json.Decoder(str)
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
@@ -42,8 +45,27 @@ _ASSIGN_OWN = frozenset(
         "pipeline",
         "trace_id",
         "token",
+        # The session's, whatever the utterance says (lingua-parity §1).
+        "mode",
+        "lang_a",
+        "lang_b",
+        "auto_langs",
+        "tenant_id",
+        # The scheduler's own (lingua-parity §2).
+        "enable_streaming_asr",
+        "partial_update_interval_ms",
+        "padding_ms",
+        "is_manual_cut",
+        "is_pause_triggered",
+        "is_timeout_triggered",
     }
 )
+# Utterance fields that replace the session's when given, else the session's are sent.
+_INHERITED = frozenset({"features", "dialect"})
+_NULL = b"null"
+_QUOTE = ord('"')
+# lingua-parity §2: the node streams asr_partial at this interval.
+PARTIAL_UPDATE_INTERVAL_MS = 1000
 # Fields of a job_result that never reach the client (contract §2 translation_result).
 _RESULT_DROP = frozenset(
     {
@@ -56,6 +78,8 @@ _RESULT_DROP = frozenset(
         "utterance_index",
         "job_id",
         "trace_id",
+        "group_id",
+        "part_index",
     }
 )
 _RESULT_DEFAULTS: Mapping[str, object] = {
@@ -158,8 +182,13 @@ def job_assign(
     tgt_lang: str,
     pipeline: Mapping[str, bool],
     trace_id: str,
+    profile: SessionProfile,
+    cut: Cut | None = None,
+    streaming_asr: bool = True,
 ) -> bytes:
-    """``job_assign`` (contract §1): our fields, then every other utterance field verbatim."""
+    """``job_assign`` (contract §1, lingua-parity §1–§2): our fields, the session's, then every
+    other utterance field verbatim.  Lingua's ``create_job_assign_message`` omits each
+    optional field that is unset and each cut flag that is false; so do we."""
     frame: dict[str, object] = {
         "type": "job_assign",
         "job_id": job_id,
@@ -171,10 +200,47 @@ def job_assign(
         "pipeline": pipeline,
         "trace_id": trace_id,
     }
+    _add_session_fields(frame, profile)
+    if streaming_asr:
+        frame["enable_streaming_asr"] = True
+        frame["partial_update_interval_ms"] = PARTIAL_UPDATE_INTERVAL_MS
+    if cut is not None:
+        frame.update(cut.assign_fields())
     for key, value in utterance.items():
-        if key not in _ASSIGN_OWN:
-            frame[key] = value
+        if key in _ASSIGN_OWN:
+            continue
+        if key in _INHERITED and bytes(value) == _NULL:
+            continue  # null is "not given" (Lingua's Option): the session's applies
+        frame[key] = value
+    if profile.features is not None and "features" not in frame:
+        frame["features"] = profile.features
+    if profile.dialect is not None and "dialect" not in frame:
+        frame["dialect"] = profile.dialect
     return encode(frame)
+
+
+def _add_session_fields(frame: dict[str, object], profile: SessionProfile) -> None:
+    """The fields every job of the session carries, each only when the session set it."""
+    if profile.mode is not None:
+        frame["mode"] = profile.mode
+    if profile.lang_a is not None:
+        frame["lang_a"] = profile.lang_a
+    if profile.lang_b is not None:
+        frame["lang_b"] = profile.lang_b
+    if profile.auto_langs is not None:
+        frame["auto_langs"] = profile.auto_langs
+    if profile.tenant_id is not None:
+        frame["tenant_id"] = profile.tenant_id
+
+
+def stream_fields(audio: str, *, audio_format: str, sample_rate: int) -> RawFields:
+    """The opaque fields of a job that did not come from an ``utterance`` frame, as if it had
+    (``job_assign`` copies them like an utterance's)."""
+    return {
+        "audio": msgspec.Raw(encode(audio)),
+        "audio_format": msgspec.Raw(encode(audio_format)),
+        "sample_rate": msgspec.Raw(encode(sample_rate)),
+    }
 
 
 def job_cancel(job_id: str, trace_id: str, reason: str) -> bytes:
@@ -189,8 +255,10 @@ def translation_result(
     job_id: str,
     trace_id: str,
     node_id: str,
+    group: tuple[str, int] | None = None,
 ) -> bytes:
-    """``translation_result`` (contract §2): the node's fields relayed, ours authoritative."""
+    """``translation_result`` (contract §2): the node's fields relayed, ours authoritative;
+    ``group`` is ``(group_id, part_index)`` (lingua-parity §4), left out when ``None``."""
     frame: dict[str, object] = {
         "type": "translation_result",
         "session_id": session_id,
@@ -203,7 +271,70 @@ def translation_result(
     for key, value in result.items():
         if key not in _RESULT_DROP:
             frame[key] = value
+    if group is not None:
+        frame["group_id"], frame["part_index"] = group
     return encode(frame)
+
+
+def _blank(raw: msgspec.Raw | None, *, trim: bool) -> bool:
+    """Whether a result field is absent, null or ``""`` (``trim``: or only blanks, as Lingua
+    trims ``text_asr`` and ``text_translated``).  A value of another type counts as content:
+    it is relayed, not judged.  Audio is never copied to be judged: only short values are."""
+    if raw is None:
+        return True
+    if len(raw) <= 4:
+        data = bytes(raw)
+        if data == b'""' or data == _NULL:
+            return True
+    if not trim or memoryview(raw)[0] != _QUOTE:
+        return False
+    try:
+        value = _str_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return False
+    return not value.strip()
+
+
+def is_silent(result: RawFields) -> bool:
+    """A successful result with nothing in it: ``text_asr``, ``text_translated`` and
+    ``tts_audio`` all empty (lingua-parity §4, ``job_result_sending.rs``)."""
+    return (
+        _blank(result.get("tts_audio"), trim=False)
+        and _blank(result.get("text_asr"), trim=True)
+        and _blank(result.get("text_translated"), trim=True)
+    )
+
+
+def has_asr_text(result: RawFields) -> bool:
+    """``text_asr`` is a non-empty string: the result joins a group (``group_manager.rs``,
+    which does not trim)."""
+    raw = result.get("text_asr")
+    return raw is not None and len(raw) > 2 and memoryview(raw)[0] == _QUOTE
+
+
+def missing_result(
+    *,
+    session_id: str,
+    utterance_index: int,
+    created_at_ms: int,
+    trace_id: str,
+    job_id: str,
+    node_id: str,
+    reason: str = "silence_detected",
+) -> bytes:
+    """``missing_result`` (lingua-parity §4); ``job_id`` and ``node_id`` are our extension."""
+    return encode(
+        {
+            "type": "missing_result",
+            "session_id": session_id,
+            "utterance_index": utterance_index,
+            "reason": reason,
+            "created_at_ms": created_at_ms,
+            "trace_id": trace_id,
+            "job_id": job_id,
+            "node_id": node_id,
+        }
+    )
 
 
 def asr_partial(partial: RawFields, *, session_id: str, utterance_index: int) -> bytes:
@@ -225,7 +356,15 @@ def node_register_ack(node_id: str, message: str = "registered") -> bytes:
     )
 
 
-def session_init_ack(session_id: str, trace_id: str, message: str = "session created") -> bytes:
+def session_init_ack(
+    session_id: str,
+    trace_id: str,
+    message: str = "session created",
+    *,
+    audio_format: str,
+    sample_rate: int,
+) -> bytes:
+    """``session_init_ack`` (contract §2) with Lingua's negotiation (lingua-parity §1)."""
     return encode(
         {
             "type": "session_init_ack",
@@ -233,6 +372,12 @@ def session_init_ack(session_id: str, trace_id: str, message: str = "session cre
             "assigned_node_id": None,
             "message": message,
             "trace_id": trace_id,
+            "protocol_version": "1.0",
+            "use_binary_frame": False,
+            "negotiated_codec": audio_format,
+            "negotiated_audio_format": audio_format,
+            "negotiated_sample_rate": sample_rate,
+            "negotiated_channel_count": CHANNEL_COUNT,
         }
     )
 

@@ -192,6 +192,10 @@ class SessionInit(_Msg, tag="session_init", frozen=True):
     auto_langs: list[str] | None = None
     trace_id: str | None = None
     token: str | None = None
+    # Extension (lingua-parity §1): the audio the client will send, echoed as negotiated in
+    # session_init_ack.  Lingua's session_init has neither and always answers opus / 16000.
+    audio_format: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    sample_rate: PosInt | None = None
 
 
 class Utterance(_Msg, tag="utterance", frozen=True):
@@ -217,4 +221,13 @@ class SessionClose(_Msg, tag="session_close", frozen=True):
     reason: str
 
 
-SessionInbound = SessionInit | Utterance | ClientHeartbeat | SessionClose
+class TtsPlayEnded(_Msg, tag="tts_play_ended", frozen=True):
+    """The client finished playing a group's audio (lingua-parity §4); never answered."""
+
+    session_id: Id
+    group_id: Id
+    ts_end_ms: NonNegInt
+    trace_id: str | None = None
+
+
+SessionInbound = SessionInit | Utterance | ClientHeartbeat | SessionClose | TtsPlayEnded

@@ -9,9 +9,11 @@ from collections import Counter
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from switchboard.dispatch import selection
 from switchboard.errors import StoreError, StoreUnavailable
+from switchboard.management.registry import ManagementRegistry
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pools_body
 from switchboard.server.auth import bearer, token_ok
 from switchboard.server.limits import AddressCounter
@@ -129,39 +131,40 @@ async def health_ready(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    # Prometheus' own content type (with its format version), not a bare text/plain.
     return web.Response(
-        body=_sched(request).metrics.render(), content_type="text/plain", charset="utf-8"
+        body=_sched(request).metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 
 @routes.get("/api/v1/stats")
 @admin_only
 async def stats(request: web.Request) -> web.Response:
-    sched = _sched(request)
+    return _reply(await stats_body(_sched(request)))
+
+
+async def stats_body(sched: Scheduler) -> dict[str, object]:
+    """``GET /api/v1/stats`` (contract §4); the dashboard's live stream sends it too."""
     snapshot = sched.snapshots.current
     by_status = Counter(node.status.value for node in snapshot.nodes.values())
     try:
         held: int | None = await sched.store.held_total()
     except StoreUnavailable:
         held = None
-    return _reply(
-        {
-            "nodes": {
-                "total": len(snapshot.nodes),
-                **{
-                    s: by_status.get(s, 0) for s in ("ready", "registering", "degraded", "draining")
-                },
-            },
-            "sessions": len(sched.session_conns),
-            "pools": len(snapshot.pools),
-            "jobs_in_flight": sched.dispatcher.in_flight,
-            "reservations_held": held,
-            "dispatched_total": sched.dispatcher.dispatched_total,
-            "failed_total": sched.dispatcher.failed_total,
-            "snapshot_version": snapshot.version,
-            "store": {"kind": sched.store.name, "up": sched.dispatcher.store_up},
-        }
-    )
+    return {
+        "nodes": {
+            "total": len(snapshot.nodes),
+            **{s: by_status.get(s, 0) for s in ("ready", "registering", "degraded", "draining")},
+        },
+        "sessions": len(sched.session_conns),
+        "pools": len(snapshot.pools),
+        "jobs_in_flight": sched.dispatcher.in_flight,
+        "reservations_held": held,
+        "dispatched_total": sched.dispatcher.dispatched_total,
+        "failed_total": sched.dispatcher.failed_total,
+        "snapshot_version": snapshot.version,
+        "store": {"kind": sched.store.name, "up": sched.dispatcher.store_up},
+    }
 
 
 async def _reserved(sched: Scheduler, node_ids: list[str]) -> dict[str, int | None]:
@@ -175,24 +178,64 @@ async def _reserved(sched: Scheduler, node_ids: list[str]) -> dict[str, int | No
 @routes.get("/api/v1/nodes")
 @admin_only
 async def nodes(request: web.Request) -> web.Response:
-    sched = _sched(request)
+    return _reply(await nodes_body(_sched(request)))
+
+
+async def nodes_body(sched: Scheduler) -> list[dict[str, object]]:
+    """``GET /api/v1/nodes`` (contract §4, docs/protocol.md for the telemetry fields)."""
     snapshot = sched.snapshots.current
     reserved = await _reserved(sched, list(snapshot.nodes))
-    return _reply(
-        [
-            {**node.to_json(), "pools": snapshot.pools_of(node_id), "reserved": reserved[node_id]}
-            for node_id, node in sorted(snapshot.nodes.items())
-        ]
+    telemetry = node_telemetry(sched.registry)
+    return [
+        {
+            **node.to_json(),
+            "pools": snapshot.pools_of(node_id),
+            "reserved": reserved[node_id],
+            **telemetry.get(node_id, NO_TELEMETRY),
+        }
+        for node_id, node in sorted(snapshot.nodes.items())
+    ]
+
+
+# What a node's heartbeats say, for the operator (docs/protocol.md §4): null when not reported,
+# so a CPU-only node shows no GPU rather than an idle one.
+NO_TELEMETRY: dict[str, float | int | None] = dict.fromkeys(
+    (
+        "heartbeat_age_s",
+        "cpu_percent",
+        "mem_percent",
+        "gpu_percent",
+        "gpu_mem_percent",
+        "running_jobs",
     )
+)
+
+
+def node_telemetry(registry: ManagementRegistry) -> dict[str, dict[str, float | int | None]]:
+    """Heartbeat age and the latest ``resource_usage`` of each node, by node_id."""
+    found: dict[str, dict[str, float | int | None]] = {}
+    for state in registry.node_states():
+        usage = state.usage
+        entry = dict(NO_TELEMETRY, heartbeat_age_s=round(registry.heartbeat_age(state), 3))
+        if usage is not None:
+            entry.update(
+                cpu_percent=usage.cpu_percent,
+                mem_percent=usage.mem_percent,
+                gpu_percent=usage.gpu_percent,
+                gpu_mem_percent=usage.gpu_mem_percent,
+                running_jobs=usage.running_jobs,
+            )
+        found[state.node_id] = entry
+    return found
 
 
 @routes.get("/api/v1/pools")
 @admin_only
 async def pools(request: web.Request) -> web.Response:
-    return _reply(_pools_json(_sched(request)))
+    return _reply(pools_json(_sched(request)))
 
 
-def _pools_json(sched: Scheduler) -> list[dict[str, object]]:
+def pools_json(sched: Scheduler) -> list[dict[str, object]]:
     snapshot = sched.snapshots.current
     return [
         {**pool.to_json(), "members": list(snapshot.pool_members.get(pool.pool_id, ()))}
@@ -254,7 +297,7 @@ async def put_pools(request: web.Request) -> web.Response:
         return _reply({"error": "SCHEDULER_DEPENDENCY_DOWN", "message": message}, 503)
     except StoreError as exc:
         return _reply({"error": "INTERNAL_ERROR", "message": f"pools not changed: {exc}"}, 500)
-    return _reply(_pools_json(sched))
+    return _reply(pools_json(sched))
 
 
 @routes.post("/api/v1/nodes/{node_id}/drain")
@@ -265,3 +308,17 @@ async def drain(request: web.Request) -> web.Response:
         return _reply({"error": "not found", "node_id": node_id}, 404)
     await _sched(request).registry.rebuild_now()
     return _reply({"node_id": node_id, "status": "draining"})
+
+
+@routes.post("/api/v1/nodes/{node_id}/undrain")
+@admin_only
+async def undrain(request: web.Request) -> web.Response:
+    """Protocol.md §7: the node takes new jobs again; its status after (``ready`` unless its
+    latest report says otherwise); a node that was not draining is left as it is."""
+    node_id = request.match_info["node_id"]
+    registry = _sched(request).registry
+    status = await registry.undrain(node_id)
+    if status is None:
+        return _reply({"error": "not found", "node_id": node_id}, 404)
+    await registry.rebuild_now()
+    return _reply({"node_id": node_id, "status": status.value})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from switchboard.server import admin_api, dashboard, node_channel, session_channel
+from switchboard.server import admin_api, dashboard, history, node_channel, session_channel
 from switchboard.server.limits import AddressCounter
 from switchboard.server.scheduler import SCHEDULER, Scheduler
 
@@ -18,6 +18,8 @@ def build_app(sched: Scheduler) -> web.Application:
     app.router.add_get("/ws/session", session_channel.handle)
     app.router.add_routes(_http_limited(admin_api.routes))
     app.router.add_routes(_http_limited(dashboard.routes))
+    # The dashboard's history: one reading of the metrics a second, for as long as we serve.
+    app.cleanup_ctx.append(history.sampling(lambda app: app[SCHEDULER].metrics.registry))
     return app
 
 

@@ -152,8 +152,11 @@ async def rate_limited(ws: web.WebSocketResponse, settings: Settings) -> None:
         await close_within(ws, code=CLOSE_POLICY_VIOLATION, farewell=farewell)
 
 
-async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None:
-    """The first text frame, or ``None`` after refusing the connection."""
+async def first_frame(
+    ws: web.WebSocketResponse, limit_s: float, *, waited: float | None = None
+) -> bytes | None:
+    """The first text frame, or ``None`` after refusing the connection (``waited``: the
+    handshake limit the refusal names, when ``limit_s`` is what is left of it)."""
     try:
         async with asyncio.timeout(limit_s):
             message = await ws.receive()
@@ -167,7 +170,7 @@ async def first_frame(ws: web.WebSocketResponse, limit_s: float) -> bytes | None
         await refuse(
             ws,
             ErrorCode.HANDSHAKE_TIMEOUT,
-            f"no node_register or session_init within {limit_s:g} s",
+            f"no node_register or session_init within {waited or limit_s:g} s",
         )
         return None
     if message.type is WSMsgType.TEXT:

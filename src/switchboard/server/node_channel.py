@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -20,20 +21,21 @@ from switchboard.protocol.messages import (
     NodeRegister,
 )
 from switchboard.server.auth import token_ok
-from switchboard.server.channel import Channel, bad_frame_error, refuse
+from switchboard.server.channel import Channel, bad_frame_error, first_frame, refuse
 from switchboard.server.connections import NodeConnection, send
 from switchboard.server.scheduler import Scheduler
 
 log = logging.getLogger("switchboard.server.node")
+# Heartbeats skipped before node_register; a node racing its reconnection sends one or two,
+# and a socket sending more is not registering (its frames are not yet rate-limited).
+EARLY_HEARTBEATS = 8
 
 
 async def _register(
     sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
 ) -> NodeConnection | None:
-    try:
-        msg = codec.decode_node(frame)
-    except ProtocolError as exc:
-        await refuse(ws, exc.code, exc.message)
+    msg = await _first_message(sched, ws, frame)
+    if msg is None:
         return None
     if not isinstance(msg, NodeRegister):
         await refuse(ws, ErrorCode.INVALID_MESSAGE, "the first frame must be node_register")
@@ -49,6 +51,35 @@ async def _register(
     sched.node_joined(conn)
     await send(ws, codec.node_register_ack(node_id))
     return conn
+
+
+async def _first_message(
+    sched: Scheduler, ws: web.WebSocketResponse, frame: bytes
+) -> NodeInbound | None:
+    """The first message after up to ``EARLY_HEARTBEATS`` heartbeats; ``None`` once refused.
+
+    Lingua's Electron node can send a heartbeat before its ``node_register`` when it
+    reconnects: those are skipped, not refused (lingua-parity §7).  The handshake's time limit
+    still runs from the first frame, so heartbeats cannot hold a socket open unregistered.
+    """
+    limit = sched.settings.handshake_timeout
+    deadline = asyncio.get_running_loop().time() + limit
+    skipped = 0
+    while True:
+        try:
+            msg = codec.decode_node(frame)
+        except ProtocolError as exc:
+            await refuse(ws, exc.code, exc.message)
+            return None
+        # Past the allowance a heartbeat is refused like any first frame but node_register.
+        if not isinstance(msg, NodeHeartbeat) or skipped == EARLY_HEARTBEATS:
+            return msg
+        skipped += 1
+        remaining = deadline - asyncio.get_running_loop().time()
+        next_frame = await first_frame(ws, max(remaining, 0.0), waited=limit)
+        if next_frame is None:
+            return None
+        frame = next_frame
 
 
 async def _on_frame(sched: Scheduler, conn: NodeConnection, frame: bytes, _: float) -> bool:

@@ -6,13 +6,15 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from switchboard.config import Settings
+from switchboard.dispatch.spans import JobSpans
+from switchboard.logs import ACCESS_LOGGER
+from switchboard.server.access import AccessLogger
 from switchboard.server.app import build_app
 from switchboard.server.scheduler import Design, Observe, Scheduler, snapshot_design
 from switchboard.store.factory import open_pool_config, open_store
@@ -81,13 +83,19 @@ async def serve(
         design=hooks.design,
         observe=hooks.observe,
         pool_config=open_pool_config(settings),
+        spans=_spans(settings),
     )
     hooks.built(sched)
     await sched.start()
     if not await sched.store.ping():
         log.warning("reservation store %s unreachable at start; serving degraded", sched.store.name)
         sched.dispatcher.store_up = False
-    app_runner = web.AppRunner(build_app(sched), handle_signals=False, access_log=None)
+    app_runner = web.AppRunner(
+        build_app(sched),
+        handle_signals=False,
+        access_log=logging.getLogger(ACCESS_LOGGER),
+        access_log_class=AccessLogger,
+    )
     await app_runner.setup()
     site = web.TCPSite(
         app_runner, settings.host, settings.port, reuse_address=True, backlog=hooks.backlog
@@ -119,8 +127,17 @@ async def serve(
     grace = min(settings.job_timeout, 5.0) if hooks.grace is None else hooks.grace
     await sched.shutdown(grace=grace)
     await app_runner.cleanup()
-    print("switchboard stopped", file=sys.stderr, flush=True)
+    log.info("switchboard stopped")  # a log line, so --log-format json stays all JSON
     return 0
+
+
+def _spans(settings: Settings) -> JobSpans | None:
+    """``--otel``: one OpenTelemetry span per utterance; imported only then (docs/logging.md)."""
+    if not settings.otel:
+        return None
+    from switchboard.server.otel import OtelSpans
+
+    return OtelSpans.from_environment()
 
 
 def _bound_port(app_runner: web.AppRunner) -> int | None:

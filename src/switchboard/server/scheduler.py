@@ -13,11 +13,13 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
+from switchboard.protocol.profile import SessionProfile
 from switchboard.rooms.registry import RoomRegistry
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
@@ -26,6 +28,7 @@ from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
 from switchboard.server.room_channel import RoomDesk
+from switchboard.server.scrape import ClusterCollector
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
@@ -44,6 +47,7 @@ class Parts:
     settings: Settings
     dispatch: DispatchSettings
     observer: SessionObserver | None
+    spans: JobSpans | None = None  # --otel
 
 
 # Builds the management registry and the dispatch driver.  The default is the seed's design;
@@ -74,6 +78,7 @@ def driver_for(parts: Parts, driver: type[DispatchDriver] = DispatchDriver) -> D
         settings=parts.dispatch,
         metrics=parts.metrics,
         on_accept=None if observer is None else observer.accepted,
+        spans=parts.spans,
     )
     return driver(
         core,
@@ -93,6 +98,7 @@ class Scheduler:
         design: Design = snapshot_design,
         observe: Observe | None = None,
         pool_config: PoolConfigStore | None = None,
+        spans: JobSpans | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,6 +111,7 @@ class Scheduler:
             max_attempts=settings.max_attempts,
             reservation_lease=settings.reservation_lease,
             max_pending_per_session=settings.max_pending_per_session,
+            streaming_asr=settings.streaming_asr,
         )
         # ``--record``: session events to a file (switchboard replay); None costs nothing.
         self.observer = None if observe is None else observe(self.snapshots)
@@ -118,6 +125,14 @@ class Scheduler:
                 settings=settings,
                 dispatch=dispatch,
                 observer=observer,
+                spans=spans,
+            )
+        )
+        self.metrics.register(
+            ClusterCollector(
+                nodes=self.registry.node_states,
+                in_flight=lambda: self.dispatcher.in_flight,
+                store_up=lambda: self.dispatcher.store_up,
             )
         )
         # Configured pools: the file's [[pools]] and the store's shared copy (pool_sync.py).
@@ -183,7 +198,11 @@ class Scheduler:
     # --- sessions ---------------------------------------------------------------------------
 
     def session_opened(
-        self, session_id: str, ws: web.WebSocketResponse, init: SessionInit
+        self,
+        session_id: str,
+        ws: web.WebSocketResponse,
+        init: SessionInit,
+        profile: SessionProfile | None = None,
     ) -> SessionConnection:
         conn = SessionConnection(
             session_id,
@@ -192,7 +211,7 @@ class Scheduler:
             on_overflow=self._overflowed,
             observer=self.observer,
         )
-        conn.session = self.dispatcher.open_session(session_id, conn)
+        conn.session = self.dispatcher.open_session(session_id, conn, profile)
         self.session_conns[session_id] = conn
         self.metrics.sessions.set(len(self.session_conns))
         if self.observer is not None:

@@ -15,8 +15,10 @@ from switchboard.protocol.messages import (
     ClientHeartbeat,
     SessionClose,
     SessionInit,
+    TtsPlayEnded,
     Utterance,
 )
+from switchboard.protocol.profile import profile_of
 from switchboard.protocol.rooms import RoomInbound
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
@@ -50,8 +52,14 @@ async def _open(
     session_id = ids.session_id()
     # Encoded before the session exists: nothing may fail between opening it and handing it
     # to the channel, which alone closes it again.
-    ack = codec.session_init_ack(session_id, msg.trace_id or ids.trace_id())
-    conn = sched.session_opened(session_id, ws, msg)
+    profile = profile_of(msg, msg.trace_id or ids.trace_id())
+    ack = codec.session_init_ack(
+        session_id,
+        profile.trace_id,
+        audio_format=profile.audio_format,
+        sample_rate=profile.sample_rate,
+    )
+    conn = sched.session_opened(session_id, ws, msg, profile)
     # session_init_ack is always the first frame the server sends on a session (contract §2).
     conn.push(ack)
     return conn
@@ -102,6 +110,11 @@ async def _dispatch(
                 await conn.drain()
                 await conn.close(CLOSE_NORMAL)
                 return True
+        case TtsPlayEnded():
+            # No reply (lingua-parity §4); one naming a group that is not the session's
+            # current one changes nothing, as in Lingua.
+            if _mine(conn, msg.session_id):
+                sched.dispatcher.play_ended(conn.session, msg.group_id, msg.ts_end_ms)
         case SessionInit():
             conn.push(codec.error(ErrorCode.INVALID_MESSAGE, "the session is already open"))
         case _:

@@ -30,7 +30,7 @@ from aiohttp.web_request import BaseRequest
 from switchboard.config import Settings
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_MESSAGE_TOO_BIG, ErrorCode
-from switchboard.server import eager
+from switchboard.server import access, eager
 
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, OSError)
 # aiohttp refuses a frame whose length is >= max_msg_size (reader: ``to_read >= max - partial``),
@@ -120,6 +120,7 @@ async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
         close_timeout=settings.handshake_timeout,
     )
     await ws.prepare(request)
+    access.handshake(request)
     return ws
 
 

@@ -6,7 +6,7 @@ by their own name, not their family's, so a page without ``# TYPE`` lines (a han
 page, an older exporter) reads the same as the scheduler's own.
 
 :func:`histogram_quantile` is PromQL's estimate from cumulative buckets.  The scheduler's
-dashboard has its own copy (``server/dashboard.py``): the product never imports a tool.
+dashboard has its own copy (``server/latency.py``): the product never imports a tool.
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""Series read from the live scheduler when ``/metrics`` is scraped (docs/metrics.md).
+
+Nothing here is updated as things happen: each scrape asks the management registry and the
+dispatcher for their state now, so a node that has left simply is not in the next scrape
+(its ``node_id`` label goes with it), and no hot path pays for these series.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from switchboard.management.nodes import NodeState
+from switchboard.runtime.values import NodeStatus, Pair
+
+
+class ClusterCollector(Collector):
+    def __init__(
+        self,
+        *,
+        nodes: Callable[[], list[NodeState]],
+        in_flight: Callable[[], int],
+        store_up: Callable[[], bool],
+    ) -> None:
+        self._nodes = nodes
+        self._in_flight = in_flight
+        self._store_up = store_up
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "switchboard_jobs_in_flight",
+            "Accepted utterances not yet answered",
+            value=self._in_flight(),
+        )
+        yield GaugeMetricFamily(
+            "switchboard_store_up",
+            "1 while the reservation store answers, 0 while it cannot be reached",
+            value=1 if self._store_up() else 0,
+        )
+        nodes = self._nodes()
+        by_status = GaugeMetricFamily(
+            "switchboard_nodes_by_status", "Connected nodes by status", labels=["status"]
+        )
+        counts = Counter(node.status for node in nodes)
+        for status in NodeStatus:
+            if status is not NodeStatus.OFFLINE:  # an offline node is no longer connected
+                by_status.add_metric([status.value], counts[status])
+        yield by_status
+        yield _pairs(nodes)
+        gpu = GaugeMetricFamily(
+            "switchboard_node_gpu_percent",
+            "GPU use each node last reported in its heartbeat (absent: the node reports none)",
+            labels=["node_id"],
+        )
+        for node in nodes:
+            usage = node.usage
+            if usage is not None and usage.gpu_percent is not None:
+                gpu.add_metric([node.node_id], float(usage.gpu_percent))
+        yield gpu
+
+
+def _pairs(nodes: list[NodeState]) -> GaugeMetricFamily:
+    """Per language pair some connected node serves, how many of those nodes are ready: the
+    alert for a pair with no ready node reads it (deploy/prometheus/alerts.yml)."""
+    ready: dict[Pair, int] = {}
+    for node in nodes:
+        up = 1 if node.status is NodeStatus.READY else 0
+        for pair in node.pairs:
+            ready[pair] = ready.get(pair, 0) + up
+    family = GaugeMetricFamily(
+        "switchboard_pair_ready_nodes",
+        "Ready nodes per language pair served by any connected node",
+        labels=["src", "tgt"],
+    )
+    for (src, tgt), count in sorted(ready.items()):
+        family.add_metric([src, tgt], count)
+    return family
