@@ -162,3 +162,38 @@ async def test_a_speaker_that_leaves_has_its_pending_jobs_cancelled(
     await listener.sync()
     assert answers(listener) == []
     await server.wait_idle()
+
+
+async def test_every_language_carries_the_speakers_session_state_and_silence_is_missing_result(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """Each language's job_assign carries what the speaker's session_init said (mode,
+    languages, features, its trace id), with the lane's own target; a silent result reaches
+    that language's listeners as missing_result, marked with the speaker."""
+    node = await peers.node(server, pairs=PAIRS, behaviour=NodeBehaviour(mode="none"))
+    speaker = await peers.raw_session(server)
+    await speaker.init(
+        mode="two_way_auto", lang_a="en", lang_b="de", features={"speaker_id": 1}, trace_id="t-s"
+    )
+    code = await speaker.create_room(preferred_lang="en")
+    de, fr = await peers.session(server), await peers.session(server)
+    await de.join_room(code, preferred_lang="de")
+    await fr.join_room(code, preferred_lang="fr")
+    await speaker.utter(0)
+    assigns = await node.wait_count(of_type("job_assign"), 2)
+    assert {a["tgt_lang"] for a in assigns} == {"de", "fr"}
+    for assign in assigns:
+        assert assign["mode"] == "two_way_auto"
+        assert (assign["lang_a"], assign["lang_b"]) == ("en", "de")
+        assert assign["features"] == {"speaker_id": 1}
+        assert assign["trace_id"] == "t-s"
+    for assign in assigns:
+        silent = assign["tgt_lang"] == "fr"
+        texts = {"text_asr": "", "text_translated": "", "tts_audio": ""} if silent else {}
+        await node.answer(assign, **texts)
+    (heard,) = await wait_answers(de, 1)
+    (missing,) = await wait_answers(fr, 1)
+    assert heard["type"] == "translation_result"
+    assert missing["type"] == "missing_result" and missing["reason"] == "silence_detected"
+    assert missing["session_id"] == missing["speaker_session_id"] == speaker.session_id
+    assert missing["utterance_index"] == 0 and missing["trace_id"] == "t-s"

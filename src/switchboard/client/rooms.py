@@ -82,6 +82,11 @@ class RoomSpeech:
     def text_translated(self) -> str:
         return str((self.translation or {}).get("text_translated", ""))
 
+    @property
+    def missing(self) -> bool:
+        """The node heard nothing (``missing_result``): ``translation`` is that frame."""
+        return self.fields.get("type") == "missing_result"
+
 
 @dataclass(frozen=True, slots=True)
 class Signal:

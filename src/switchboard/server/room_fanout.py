@@ -18,13 +18,14 @@ included) and every language gets its answer.  Frames for listeners carry the sp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import msgspec
 
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.jobs import Session
-from switchboard.protocol import codec, ids
+from switchboard.protocol import codec
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.messages import Utterance
 from switchboard.protocol.rooms import for_listeners
@@ -106,18 +107,17 @@ class Lanes:
         if not groups or msg.session_id != speaker:  # the core refuses a foreign id itself
             await self._dispatcher.accept(conn.session, msg, frame, received)
             return
-        lanes = [self._lane(room, speaker, lang) for lang in groups]
+        lanes = [self._lane(room, conn.session, lang) for lang in groups]
         refusal = self._refusal(lanes, msg.utterance_index, closing=closing)
         if refusal is not None:
             # To the speaker, at once, as a refused utterance always is (contract §2).
             code, text = refusal
             conn.push(codec.error(code, text, {"utterance_index": msg.utterance_index}))
             return
-        trace_id = msg.trace_id or ids.trace_id()  # one utterance, one trace across languages
+        # Without its own trace_id, each language's job takes the lane's, which is the
+        # speaker's session's: one utterance, one trace across languages.
         for lane, lang in zip(lanes, groups, strict=True):
-            one = msgspec.structs.replace(
-                msg, session_id=lane.session_id, tgt_lang=lang, trace_id=trace_id
-            )
+            one = msgspec.structs.replace(msg, session_id=lane.session_id, tgt_lang=lang)
             await self._dispatcher.accept(lane, one, frame, received)
 
     def _refusal(
@@ -133,15 +133,20 @@ class Lanes:
             return ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
         return None
 
-    def _lane(self, room: Room, speaker: str, lang: str) -> Session:
-        by_lang = self._lanes.setdefault(speaker, {})
+    def _lane(self, room: Room, speaker: Session, lang: str) -> Session:
+        by_lang = self._lanes.setdefault(speaker.session_id, {})
         lane = by_lang.get(lang)
         peer = lane.peer if lane is not None else None
         if lane is None or not isinstance(peer, LanePeer) or peer.room is not room:
             if lane is not None:
                 self._dispatcher.close_session(lane)
-            peer = LanePeer(room, speaker, lang, self._conns, self._on_delivered)
-            lane = by_lang[lang] = self._dispatcher.open_session(lane_id(speaker, lang), peer)
+            peer = LanePeer(room, speaker.session_id, lang, self._conns, self._on_delivered)
+            # The speaker's session state (mode, languages, features, trace id: lingua-parity
+            # §1) goes with every language's jobs; only the target is the lane's.
+            profile = dataclasses.replace(speaker.profile, tgt_lang=lang)
+            lane = by_lang[lang] = self._dispatcher.open_session(
+                lane_id(speaker.session_id, lang), peer, profile
+            )
         return lane
 
     def close(self, speaker: str) -> None:
