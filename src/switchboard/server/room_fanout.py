@@ -116,6 +116,12 @@ class Lanes:
             return
         # Without its own trace_id, each language's job takes the lane's, which is the
         # speaker's session's: one utterance, one trace across languages.
+        speaker_session = conn.session
+        index = msg.utterance_index
+        # The speaker's one index sequence (lingua-parity §3 "Answers") moves past it, as if
+        # the speaker's own session had taken it.
+        if index >= speaker_session.next_index:
+            speaker_session.next_index = index + 1
         for lane, lang in zip(lanes, groups, strict=True):
             one = msgspec.structs.replace(msg, session_id=lane.session_id, tgt_lang=lang)
             await self._dispatcher.accept(lane, one, frame, received)
