@@ -27,6 +27,7 @@ from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.jobs import Session
 from switchboard.protocol import codec
 from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import Utterance
 from switchboard.protocol.rooms import for_listeners
 from switchboard.rooms.model import Room
@@ -125,6 +126,53 @@ class Lanes:
         for lane, lang in zip(lanes, groups, strict=True):
             one = msgspec.structs.replace(msg, session_id=lane.session_id, tgt_lang=lang)
             await self._dispatcher.accept(lane, one, frame, received)
+
+    def admit_streamed(
+        self,
+        conn: SessionConnection,
+        room: Room,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received: float,
+        closing: bool,
+    ) -> None:
+        """A streamed utterance (lingua-parity §3) from a member: the same fan-out as an
+        ``utterance``'s.  It takes the speaker's next index, and every language's job that
+        same index."""
+        speaker_session = conn.session
+        groups = room.listeners(conn.session_id)
+        if not groups:
+            self._dispatcher.admit_streamed(
+                speaker_session,
+                audio,
+                audio_format=audio_format,
+                sample_rate=sample_rate,
+                cut=cut,
+                received=received,
+            )
+            return
+        lanes = [self._lane(room, speaker_session, lang) for lang in groups]
+        index = speaker_session.next_index
+        speaker_session.next_index = index + 1  # used up even if refused, as the core does
+        refusal = self._refusal(lanes, index, closing=closing)
+        if refusal is not None:
+            code, text = refusal
+            conn.push(codec.error(code, text, {"utterance_index": index}))
+            return
+        for lane in lanes:
+            # Every index a lane holds came from this sequence, so this one is free in it.
+            lane.next_index = index
+            self._dispatcher.admit_streamed(
+                lane,
+                audio,
+                audio_format=audio_format,
+                sample_rate=sample_rate,
+                cut=cut,
+                received=received,
+            )
 
     def _refusal(
         self, lanes: list[Session], index: int, *, closing: bool
