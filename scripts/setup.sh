@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (Python 3.11): the venv with the locked
 # dependencies; with --redis, Debian's redis-server for the Redis store's tests; with
-# --browser, Debian's chromium and chromium-driver for the dashboard's browser test.
+# --browser, Debian's chromium and chromium-driver for the dashboard's browser test; with
+# --prometheus, Debian's prometheus (and promtool) for the tests of deploy/prometheus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,14 +14,17 @@ for arg in "$@"; do
             command -v chromium >/dev/null 2>&1 || packages+=(chromium)
             command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
             ;;
-        *) echo "setup: unknown option $arg (expected --redis, --browser)" >&2; exit 2 ;;
+        --prometheus)
+            command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+            ;;
+        *) echo "setup: unknown option $arg (expected --redis, --browser, --prometheus)" >&2; exit 2 ;;
     esac
 done
 if (( ${#packages[@]} )); then
     echo "setup: installing ${packages[*]} from Debian's packages" >&2
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

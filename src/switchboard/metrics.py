@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from switchboard import __version__
+from switchboard.protocol.codes import ErrorCode
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
 _FAST = (25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.25, 1.0)
@@ -50,6 +51,22 @@ _WAIT = (1e-3, 5e-3, 25e-3, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SLOW = (5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _INF = float("inf")
 RESERVATION_OUTCOMES = ("reserved", "full", "store_down")
+# Label values known in advance start at 0, so each has a series from the first scrape on: a
+# counter series born at its first increment loses that increment in rate() and increase()
+# (Prometheus sees no earlier sample), and the error-rate panel and alert would miss the first
+# errors after a quiet spell.
+ANSWER_KINDS = (
+    "result",
+    "node_error",
+    ErrorCode.NO_AVAILABLE_NODE.value,
+    ErrorCode.NODE_UNAVAILABLE.value,
+    ErrorCode.JOB_TIMEOUT.value,
+    ErrorCode.NODE_ERROR.value,
+    ErrorCode.SCHEDULER_DEPENDENCY_DOWN.value,
+    ErrorCode.SESSION_CLOSED.value,
+    ErrorCode.INTERNAL_ERROR.value,
+)
+FAILOVER_REASONS = ("timeout", "node_offline", "send_failed")
 
 
 class FastHistogram:
@@ -99,6 +116,7 @@ class DispatchStats:
         "full",
         "node_jobs",
         "queue_wait",
+        "refusals",
         "rejections",
         "reserved",
         "store_down",
@@ -114,9 +132,10 @@ class DispatchStats:
         self.reserved = 0
         self.full = 0
         self.store_down = 0
-        self.answers: dict[str, int] = {}  # by kind: "result" or an error code
-        self.failovers: dict[str, int] = {}  # by reason
+        self.answers = dict.fromkeys(ANSWER_KINDS, 0)  # by kind: "result" or an error code
+        self.failovers = dict.fromkeys(FAILOVER_REASONS, 0)  # by reason
         self.rejections: dict[str, int] = {}  # by error code
+        self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
         self.node_jobs: dict[str, FastHistogram] = {}
 
     def answered(self, kind: str, received_at: float) -> None:
@@ -132,6 +151,10 @@ class DispatchStats:
 
     def rejected(self, code: str) -> None:
         self.rejections[code] = self.rejections.get(code, 0) + 1
+
+    def refused(self, code: str) -> None:
+        """A connection refused at its handshake, or cut for its frame rate."""
+        self.refusals[code] = self.refusals.get(code, 0) + 1
 
     def node_job(self, node_id: str, seconds: float) -> None:
         """A node answered a job ``seconds`` after its ``job_assign`` was sent."""
@@ -190,6 +213,12 @@ class _DispatchCollector(Collector):
             "Utterances refused at once (never accepted), by error code",
             "code",
             s.rejections,
+        )
+        yield _counter(
+            "switchboard_refused_connections",
+            "WebSocket connections refused at the handshake or cut for their frame rate, by code",
+            "code",
+            s.refusals,
         )
         utterance = HistogramMetricFamily(
             "switchboard_utterance_latency_seconds",

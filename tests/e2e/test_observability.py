@@ -155,3 +155,33 @@ async def test_metrics_after_real_traffic(server: ServerProcess, peers: Peers) -
     for name in ("switchboard_node_job_seconds_count", "switchboard_node_gpu_percent"):
         assert not [labels for labels in series.get(name, []) if "node_id" in labels], name
     assert _value(text, "switchboard_nodes_by_status", status="ready") == 0
+
+
+@MEMORY_ONLY
+@pytest.mark.server(session_token="s3cret", max_frames_per_second=5, frame_burst=5)
+async def test_refused_connections_are_counted_by_code(server: ServerProcess) -> None:
+    """Connections refused at the handshake (a wrong token, a bad first frame) and one cut for
+    its frame rate are counted by code."""
+    url = server.ws_url + "/ws/session"
+    init = {"type": "session_init", "client_version": "1", "platform": "t"}
+    init |= {"src_lang": "en", "tgt_lang": "de"}
+    async with aiohttp.ClientSession() as http:
+        for first in ({**init, "token": "wrong"}, {"type": "client_heartbeat"}):
+            async with http.ws_connect(url) as ws:
+                await ws.send_str(json.dumps(first))
+                refusal = await ws.receive_json()
+                assert refusal["type"] == "error", refusal
+        async with http.ws_connect(url) as ws:
+            await ws.send_str(json.dumps({**init, "token": "s3cret"}))
+            ack = await ws.receive_json()
+            beat = {"type": "client_heartbeat", "session_id": ack["session_id"], "timestamp": 1}
+            for _ in range(20):  # far over 5 frames a second, burst 5
+                await ws.send_str(json.dumps(beat))
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    break
+
+    _, text = await _metrics(server)
+    assert _value(text, "switchboard_refused_connections_total", code="UNAUTHORIZED") == 1
+    assert _value(text, "switchboard_refused_connections_total", code="INVALID_MESSAGE") == 1
+    assert _value(text, "switchboard_refused_connections_total", code="RATE_LIMITED") == 1

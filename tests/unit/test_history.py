@@ -18,8 +18,8 @@ def test_a_point_is_what_happened_between_two_readings() -> None:
     before = read(metrics.registry, now=100.0)
     for _ in range(8):
         metrics.dispatch_latency.observe(0.0004)
-    metrics.answers.labels("result").inc(8)
-    metrics.answers.labels("NO_AVAILABLE_NODE").inc(2)
+    metrics.dispatch.answers["result"] += 8
+    metrics.dispatch.answers["NO_AVAILABLE_NODE"] += 2
     after = read(metrics.registry, now=102.0)
 
     p = point(before, after)
@@ -49,8 +49,8 @@ def test_history_ring_and_totals() -> None:
         metrics.dispatch_latency.observe(0.0002)
         history.tick(now=float(second))
     assert [p["t"] for p in history.series()] == [3.0, 4.0, 5.0]
-    metrics.answers.labels("JOB_TIMEOUT").inc()
-    metrics.failovers.labels("node_gone").inc(2)
+    metrics.dispatch.answers["JOB_TIMEOUT"] += 1
+    metrics.dispatch.failovers["node_gone"] = 2
     metrics.sessions.set(7)
     history.tick(now=6.0)
     assert history.totals() == {

@@ -1,5 +1,5 @@
 """The span seam of ``--otel``: one start and one end per utterance, and OpenTelemetry never
-imported unless asked for (its packages are not part of the locked set)."""
+imported unless asked for (spans exported for real: tests/e2e/test_otel.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import asyncio
 import subprocess
 import sys
 
-from click.testing import CliRunner
-
-from switchboard.cli import main
 from switchboard.dispatch.jobs import Job
 from switchboard.dispatch.spans import DROPPED
 from tests.unit.fakes import Rig
+from tests.unit.test_extras import _switchboard_without
 
 
 class Recorder:
@@ -61,6 +59,6 @@ def test_the_server_does_not_import_opentelemetry_without_the_flag() -> None:
 
 def test_otel_without_the_extra_names_the_install() -> None:
     """`serve --otel` where the [otel] extra is missing: exit 2 and the pip command to run."""
-    result = CliRunner().invoke(main, ["serve", "--otel"])
-    assert result.exit_code == 2
-    assert "pip install 'switchboard-scheduler[otel]'" in result.output
+    done = _switchboard_without(("opentelemetry",), "serve", "--otel")
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'switchboard-scheduler[otel]'" in done.stdout + done.stderr

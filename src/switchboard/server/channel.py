@@ -56,7 +56,9 @@ class Channel(Generic[Conn]):
         address = request.remote or "unknown"
         admitted = sched.addresses.open(address)
         try:
-            ws = await open_socket(request, sched.settings)
+            ws = await open_socket(
+                request, sched.settings, on_refused=sched.metrics.dispatch.refused
+            )
             frame = await (
                 first_frame(ws, sched.settings.handshake_timeout)
                 if admitted
@@ -124,8 +126,14 @@ async def refuse(ws: web.WebSocketResponse, code: str, message: str) -> None:
 
     The close is bounded: a peer that reads nothing must not keep its handler alive.
     """
+    _count_refusal(ws, code)
     await send(ws, codec.error(code, message))
     await close_within(ws, code=CLOSE_POLICY_VIOLATION)
+
+
+def _count_refusal(ws: web.WebSocketResponse, code: str) -> None:
+    if isinstance(ws, ServerSocket) and ws.on_refused is not None:
+        ws.on_refused(code)
 
 
 def frame_budget(settings: Settings, *, now: float) -> FrameBudget:
@@ -148,6 +156,7 @@ async def rate_limited(ws: web.WebSocketResponse, settings: Settings) -> None:
         {"max_frames_per_second": limit, "frame_burst": burst},
     )
     log.warning("closing a connection over %d frames/s (burst %d)", limit, burst)
+    _count_refusal(ws, ErrorCode.RATE_LIMITED)
     with contextlib.suppress(ConnectionError, RuntimeError, OSError):  # gone already: done
         await close_within(ws, code=CLOSE_POLICY_VIOLATION, farewell=farewell)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import WSMsgType, web
@@ -47,7 +48,13 @@ def _ignore_outcome(task: asyncio.Task[None]) -> None:
 class ServerSocket(web.WebSocketResponse):
     """``WebSocketResponse`` that says why it closes with 1009, and can be cut off."""
 
-    def __init__(self, *, max_frame_bytes: int, close_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame_bytes: int,
+        close_timeout: float,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         # Compression off: permessage-deflate costs ~4x memory per connection (issue 2 §8).
         # decode_text=False hands us bytes, which msgspec decodes without an extra str copy.
         super().__init__(
@@ -65,6 +72,7 @@ class ServerSocket(web.WebSocketResponse):
         # socket, and when the ping now unanswered went out (0.0: none out).
         self.last_seen = 0.0
         self.pinged_at = 0.0
+        self.on_refused = on_refused  # counts refusals by code (channel.refuse)
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter:
         self._transport = request.transport
@@ -112,12 +120,18 @@ class ServerSocket(web.WebSocketResponse):
             self._transport.abort()
 
 
-async def open_socket(request: web.Request, settings: Settings) -> ServerSocket:
+async def open_socket(
+    request: web.Request,
+    settings: Settings,
+    *,
+    on_refused: Callable[[str], None] | None = None,
+) -> ServerSocket:
     # The close handshake (our close frame, the peer's answer) may take as long as the
     # opening one: both are the peer's turn.
     ws = ServerSocket(
         max_frame_bytes=settings.max_frame_bytes,
         close_timeout=settings.handshake_timeout,
+        on_refused=on_refused,
     )
     await ws.prepare(request)
     access.handshake(request)
