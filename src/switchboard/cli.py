@@ -60,6 +60,9 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "N",
         "Plain HTTP requests in progress from one address before 429; 0: off.",
     ),
+    ("pause_ms", "MS", "Streamed audio: cut an utterance after this much silence."),
+    ("max_utterance_ms", "MS", "Streamed audio: cut an utterance once it is this long."),
+    ("max_utterance_bytes", "BYTES", "Streamed audio: cut an utterance once it is over this size."),
     ("room_idle", "SECONDS", "A room with no join or delivered translation this long expires."),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
     ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
@@ -328,22 +331,54 @@ def node(**options: Any) -> None:
     show_default=True,
     help="Seconds allowed for connecting, sending and the answer.",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Stream the audio as audio_chunk frames; print one answer per utterance.",
+)
+@click.option(
+    "--chunk-ms",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="With --stream: audio per chunk.",
+)
+@click.option(
+    "--utterance-seconds",
+    type=click.FloatRange(min=0.01),
+    default=10.0,
+    show_default=True,
+    help="With --stream: end an utterance after this much audio.",
+)
+@click.option("--realtime", is_flag=True, help="With --stream: send chunks at the audio's pace.")
 def translate(
     audio: str | None,
     raw: bool,
     sample_rate: int | None,
     generate_seconds: float | None,
+    stream: bool,
+    chunk_ms: int,
+    utterance_seconds: float,
+    realtime: bool,
     **options: Any,
 ) -> None:
     """Translate one utterance (a mono 16-bit WAV file by default) and print the answer."""
     from switchboard.client.audio import AudioError
-    from switchboard.client.translate import load_clip, run_translate
+    from switchboard.client.translate import (
+        StreamPlan,
+        load_clip,
+        run_translate,
+        run_translate_stream,
+    )
 
     try:
         clip = load_clip(audio, raw=raw, sample_rate=sample_rate, generate_seconds=generate_seconds)
     except AudioError as exc:
         click.echo(f"switchboard: error: {exc}", err=True)
         sys.exit(2)
+    if stream:
+        plan = StreamPlan(chunk_ms=chunk_ms, utterance_seconds=utterance_seconds, realtime=realtime)
+        sys.exit(run_translate_stream(clip, plan=plan, **options))
     sys.exit(run_translate(clip, **options))
 
 
@@ -376,6 +411,11 @@ def translate(
     help="The scheduler's reservation store.  [default: memory]",
 )
 @click.option("--redis-url", default=None, help="Redis for --store redis; implies it.")
+@click.option(
+    "--streaming",
+    is_flag=True,
+    help="Sessions stream their speech as audio_chunk frames instead of utterances.",
+)
 @click.option(
     "--rooms",
     is_flag=True,

@@ -35,6 +35,11 @@ settable the same three ways:
     plain HTTP requests (operator API, ``/metrics``, health, dashboard) in progress at once
     from one remote address; one more is answered 429.  WebSocket connections are not counted
     here (``max_connections_per_address`` is theirs).  0 turns the limit off.
+``pause_ms`` (3000), ``max_utterance_ms`` (20000), ``max_utterance_bytes`` (512000)
+    how a session's ``audio_chunk`` stream is cut into utterances (lingua-parity.md §3): after
+    this many milliseconds without a chunk; once the buffered audio is this long (pcm16:
+    bytes/32 at 16 kHz; opus: 20 ms per 60 bytes); once the buffer holds more than this many
+    bytes (``sessions/streaming.py``).
 ``room_idle`` (1800.0 s)
     a room with no creation, join or delivered room translation for this long expires: its
     members get ``room_expired`` and are out of it (lingua-parity §5 "Expiry").
@@ -151,6 +156,9 @@ class Settings:
     max_frames_per_second: int = 1000
     frame_burst: int = 2000
     max_http_requests_per_address: int = 32
+    pause_ms: int = 3000
+    max_utterance_ms: int = 20000
+    max_utterance_bytes: int = 512000
     room_idle: float = 1800.0
     log_level: str = "info"
     log_format: str = "text"
@@ -570,6 +578,9 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "max_frames_per_second": _Spec(_parse_int, _int_range(0)),  # 0: no limit
     "frame_burst": _COUNT,
     "max_http_requests_per_address": _Spec(_parse_int, _int_range(0)),  # 0: no limit
+    "pause_ms": _COUNT,
+    "max_utterance_ms": _COUNT,
+    "max_utterance_bytes": _COUNT,
     "room_idle": _SECONDS,
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "log_format": _Spec(_parse_word, _one_of(LOG_FORMATS)),

@@ -98,3 +98,21 @@ async def test_errors_are_reported_with_their_code(live: ServerProcess, tmp_path
     assert "NO_AVAILABLE_NODE" in err
     status, _, err = await translate(str(tmp_path / "missing.wav"), "--url", live.ws_url)
     assert status == 2 and "cannot read WAV file" in err
+
+
+async def test_stream_sends_chunks_and_prints_an_answer_per_utterance(live: ServerProcess) -> None:
+    """--stream cuts 2.5 s of tone into utterances of --utterance-seconds, each sent as
+    --chunk-ms chunks and ended with a final chunk; one answer is printed per utterance, in
+    order, with exactly that utterance's audio."""
+    status, out, err = await translate(
+        "--generate-seconds", "2.5", "--stream", "--utterance-seconds", "1",
+        "--chunk-ms", "100", "--url", live.ws_url,
+    )  # fmt: skip
+    assert status == 0, err
+    pcm = sine_pcm16(2.5)
+    pieces = [pcm[:32000], pcm[32000:64000], pcm[64000:]]
+    for index, piece in enumerate(pieces):
+        assert f"utterance {index}\n" in out, out
+        assert f"{len(piece)} bytes at 16000 Hz as pcm16" in out
+        assert _digest(piece) in out
+    assert out.index("utterance 0") < out.index("utterance 1") < out.index("utterance 2")

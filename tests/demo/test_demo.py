@@ -112,3 +112,17 @@ async def test_ctrl_c_ends_the_demo_cleanly() -> None:
     match = SUMMARY.search(out)
     assert match is not None and match["lost"] == "0" and int(match["sent"]) > 0, out
     _assert_gone([int(m["pid"]) for m in CHILD.finditer(out)])
+
+
+async def test_streaming_demo_answers_every_streamed_utterance() -> None:
+    """--streaming: the sessions stream their segments as audio_chunk frames; every segment
+    is cut, answered, in order, none lost, exit 0."""
+    proc = _demo("--duration", "3", "--nodes", "1", "--sessions", "3", "--streaming")
+    out, _ = await asyncio.to_thread(proc.communicate, timeout=scaled(120))
+    assert proc.returncode == 0, out
+    match = SUMMARY.search(out)
+    assert match is not None, out
+    sent, answered = int(match["sent"]), int(match["answered"])
+    assert sent > 0 and answered == sent == int(match["results"]), out
+    assert match["lost"] == "0" and "errors by code: none" in out
+    _assert_gone([int(m["pid"]) for m in CHILD.finditer(out)])

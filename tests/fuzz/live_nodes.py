@@ -166,7 +166,7 @@ def _first_bases(rng: random.Random) -> tuple[str, dict[str, Any]]:
         others = messages.node_frames("node-first", job)[:-1]  # heartbeat, ack, result …
         register = messages.node_register(f"first-{rng.randrange(10**9)}", NODE_TOKEN)
         return "node", register if rng.random() < 0.7 else rng.choice(others)
-    others = messages.session_frames("s-x", 0)[:-1]  # utterance, heartbeat, close
+    others = messages.session_frames("s-x", 0)[:-1]  # utterance, audio_chunk, heartbeat …
     init = messages.session_init(SESSION_TOKEN)
     return "session", init if rng.random() < 0.7 else rng.choice(others)
 

@@ -36,6 +36,7 @@ import aiohttp
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.messages import (
+    AudioChunk,
     ClientHeartbeat,
     SessionClose,
     SessionInit,
@@ -171,6 +172,14 @@ class SessionWorker:
             self._used.add(msg.utterance_index)
             self.accepted[self.session_id].append(msg.utterance_index)
             return []
+        if isinstance(msg, AudioChunk):
+            try:
+                codec.chunk_audio(msg)
+            except ProtocolError:
+                return [("error", "INVALID_MESSAGE")]  # not buffered
+            # A final would cut an utterance whose index the worker cannot foresee: skipped.
+            # Other chunks are buffered and never cut (the fuzz server's limits), no reply.
+            return None if msg.is_final else []
         if isinstance(msg, ClientHeartbeat):
             return [HEARTBEAT]
         if isinstance(msg, TtsPlayEnded):

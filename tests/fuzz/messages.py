@@ -100,11 +100,23 @@ def tts_play_ended(session_id: str) -> JSON:
     }
 
 
+def audio_chunk(session_id: str, seq: int, *, final: bool = False) -> JSON:
+    return {
+        "type": "audio_chunk",
+        "session_id": session_id,
+        "seq": seq,
+        "is_final": final,
+        "payload": AUDIO,
+        "client_timestamp_ms": 1700000000000,
+    }
+
+
 def session_frames(session_id: str, index: int) -> list[JSON]:
-    """Every client → scheduler type on an open session."""
+    """Every client → scheduler type on an open session (session_init last)."""
     return [
         utterance(session_id, index),
         utterance(session_id, index),
+        audio_chunk(session_id, index),
         {"type": "client_heartbeat", "session_id": session_id, "timestamp": 1700000000000},
         tts_play_ended(session_id),
         {"type": "session_close", "session_id": session_id, "reason": "fuzz"},

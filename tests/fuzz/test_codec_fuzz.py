@@ -15,6 +15,9 @@ Seeds and frames that found bugs are kept below as regression tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import json
 import os
 from typing import Any
@@ -25,7 +28,13 @@ from hypothesis import strategies as st
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, rooms
-from switchboard.protocol.messages import JobResult, NodeHeartbeat, TtsPlayEnded, Utterance
+from switchboard.protocol.messages import (
+    AudioChunk,
+    JobResult,
+    NodeHeartbeat,
+    TtsPlayEnded,
+    Utterance,
+)
 from switchboard.protocol.rooms import Signal
 from switchboard.server.channel import bad_frame_error
 from tests.fuzz import messages
@@ -41,7 +50,7 @@ numbers = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63),
     st.floats(allow_nan=False, allow_infinity=False),
 )
-# Required fields of three messages, with a value of the right type each (protocol.md §1–§2).
+# Required fields of five messages, with a value of the right type each (protocol.md §1–§2).
 SCHEMAS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "utterance": {
         "session_id": ids,
@@ -51,6 +60,11 @@ SCHEMAS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "audio": st.text(max_size=50),
         "audio_format": st.text(max_size=10),
         "sample_rate": st.integers(min_value=1, max_value=2**31),
+    },
+    "audio_chunk": {
+        "session_id": ids,
+        "seq": counts,
+        "is_final": st.booleans(),
     },
     "node_heartbeat": {
         "node_id": ids,
@@ -83,6 +97,8 @@ KIND = {
     "audio": "str",
     "audio_format": "str",
     "sample_rate": "int",
+    "seq": "int",
+    "is_final": "bool",
     "node_id": "str",
     "timestamp": "int",  # a number: a string is wrong
     "resource_usage": "dict",
@@ -95,11 +111,12 @@ KIND = {
 }
 TYPES = {
     "utterance": Utterance,
+    "audio_chunk": AudioChunk,
     "node_heartbeat": NodeHeartbeat,
     "job_result": JobResult,
     "tts_play_ended": TtsPlayEnded,
 }
-SESSION_KINDS = frozenset({"utterance", "tts_play_ended"})
+SESSION_KINDS = frozenset({"utterance", "audio_chunk", "tts_play_ended"})
 
 
 def decode(kind: str, frame: bytes) -> object:
@@ -184,6 +201,9 @@ def _check_accepted(message: object) -> None:
     assert isinstance(index, int) and index >= 0
     if isinstance(message, Utterance):
         assert message.sample_rate >= 1
+    if isinstance(message, AudioChunk):
+        with contextlib.suppress(ProtocolError):  # bad base64: INVALID_MESSAGE, nothing else
+            codec.chunk_audio(message)
     for name, most in (("room_code", 64), ("to", 256), ("target_session_id", 256)):
         value = getattr(message, name, None)
         if value is not None:
@@ -291,3 +311,36 @@ def test_codec_itself_turns_deep_nesting_into_invalid_message() -> None:
     """RecursionError from msgspec on deep nesting becomes INVALID_MESSAGE in the codec."""
     with pytest.raises(ProtocolError):
         codec.decode_session(DEEP)
+
+
+@PROPERTIES
+@given(
+    payload=st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=30).map(lambda raw: base64.b64encode(raw).decode("ascii")),
+    )
+)
+def test_an_audio_chunk_payload_is_strict_base64_or_invalid_message(payload: str) -> None:
+    """lingua-parity §3 "Errors": the payload decodes as strict base64 (the oracle: binascii's
+    strict mode), or the chunk is INVALID_MESSAGE (and the server buffers nothing of it)."""
+    frame = encoded(
+        {
+            "type": "audio_chunk",
+            "session_id": "s-1",
+            "seq": 0,
+            "is_final": False,
+            "payload": payload,
+        }
+    )
+    message = codec.decode_session(frame)
+    assert isinstance(message, AudioChunk)
+    try:
+        expected: bytes | None = binascii.a2b_base64(payload.encode(), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        expected = None
+    if expected is None:
+        with pytest.raises(ProtocolError) as caught:
+            codec.chunk_audio(message)
+        assert caught.value.code == "INVALID_MESSAGE"
+    else:
+        assert codec.chunk_audio(message) == expected

@@ -47,6 +47,7 @@ from switchboard.client.rooms import (
     Signal,
 )
 from switchboard.client.session import (
+    AudioStream,
     Partial,
     PartialStream,
     PendingTranslation,
@@ -55,6 +56,7 @@ from switchboard.client.session import (
 )
 
 __all__ = [
+    "AudioStream",
     "ClientError",
     "Clip",
     "ConnectFailed",

@@ -12,6 +12,16 @@ The scheduler answers each accepted utterance exactly once, in the order sent (�
 answer, in order"); the SDK resolves each :class:`PendingTranslation` as its answer arrives, so
 they resolve in that order too.  An ``error`` answer raises the exception of its code
 (:mod:`switchboard.client.errors`) from the awaited handle.
+
+Speech can also be streamed (contract v1.1 ``audio_chunk``): :meth:`Session.stream` sends
+chunks, and the scheduler cuts them into utterances (on demand, on a pause, or when one grows
+too long), answering each like any other::
+
+    stream = s.stream()
+    for chunk in chunks:
+        await stream.send(chunk)
+    await stream.end()                       # this utterance is over
+    print((await stream.answer()).text_translated)
 """
 
 from __future__ import annotations
@@ -142,6 +152,73 @@ class PartialStream:
         self.end()
 
 
+class AudioStream:
+    """Streamed speech on a session (``audio_chunk``, docs/protocol.md §2 "Streaming").
+
+    The scheduler decides where utterances end: at :meth:`end` (a chunk with ``is_final``),
+    after ``--pause-ms`` without a chunk, or when one is too long or too big.  Each gets one
+    answer, with the next ``utterance_index`` of the session, in order; :meth:`answer` returns
+    them one by one.  The audio is in the session's format (``audio_format`` and
+    ``sample_rate`` given to :meth:`Session.connect`; the scheduler assumes opus at 16000 Hz
+    when the session did not say).
+    """
+
+    _END: Final = object()
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._answers: asyncio.Queue[object] = asyncio.Queue()
+        self.sent_chunks = 0
+        self.last_sent_at = time.perf_counter()  # a streamed answer's latency counts from here
+        self.refused: list[ServerError] = []
+        """Errors for chunks the scheduler did not buffer (``details.seq`` names each)."""
+
+    async def send(self, audio: bytes, *, final: bool = False) -> None:
+        """One chunk (``final``: the utterance ends with it).  Raises :class:`SessionClosed`
+        or :class:`ConnectionLost` when the session is over."""
+        session = self._session
+        if session.closed:
+            raise _fresh(session._end_reason or SessionClosed("the session is closed"))
+        frame = {
+            "type": "audio_chunk",
+            "session_id": session.session_id,
+            "seq": self.sent_chunks,
+            "is_final": final,
+            "payload": base64.b64encode(audio).decode("ascii"),
+            "client_timestamp_ms": int(time.time() * 1000),
+        }
+        if not await session._send(frame):
+            raise _fresh(
+                session._end_reason or ConnectionLost("the connection to the scheduler is gone")
+            )
+        self.sent_chunks += 1
+        self.last_sent_at = time.perf_counter()
+
+    async def end(self, audio: bytes = b"") -> None:
+        """End the current utterance now (with ``audio`` as its last chunk, if any).  Nothing
+        buffered: nothing happens, and no answer comes."""
+        await self.send(audio, final=True)
+
+    async def answer(self) -> Translation:
+        """The next streamed utterance's answer, in order: its :class:`Translation` (``missing``
+        for a ``missing_result``), or the exception of its ``error``.  Raises
+        :class:`SessionClosed` / :class:`ConnectionLost` once the session ends."""
+        item = await self._answers.get()
+        if item is AudioStream._END:
+            self._answers.put_nowait(item)  # every later call ends the same way
+            raise _fresh(self._session._end_reason or SessionClosed("the session is closed"))
+        if isinstance(item, ServerError):
+            raise item
+        assert isinstance(item, Translation)
+        return item
+
+    def _put(self, item: Translation | ServerError) -> None:
+        self._answers.put_nowait(item)
+
+    def _end(self) -> None:
+        self._answers.put_nowait(AudioStream._END)
+
+
 class Session:
     """One open session.  Make it with :meth:`connect`; close it with :meth:`close` (or leave
     the ``async with`` block)."""
@@ -169,6 +246,7 @@ class Session:
         self._pending: dict[int, tuple[PendingTranslation, asyncio.Future[Translation]]] = {}
         self._next_index = 0
         self._streams: set[PartialStream] = set()
+        self._audio: AudioStream | None = None  # made by stream()
         self._close_acked = asyncio.Event()
         self._ended = asyncio.Event()
         self._end_reason: SessionClosed | None = None
@@ -295,6 +373,19 @@ class Session:
         """
         return await (await self.send(audio, **options))
 
+    def stream(self) -> AudioStream:
+        """The session's audio stream (one per session: every call returns the same one).
+
+        Utterances cut from it take the session's next indexes, so mixing :meth:`send` and a
+        stream on one session works only with explicit ``utterance_index`` values that the
+        stream's cannot reach; the SDK resolves answers by index.
+        """
+        if self._audio is None:
+            self._audio = AudioStream(self)
+            if self._ended.is_set():
+                self._audio._end()
+        return self._audio
+
     async def tts_play_ended(self, group_id: str, *, ts_end_ms: int | None = None) -> None:
         """Say that playing ``group_id``'s audio ended (now, or at ``ts_end_ms``): the
         next result within 2 s of it continues that group (lingua-parity §4).  No reply."""
@@ -373,6 +464,10 @@ class Session:
     def _resolve(self, frame: Mapping[str, Any]) -> None:
         index = frame.get("utterance_index")
         entry = self._pending.pop(index, None) if isinstance(index, int) else None
+        if entry is None and self._audio is not None and isinstance(index, int):
+            latency = time.perf_counter() - self._audio.last_sent_at
+            self._streamed(index, _translation(frame, latency))
+            return
         if entry is None:
             log.warning("session %s: result for unknown utterance %r", self.session_id, index)
             return
@@ -386,10 +481,21 @@ class Session:
         if entry is not None:
             if not entry[1].done():
                 entry[1].set_exception(error)
+        elif index is not None and self._audio is not None:
+            self._streamed(index, error)
+        elif "seq" in error.details and self._audio is not None:
+            self._audio.refused.append(error)  # a chunk refused at once, not an utterance
         elif isinstance(error, SessionClosed):
             self._end_reason = error  # the server ends the session; the socket closes next
         else:
             log.warning("session %s: %s", self.session_id, error)
+
+    def _streamed(self, index: int, answer: Translation | ServerError) -> None:
+        """An answer to no utterance this SDK sent: a streamed one.  Later indexes chosen by
+        :meth:`send` stay above it."""
+        self._next_index = max(self._next_index, index + 1)
+        assert self._audio is not None
+        self._audio._put(answer)
 
     def _on_partial(self, frame: Mapping[str, Any]) -> None:
         partial = Partial(
@@ -419,6 +525,8 @@ class Session:
             stream.end()
         self._streams.clear()
         self.rooms.end()
+        if self._audio is not None:
+            self._audio._end()
         self._ended.set()
 
     async def close(self, reason: str = "client closed", *, ack_wait: float = 5.0) -> None:

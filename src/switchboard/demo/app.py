@@ -63,6 +63,7 @@ class DemoOptions:
     latency_median: float = 0.08
     latency_p99: float = 0.3
     think_time: float = 1.0
+    streaming: bool = False  # sessions stream audio_chunk frames instead of utterances
     rooms: bool = False  # sessions talk in rooms (fan-out) instead of alone
 
     @classmethod
@@ -74,6 +75,7 @@ class DemoOptions:
         sessions: int,
         store: str | None,
         redis_url: str | None,
+        streaming: bool = False,
         rooms: bool = False,
     ) -> DemoOptions:
         """As ``serve`` does, a Redis URL implies the Redis store (protocol.md §6)."""
@@ -81,6 +83,8 @@ class DemoOptions:
             raise ValueError("--store memory conflicts with --redis-url")
         chosen = store or ("redis" if redis_url is not None else "memory")
         if rooms:
+            if streaming:
+                raise ValueError("--rooms and --streaming do not combine (yet)")
             room_sizes(sessions)  # ValueError: too few sessions for a room
         return cls(
             duration=duration,
@@ -88,6 +92,7 @@ class DemoOptions:
             sessions=sessions,
             store=chosen,
             redis_url=redis_url or DEFAULT_REDIS_URL,
+            streaming=streaming,
             rooms=rooms,
         )
 
@@ -243,7 +248,13 @@ class Demo:
             load = RoomLoad(url, sessions=o.sessions, tally=tally, think_time=o.think_time)
             self.say("demo: sessions talk in rooms; counts are per listener")
         else:
-            load = Load(url, sessions=o.sessions, tally=tally, think_time=o.think_time)
+            load = Load(
+                url,
+                sessions=o.sessions,
+                tally=tally,
+                think_time=o.think_time,
+                streaming=o.streaming,
+            )
         load_stop = asyncio.Event()
         started = time.monotonic()
         load_task = asyncio.create_task(load.run(load_stop))

@@ -4,6 +4,11 @@ Each session sends a burst of 1–3 utterances back to back (a speaker's segment
 their answers, checks that they arrived in the order sent (contract §2), then pauses for a
 random "think time" before the next burst.  Closed loop: a slow scheduler slows the load
 down instead of piling it up, so the figures measure the system, not an ever-growing queue.
+
+With ``streaming`` a session streams each segment as ``audio_chunk`` frames of 100 ms and
+ends it with ``is_final`` (docs/protocol.md §2 "Streaming"), waits out the scheduler's 200 ms
+hangover before the next segment (chunks inside it would join the ended one), and takes the
+answers from its stream, checking that their indexes rise.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from dataclasses import dataclass, field
 
 from switchboard.client.audio import sine_pcm16
 from switchboard.client.errors import ClientError, ServerError
-from switchboard.client.session import PendingTranslation, Session
+from switchboard.client.session import AudioStream, PendingTranslation, Session
+from switchboard.client.translate import HANGOVER_GAP_S
 
 SAMPLE_RATE = 16000
+CHUNK_BYTES = SAMPLE_RATE * 2 // 10  # 100 ms of pcm16
 PAIRS: tuple[tuple[str, str], ...] = (("en", "de"), ("en", "fr"), ("de", "en"), ("fr", "en"))
 
 
@@ -63,6 +70,7 @@ class Load:
         think_time: float = 1.0,
         seed: int = 1,
         pairs: Sequence[tuple[str, str]] = PAIRS,
+        streaming: bool = False,
     ) -> None:
         self.url = url
         self.sessions = sessions
@@ -70,6 +78,7 @@ class Load:
         self.think_time = think_time
         self.seed = seed
         self.pairs = pairs
+        self.streaming = streaming
         self.clips = make_clips()
         self.open_sessions = 0
 
@@ -82,7 +91,12 @@ class Load:
         src, tgt = self.pairs[n % len(self.pairs)]
         try:
             async with Session.connect(
-                self.url, src_lang=src, tgt_lang=tgt, heartbeat_interval=5.0
+                self.url,
+                src_lang=src,
+                tgt_lang=tgt,
+                heartbeat_interval=5.0,
+                audio_format="pcm16",
+                sample_rate=SAMPLE_RATE,
             ) as session:
                 self.open_sessions += 1
                 try:
@@ -96,6 +110,10 @@ class Load:
         # Start at a random moment so 50 sessions do not all speak in the same millisecond.
         await _sleep_unless(stop, rng.uniform(0, self.think_time))
         while not stop.is_set():
+            if self.streaming:
+                await self._stream_burst(session.stream(), rng)
+                await _sleep_unless(stop, rng.expovariate(1 / self.think_time))
+                continue
             handles = []
             for _ in range(rng.randint(1, 3)):
                 clip = self.clips[rng.randrange(len(self.clips))]
@@ -119,6 +137,31 @@ class Load:
             if arrival < last_arrival:
                 self.tally.out_of_order += 1
             last_arrival = arrival
+
+    async def _stream_burst(self, stream: AudioStream, rng: random.Random) -> None:
+        segments = rng.randint(1, 3)
+        for number in range(segments):
+            if number:
+                await asyncio.sleep(HANGOVER_GAP_S)
+            clip = self.clips[rng.randrange(len(self.clips))]
+            for at in range(0, len(clip), CHUNK_BYTES):
+                await stream.send(clip[at : at + CHUNK_BYTES])
+            await stream.end()
+            self.tally.sent += 1
+        last_index = -1
+        for _ in range(segments):
+            try:
+                result = await stream.answer()
+            except ServerError as exc:
+                if exc.code is None:  # the session died: what is left counts as lost
+                    return
+                self.tally.errors[exc.code] += 1
+                continue
+            self.tally.results += 1
+            self.tally.round_trips.append(result.latency_s)
+            if result.utterance_index <= last_index:
+                self.tally.out_of_order += 1
+            last_index = result.utterance_index
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

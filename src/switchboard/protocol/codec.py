@@ -8,6 +8,8 @@ and §2 ``translation_result``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -16,7 +18,7 @@ import msgspec
 from switchboard.errors import ProtocolError
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.cuts import Cut
-from switchboard.protocol.messages import NodeInbound, SessionInbound
+from switchboard.protocol.messages import AudioChunk, NodeInbound, SessionInbound
 from switchboard.protocol.profile import CHANNEL_COUNT, SessionProfile
 from switchboard.protocol.rooms import RoomInbound
 
@@ -145,6 +147,20 @@ def decode_session(frame: str | bytes) -> SessionFrame:
 def raw_fields(frame: str | bytes) -> RawFields:
     """The frame's top-level values as raw JSON slices (call only on a frame that decoded)."""
     return _raw_decoder.decode(frame)
+
+
+def chunk_audio(msg: AudioChunk) -> bytes:
+    """An ``audio_chunk``'s payload decoded (none: empty), or ``ProtocolError(INVALID_MESSAGE)``
+    when it is not strict base64 (lingua-parity §3 "Errors": such a chunk is not buffered)."""
+    payload = msg.payload
+    if not payload:
+        return b""
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "invalid message: audio_chunk payload is not base64"
+        ) from None
 
 
 def peek_utterance_index(frame: str | bytes) -> int | None:

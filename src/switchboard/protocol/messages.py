@@ -230,4 +230,19 @@ class TtsPlayEnded(_Msg, tag="tts_play_ended", frozen=True):
     trace_id: str | None = None
 
 
-SessionInbound = SessionInit | Utterance | ClientHeartbeat | SessionClose | TtsPlayEnded
+class AudioChunk(_Msg, tag="audio_chunk", frozen=True):
+    """Streamed speech (contract v1.1, lingua-parity §3): a piece of the session's audio, in
+    its negotiated format, cut into utterances by the scheduler.  ``payload`` is base64 and
+    checked by the server (bad base64: ``INVALID_MESSAGE``); Lingua's client leaves it out of
+    a bare final frame, so it is optional.  ``seq`` is the client's and not used."""
+
+    session_id: Id
+    seq: NonNegInt
+    is_final: bool
+    payload: str | None = None
+    client_timestamp_ms: int | None = None
+
+
+SessionInbound = (
+    SessionInit | Utterance | ClientHeartbeat | SessionClose | TtsPlayEnded | AudioChunk
+)

@@ -15,6 +15,7 @@ from switchboard.rooms.model import Room
 from switchboard.server import eager
 from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
+from switchboard.server.streams import SessionStream
 
 log = logging.getLogger("switchboard.server")
 
@@ -89,6 +90,7 @@ class SessionConnection:
         "room",
         "session",
         "session_id",
+        "stream",
         "ws",
     )
 
@@ -114,6 +116,8 @@ class SessionConnection:
         self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
         self._finished: asyncio.Event | None = None  # set once end() is through
+        # Its audio_chunk buffer and timer (server/streams.py), only while audio is buffered.
+        self.stream: SessionStream | None = None
         # The room it is in (lingua-parity §5), kept by server/room_channel.py: the utterance
         # path reads only this to know that it is not in one.
         self.room: Room | None = None

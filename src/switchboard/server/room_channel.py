@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.protocol import rooms
+from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import Utterance
 from switchboard.protocol.rooms import (
     RoomCreate,
@@ -121,6 +122,31 @@ class RoomDesk:
         room = conn.room
         assert room is not None, "only members' utterances come here"
         await self.lanes.utter(conn, room, msg, frame, received, closing=closing)
+
+    def admit_streamed(
+        self,
+        conn: SessionConnection,
+        audio: str,
+        *,
+        audio_format: str,
+        sample_rate: int,
+        cut: Cut,
+        received: float,
+        closing: bool,
+    ) -> None:
+        """A streamed utterance from a member (lingua-parity §3): fanned out the same way."""
+        room = conn.room
+        assert room is not None, "only members' speech comes here"
+        self.lanes.admit_streamed(
+            conn,
+            room,
+            audio,
+            audio_format=audio_format,
+            sample_rate=sample_rate,
+            cut=cut,
+            received=received,
+            closing=closing,
+        )
 
     def session_gone(self, conn: SessionConnection) -> None:
         """Closed or disconnected: out of its room, as if it had sent ``room_leave``

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 
@@ -12,6 +14,7 @@ from switchboard.protocol import codec, ids
 from switchboard.protocol.codec import SessionFrame
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
+    AudioChunk,
     ClientHeartbeat,
     SessionClose,
     SessionInit,
@@ -24,6 +27,8 @@ from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
 from switchboard.server.scheduler import Scheduler
+from switchboard.server.streams import SessionStream, stream_limits
+from switchboard.sessions.streaming import StreamBuffer, StreamCut
 
 log = logging.getLogger("switchboard.server.session")
 
@@ -80,6 +85,7 @@ async def _on_frame(
 
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
+    _drop_stream(conn)
     sched.rooms.session_gone(conn)  # a member that closes or disconnects leaves its room
     sched.session_gone(conn)
     await conn.ended_and_closed()
@@ -100,11 +106,15 @@ async def _dispatch(
                 await sched.dispatcher.accept(conn.session, msg, frame, received)
             else:
                 await sched.rooms.utter(conn, msg, frame, received, closing=sched.closing)
+        case AudioChunk():
+            if _mine(conn, msg.session_id):
+                _on_chunk(sched, conn, msg, received)
         case ClientHeartbeat():
             if _mine(conn, msg.session_id):
                 conn.push(codec.server_heartbeat(conn.session_id, int(time.time() * 1000)))
         case SessionClose():
             if _mine(conn, msg.session_id):
+                _drop_stream(conn)
                 sched.dispatcher.close_session(conn.session)
                 conn.push(codec.session_close_ack(conn.session_id))
                 await conn.drain()
@@ -135,6 +145,100 @@ def _mine(conn: SessionConnection, session_id: str) -> bool:
         codec.error(ErrorCode.INVALID_SESSION, "session_id does not name this connection's session")
     )
     return False
+
+
+# --- streamed speech (docs/protocol.md §2 "Streaming", lingua-parity.md §3) ----------------
+
+
+def _on_chunk(sched: Scheduler, conn: SessionConnection, msg: AudioChunk, received: float) -> None:
+    try:
+        audio = codec.chunk_audio(msg)
+    except ProtocolError as exc:
+        conn.push(codec.error(exc.code, exc.message, {"seq": msg.seq}))  # not buffered
+        return
+    stream = conn.stream
+    if stream is None:
+        if not audio:
+            return  # nothing buffered: a final cuts nothing
+        # The utterance this chunk opens counts as pending from now: a session that streams
+        # faster than it is answered holds at most --max-pending-per-session utterances.
+        if len(conn.session.pending) >= sched.settings.max_pending_per_session:
+            conn.push(
+                codec.error(
+                    ErrorCode.TOO_MANY_PENDING,
+                    "too many pending utterances: audio_chunk not buffered",
+                    {"seq": msg.seq},
+                )
+            )
+            return
+        profile = conn.session.profile  # the session's negotiated audio (session_init_ack)
+        buffer = StreamBuffer(
+            stream_limits(sched.settings),
+            audio_format=profile.audio_format,
+            sample_rate=profile.sample_rate,
+        )
+        stream = conn.stream = SessionStream(buffer)
+    cuts = stream.buffer.push(audio, is_final=msg.is_final, now=asyncio.get_running_loop().time())
+    _admit(sched, conn, cuts, received)
+    _rearm(sched, conn, stream)
+
+
+def _stream_timer(sched: Scheduler, conn: SessionConnection) -> None:
+    stream = conn.stream
+    if stream is None:
+        return
+    if conn.ended or sched.session_conns.get(conn.session_id) is not conn:
+        _drop_stream(conn)  # ended by the server (slow consumer): nothing more is admitted
+        return
+    now = stream.fired()
+    cuts = stream.buffer.wake(now)
+    _admit(sched, conn, cuts, time.perf_counter())
+    _rearm(sched, conn, stream)
+
+
+def _rearm(sched: Scheduler, conn: SessionConnection, stream: SessionStream) -> None:
+    if not stream.arm(_stream_timer, sched, conn):
+        conn.stream = None  # nothing buffered: the session is back to holding nothing
+
+
+def _admit(
+    sched: Scheduler, conn: SessionConnection, cuts: list[StreamCut], received: float
+) -> None:
+    """Each cut becomes one job at the session's next index, answered like an utterance;
+    a room member's is fanned out to its listeners (lingua-parity §5)."""
+    if not cuts:
+        return
+    profile = conn.session.profile
+    for cut in cuts:
+        audio = base64.b64encode(cut.audio).decode("ascii")
+        if conn.room is None:
+            sched.dispatcher.admit_streamed(
+                conn.session,
+                audio,
+                audio_format=profile.audio_format,
+                sample_rate=profile.sample_rate,
+                cut=cut.reason.cut,
+                received=received,
+            )
+        else:
+            sched.rooms.admit_streamed(
+                conn,
+                audio,
+                audio_format=profile.audio_format,
+                sample_rate=profile.sample_rate,
+                cut=cut.reason.cut,
+                received=received,
+                closing=sched.closing,
+            )
+
+
+def _drop_stream(conn: SessionConnection) -> None:
+    """The session is ending: what is buffered goes with its pending utterances (§2
+    "Ending": cancelled, unanswered)."""
+    stream = conn.stream
+    if stream is not None:
+        stream.cancel()
+        conn.stream = None
 
 
 handle = Channel(open_peer=_open, on_text=_on_frame, reply=_reply, gone=_gone).handle
