@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from tests.e2e.conftest import Peers
 from tests.e2e.harness import (
     FakeNode,
@@ -16,6 +18,7 @@ from tests.e2e.harness import (
     Frame,
     NodeBehaviour,
     ServerProcess,
+    b64,
     of_type,
 )
 
@@ -197,3 +200,47 @@ async def test_every_language_carries_the_speakers_session_state_and_silence_is_
     assert missing["type"] == "missing_result" and missing["reason"] == "silence_detected"
     assert missing["session_id"] == missing["speaker_session_id"] == speaker.session_id
     assert missing["utterance_index"] == 0 and missing["trace_id"] == "t-s"
+
+
+@pytest.mark.server(pause_ms=600_000)
+async def test_streamed_speech_fans_out_like_utterances(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """A member's audio_chunk stream, cut by its final chunk, becomes one job per listener
+    language (manual cut, the speaker's next index, the lane's session id), and each language's
+    listener gets its answer — through Lingua's duplicate filter too."""
+    node = await peers.node(server, pairs=PAIRS, behaviour=LINGUA)
+    speaker = await peers.raw_session(server)
+    await speaker.init(audio_format="pcm16", sample_rate=16000)
+    code = await speaker.create_room(preferred_lang="en")
+    de, fr = await peers.session(server), await peers.session(server)
+    await de.join_room(code, preferred_lang="de")
+    await fr.join_room(code, preferred_lang="fr")
+    await speaker.utter(4)  # an utterance frame first: the stream's cut takes index 5
+    for seq, final in ((0, False), (1, True)):
+        await speaker.send(
+            {
+                "type": "audio_chunk",
+                "session_id": speaker.session_id,
+                "seq": seq,
+                "is_final": final,
+                "payload": b64(b"speech " * 8),
+            }
+        )
+    assigns = await node.wait_count(of_type("job_assign"), 4)
+    streamed = [a for a in assigns if a["utterance_index"] == 5]
+    assert {a["tgt_lang"] for a in streamed} == {"de", "fr"}
+    assert all(a["is_manual_cut"] is True for a in streamed)
+    assert {a["session_id"] for a in streamed} == {
+        f"{speaker.session_id}-de",
+        f"{speaker.session_id}-fr",
+    }
+    for listener in (de, fr):
+        got = await wait_answers(listener, 2)
+        assert [(f["type"], f["utterance_index"]) for f in got] == [
+            ("translation_result", 4),
+            ("translation_result", 5),
+        ]
+    assert node.dropped_duplicates == []
+    await speaker.sync()
+    assert answers(speaker) == []
