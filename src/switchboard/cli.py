@@ -63,6 +63,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("pause_ms", "MS", "Streamed audio: cut an utterance after this much silence."),
     ("max_utterance_ms", "MS", "Streamed audio: cut an utterance once it is this long."),
     ("max_utterance_bytes", "BYTES", "Streamed audio: cut an utterance once it is over this size."),
+    ("room_idle", "SECONDS", "A room with no join or delivered translation this long expires."),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
     ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
@@ -414,6 +415,12 @@ def translate(
     "--streaming",
     is_flag=True,
     help="Sessions stream their speech as audio_chunk frames instead of utterances.",
+)
+@click.option(
+    "--rooms",
+    is_flag=True,
+    default=False,
+    help="Sessions talk in rooms of three (en, de, fr): each utterance fans out to the others.",
 )
 def demo(**options: Any) -> None:
     """Run a scheduler, local stand-in nodes and client sessions; show it live."""
