@@ -63,6 +63,7 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("pause_ms", "MS", "Streamed audio: cut an utterance after this much silence."),
     ("max_utterance_ms", "MS", "Streamed audio: cut an utterance once it is this long."),
     ("max_utterance_bytes", "BYTES", "Streamed audio: cut an utterance once it is over this size."),
+    ("room_idle", "SECONDS", "A room with no join or delivered translation this long expires."),
     ("log_level", "LEVEL", "debug, info, warning, error or critical."),
     ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
@@ -417,6 +418,12 @@ def translate(
     is_flag=True,
     help="Sessions stream their speech as audio_chunk frames instead of utterances.",
 )
+@click.option(
+    "--rooms",
+    is_flag=True,
+    default=False,
+    help="Sessions talk in rooms of three (en, de, fr): each utterance fans out to the others.",
+)
 def demo(**options: Any) -> None:
     """Run a scheduler, local stand-in nodes and client sessions; show it live."""
     from switchboard.demo import DemoOptions, run_demo
@@ -434,35 +441,33 @@ def pools() -> None:
     """Read or replace a running scheduler's configured pools (GET/PUT /api/v1/pools)."""
 
 
+# The scheduler and the admin token, for every command that talks to the operator API.
+_URL_OPTION = click.option(
+    "--url",
+    envvar="SWITCHBOARD_URL",
+    default=POOLS_URL,
+    show_default=True,
+    help="The scheduler (or SWITCHBOARD_URL).",
+)
+_TOKEN_OPTION = click.option(
+    "--token",
+    envvar="SWITCHBOARD_ADMIN_TOKEN",
+    default=None,
+    help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
+)
+
+
 def _operator_options(command: _F) -> _F:
     """--url, --token and --format, shared by `pools get` and `pools put`."""
-    for option in reversed(
-        (
-            click.option(
-                "--url",
-                envvar="SWITCHBOARD_URL",
-                default=POOLS_URL,
-                show_default=True,
-                help="The scheduler (or SWITCHBOARD_URL).",
-            ),
-            click.option(
-                "--token",
-                envvar="SWITCHBOARD_ADMIN_TOKEN",
-                default=None,
-                help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
-            ),
-            click.option(
-                "--format",
-                "fmt",
-                type=click.Choice(["json", "table"]),
-                default="json",
-                show_default=True,
-                help="How to print the pools.",
-            ),
-        )
-    ):
-        command = option(command)
-    return command
+    fmt = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["json", "table"]),
+        default="json",
+        show_default=True,
+        help="How to print the pools.",
+    )
+    return _URL_OPTION(_TOKEN_OPTION(fmt(command)))
 
 
 @pools.command("get")
@@ -491,26 +496,8 @@ def pools_put(file: str, url: str, token: str | None, fmt: str) -> None:
 
 def _ops_options(command: _F) -> _F:
     """--url, --token and --json, shared by `status`, `nodes`, `drain` and `undrain`."""
-    for option in reversed(
-        (
-            click.option(
-                "--url",
-                envvar="SWITCHBOARD_URL",
-                default=POOLS_URL,
-                show_default=True,
-                help="The scheduler (or SWITCHBOARD_URL).",
-            ),
-            click.option(
-                "--token",
-                envvar="SWITCHBOARD_ADMIN_TOKEN",
-                default=None,
-                help="Admin token (prefer SWITCHBOARD_ADMIN_TOKEN).",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print the API's JSON."),
-        )
-    ):
-        command = option(command)
-    return command
+    as_json = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+    return _URL_OPTION(_TOKEN_OPTION(as_json(command)))
 
 
 @main.command()

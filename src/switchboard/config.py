@@ -40,6 +40,9 @@ settable the same three ways:
     this many milliseconds without a chunk; once the buffered audio is this long (pcm16:
     bytes/32 at 16 kHz; opus: 20 ms per 60 bytes); once the buffer holds more than this many
     bytes (``sessions/streaming.py``).
+``room_idle`` (1800.0 s)
+    a room with no creation, join or delivered room translation for this long expires: its
+    members get ``room_expired`` and are out of it (lingua-parity §5 "Expiry").
 ``log_level`` ("info")
     one of debug, info, warning, error, critical (any case).
 ``log_format`` ("text")
@@ -165,6 +168,7 @@ class Settings:
     pause_ms: int = 3000
     max_utterance_ms: int = 20000
     max_utterance_bytes: int = 512000
+    room_idle: float = 1800.0
     log_level: str = "info"
     log_format: str = "text"
     log_jobs: bool = False
@@ -601,6 +605,7 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "pause_ms": _COUNT,
     "max_utterance_ms": _COUNT,
     "max_utterance_bytes": _COUNT,
+    "room_idle": _SECONDS,
     "log_level": _Spec(_parse_word, _one_of(LOG_LEVELS)),
     "log_format": _Spec(_parse_word, _one_of(LOG_FORMATS)),
     "log_jobs": _Spec(_parse_bool, _check_bool),

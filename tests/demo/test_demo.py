@@ -77,6 +77,20 @@ async def test_demo_runs_and_answers_every_utterance() -> None:
     assert "exit statuses: scheduler=0, node-1=0, node-2=0" in out
 
 
+async def test_demo_in_rooms_delivers_every_utterance_to_every_listener() -> None:
+    """--rooms: 5 sessions in a room of three and one of two, each utterance fanned out to the
+    other members' languages; every delivery made, none lost, none out of order, exit 0."""
+    proc = _demo("--rooms", "--duration", "3", "--nodes", "2", "--sessions", "5")
+    out, _ = await asyncio.to_thread(proc.communicate, timeout=scaled(120))
+    assert proc.returncode == 0, out
+    assert "counts are per listener" in out
+    match = SUMMARY.search(out)
+    assert match is not None, out
+    sent, answered = int(match["sent"]), int(match["answered"])
+    assert sent > 0 and answered == sent == int(match["results"]), out
+    assert match["lost"] == "0" and "answers out of order: 0" in out
+
+
 async def test_ctrl_c_ends_the_demo_cleanly() -> None:
     """SIGINT mid-run: sessions stop, nodes and scheduler are stopped, the summary is
     printed, nothing lost, nothing left running."""

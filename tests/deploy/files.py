@@ -165,6 +165,7 @@ METRIC = re.compile(r"\bswitchboard_[a-z_]+")
 _SUFFIXES = {
     "counter": ("", "_total"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
     "gauge": ("",),
     "info": ("_info",),
 }
@@ -172,6 +173,6 @@ _SUFFIXES = {
 
 def exported_names(metrics_text: str) -> set[str]:
     """Every sample name the families on a /metrics page can produce, samples or not yet
-    (a histogram by node has no ``_bucket`` sample until a node has run a job)."""
+    (a summary by node has no sample until a node has run a job)."""
     families = re.findall(r"^# TYPE (\S+) (\S+)$", metrics_text, re.MULTILINE)
     return {name + suffix for name, kind in families for suffix in _SUFFIXES[kind]}

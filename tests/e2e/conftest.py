@@ -47,6 +47,7 @@ SCALED_OPTIONS = frozenset(
         "pending_timeout",
         "handshake_timeout",
         "reservation_lease",
+        "room_idle",
     }
 )
 NAMESPACE_FLAG = "--redis-namespace"

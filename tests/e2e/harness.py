@@ -384,6 +384,9 @@ class NodeBehaviour:
     raw_extra: str = ""  # appended verbatim to the result JSON object (byte-for-byte checks)
     error: Mapping[str, Any] | None = None
     answer_cancelled: bool = False
+    # Lingua's node (node-agent-result-sender.ts) drops a result whose text_asr equals, up to
+    # whitespace, the last one it sent for the same session_id.
+    lingua_dedup: bool = False
 
 
 class FakeNode(Peer):
@@ -417,6 +420,8 @@ class FakeNode(Peer):
         self.max_running = 0
         self.cancelled: set[str] = set()
         self.results_sent: list[JSON] = []
+        self.dropped_duplicates: list[Frame] = []
+        self._last_text: dict[str, str] = {}
         self._heartbeats: asyncio.Task[None] | None = None
         self.last_heartbeat = 0.0
 
@@ -542,7 +547,19 @@ class FakeNode(Peer):
             key = (assign["job_id"], assign["attempt_id"])
             if key not in self.running and not b.answer_cancelled:
                 return  # cancelled meanwhile
+            if b.lingua_dedup and b.mode == "result" and self._duplicate(assign):
+                self.running.pop(key, None)
+                self.dropped_duplicates.append(assign)
+                return
             await self.answer(assign, success=b.mode == "result")
+
+    def _duplicate(self, assign: Frame) -> bool:
+        text = " ".join(self.result_message(assign)["text_asr"].split())
+        session_id = assign["session_id"]
+        if text and self._last_text.get(session_id) == text:
+            return True
+        self._last_text[session_id] = text
+        return False
 
     def result_message(
         self, assign: Mapping[str, Any], *, success: bool = True, **overrides: Any
@@ -675,6 +692,44 @@ class FakeSession(Peer):
 
     async def close_session(self, reason: str = "done") -> None:
         await self.send({"type": "session_close", "session_id": self.session_id, "reason": reason})
+
+    # --- rooms (lingua-parity §5) -----------------------------------------------------------
+
+    async def create_room(self, **fields: Any) -> str:
+        """``room_create``; the room code from ``room_create_ack``, once ``room_members`` has
+        followed it."""
+        after = len(self.frames)
+        await self.send({"type": "room_create", "client_ts": int(time.time() * 1000), **fields})
+        ack = await self.wait_for(of_type("room_create_ack"), after=after)
+        # The creator's own room_members follows the ack: wait for it, so that what a test
+        # reads next comes after it.
+        await self.wait_for(of_type("room_members"), after=after)
+        code: str = ack["room_code"]
+        return code
+
+    async def join_room(self, code: str, **fields: Any) -> Frame:
+        """``room_join``; returns the ``room_members`` (or ``room_error``) it gets."""
+        after = len(self.frames)
+        await self.send({"type": "room_join", "room_code": code, **fields})
+        return await self.wait_for(
+            lambda f: f.get("type") in ("room_members", "room_error"), after=after
+        )
+
+    async def leave_room(self, code: str) -> None:
+        await self.send({"type": "room_leave", "room_code": code})
+
+    async def raw_voice(self, code: str, target: str, receive: bool) -> None:
+        await self.send(
+            {
+                "type": "room_raw_voice_preference",
+                "room_code": code,
+                "target_session_id": target,
+                "receive_raw_voice": receive,
+            }
+        )
+
+    def members(self, after: int = 0) -> list[Frame]:
+        return self.matching(of_type("room_members"), after=after)
 
 
 # --------------------------------------------------------------------------- raw socket

@@ -43,6 +43,7 @@ from switchboard.protocol.messages import (
     TtsPlayEnded,
     Utterance,
 )
+from switchboard.protocol.rooms import RoomCreate, RoomInbound, Signal
 from tests.fuzz import messages
 from tests.fuzz.mutate import Fuzzed, Mutator
 
@@ -54,6 +55,7 @@ OVERSIZE = 1 << 20  # the fuzz server's --max-frame-bytes
 Expect = tuple[str, str | None]  # ("error", code) | ("server_heartbeat", None) | …
 HEARTBEAT: Expect = ("server_heartbeat", None)
 CLOSE_ACK: Expect = ("session_close_ack", None)
+ROOM_ERROR: Expect = ("room_error", None)
 
 
 @dataclass
@@ -160,6 +162,8 @@ class SessionWorker:
             return [("error", "INVALID_MESSAGE")]
         if isinstance(msg, SessionInit):
             return [("error", "INVALID_MESSAGE")]
+        if isinstance(msg, RoomInbound):
+            return self._expect_room(msg)
         if msg.session_id != self.session_id:
             return [("error", "INVALID_SESSION")]
         if isinstance(msg, Utterance):
@@ -182,6 +186,16 @@ class SessionWorker:
             return []  # never answered (lingua-parity §4)
         assert isinstance(msg, SessionClose)
         return [CLOSE_ACK]
+
+    @staticmethod
+    def _expect_room(msg: RoomInbound) -> list[Expect] | None:
+        """No worker is ever in a room (a room_create is not sent), so no room exists: a
+        join, leave or preference is ROOM_NOT_FOUND, a signal is dropped without a word."""
+        if isinstance(msg, RoomCreate):
+            return None
+        if isinstance(msg, Signal):
+            return []
+        return [ROOM_ERROR]
 
     async def run(self, count: int) -> None:
         sent = 0

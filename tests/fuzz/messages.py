@@ -120,5 +120,26 @@ def session_frames(session_id: str, index: int) -> list[JSON]:
         {"type": "client_heartbeat", "session_id": session_id, "timestamp": 1700000000000},
         tts_play_ended(session_id),
         {"type": "session_close", "session_id": session_id, "reason": "fuzz"},
+        *room_frames(session_id),
         session_init(),
+    ]
+
+
+def room_frames(session_id: str) -> list[JSON]:
+    """Every room and signalling type (lingua-parity §5–§6); ``session_id`` is the peer the
+    signals and the preference name."""
+    code = "123456"
+    return [
+        {"type": "room_create", "client_ts": 1700000000000, "display_name": "Fuzz"},
+        {"type": "room_join", "room_code": code, "display_name": "F", "preferred_lang": "de"},
+        {"type": "room_leave", "room_code": code},
+        {
+            "type": "room_raw_voice_preference",
+            "room_code": code,
+            "target_session_id": session_id,
+            "receive_raw_voice": False,
+        },
+        {"type": "webrtc_offer", "room_code": code, "to": session_id, "sdp": {"sdp": "v=0"}},
+        {"type": "webrtc_answer", "room_code": code, "to": session_id, "sdp": {"type": "answer"}},
+        {"type": "webrtc_ice", "room_code": code, "to": session_id, "candidate": {"c": 1}},
     ]

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from switchboard.errors import ProtocolError
-from switchboard.protocol import codec
+from switchboard.protocol import codec, rooms
 from switchboard.protocol.messages import (
     AudioChunk,
     JobResult,
@@ -35,6 +35,7 @@ from switchboard.protocol.messages import (
     TtsPlayEnded,
     Utterance,
 )
+from switchboard.protocol.rooms import Signal
 from switchboard.server.channel import bad_frame_error
 from tests.fuzz import messages
 from tests.fuzz.mutate import Mutator
@@ -116,6 +117,9 @@ TYPES = {
     "tts_play_ended": TtsPlayEnded,
 }
 SESSION_KINDS = frozenset({"utterance", "audio_chunk", "tts_play_ended"})
+# Every field a fuzzed type models, optional ones included (an "unknown" field must be one
+# the contract does not name: a wrong-typed optional ``payload`` is rightly refused).
+NAMED = frozenset(name for t in TYPES.values() for name in t.__struct_fields__)
 
 
 def decode(kind: str, frame: bytes) -> object:
@@ -172,7 +176,7 @@ def test_a_required_field_of_the_wrong_type_is_invalid(data: st.DataObject, kind
     data=st.data(),
     kind=st.sampled_from(sorted(SCHEMAS)),
     extra=st.dictionaries(
-        st.text(min_size=1, max_size=20).filter(lambda k: k not in KIND and k != "type"),
+        st.text(min_size=1, max_size=20).filter(lambda k: k not in NAMED and k != "type"),
         st.recursive(
             st.none() | st.booleans() | numbers | st.text(max_size=20),
             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
@@ -203,6 +207,14 @@ def _check_accepted(message: object) -> None:
     if isinstance(message, AudioChunk):
         with contextlib.suppress(ProtocolError):  # bad base64: INVALID_MESSAGE, nothing else
             codec.chunk_audio(message)
+    for name, most in (("room_code", 64), ("to", 256), ("target_session_id", 256)):
+        value = getattr(message, name, None)
+        if value is not None:
+            assert 1 <= len(value) <= most, (name, len(value))
+    if isinstance(message, Signal):
+        # What the relay sends on is JSON whatever the sender's sdp or candidate held.
+        relayed = json.loads(rooms.relayed(message, "s-sender"))
+        assert relayed["to"] == "s-sender" and relayed["type"] == message.__struct_config__.tag
 
 
 def _fuzz_one(decoder: Any, data: bytes) -> bool:

@@ -3,7 +3,11 @@ series name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from switchboard.metrics import Metrics
 from switchboard.server.history import History, point, read
@@ -58,5 +62,23 @@ def test_history_ring_and_totals() -> None:
         "errors": {"JOB_TIMEOUT": 1},
         "failovers": {"node_gone": 2},
         "sessions": 7,
-        "jobs_in_flight": 0,
     }
+
+
+def test_a_reading_runs_only_the_collectors_of_its_series() -> None:
+    """A reading (once a second, on the dispatch loop) asks the registry for its own series
+    only: a collector of other series (the per-node ones, whose cost grows with the fleet) is
+    not run."""
+    metrics = Metrics()
+    calls: list[int] = []
+
+    class PerNode(Collector):
+        def collect(self) -> Iterator[Metric]:
+            calls.append(1)
+            yield GaugeMetricFamily("test_per_node", "one sample per node", value=1)
+
+    metrics.register(PerNode())
+    registered = len(calls)  # auto_describe collects once at registration
+    read(metrics.registry, now=1.0)
+    assert len(calls) == registered
+    assert "test_per_node" in metrics.render().decode()  # a scrape still runs it

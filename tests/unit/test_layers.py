@@ -24,6 +24,7 @@ CORE = (
     "runtime",
     "sessions",
     "dispatch",
+    "rooms",
     "store",
     "config",
     "metrics",
@@ -128,6 +129,11 @@ RULES = {
         "the protocol is parsing and values: no loop, no sockets (style §1)",
         _ours("protocol"),
         ("asyncio", "aiohttp", "switchboard.server"),
+    ),
+    "rooms-are-pure": Rule(
+        "rooms are bookkeeping: no loop, no sockets, no dispatch (style §1)",
+        _ours("rooms"),
+        ("asyncio", "aiohttp", *_ours("server", "dispatch", "sessions", "store")),
     ),
     "only-store-speaks-redis": Rule(
         "Redis errors are translated in one place (style §5); everyone else asks the store",

@@ -82,7 +82,8 @@ def test_existing_series_keep_their_names_types_and_labels() -> None:
         "switchboard_nodes": "gauge",
         "switchboard_sessions": "gauge",
         "switchboard_utterance_latency_seconds": "histogram",
-        "switchboard_node_job_seconds": "histogram",
+        "switchboard_node_job_seconds": "summary",
+        "switchboard_job_time_seconds": "histogram",
         "switchboard_rejections": "counter",
         "switchboard_build_info": "gauge",  # an Info is a gauge of 1 on the page
         "process_cpu_seconds": "counter",
@@ -116,6 +117,7 @@ def test_stats_are_exported_at_scrape_time() -> None:
         assert _value(metrics, count, outcome=outcome) == 1
     assert _value(metrics, "switchboard_node_job_seconds_count", node_id="node-a") == 1
     assert _value(metrics, "switchboard_node_job_seconds_sum", node_id="node-a") == 0.2
+    assert _value(metrics, "switchboard_job_time_seconds_count") == 1
     assert _value(metrics, "switchboard_queue_wait_seconds_count") == 1
 
 

@@ -21,6 +21,7 @@
             │   └── RateLimited          RATE_LIMITED: this client sent frames too fast
             ├── HandshakeTimeout     HANDSHAKE_TIMEOUT
             ├── InternalError        INTERNAL_ERROR
+            ├── RoomRefused          a ``room_error``: ROOM_NOT_FOUND, ALREADY_IN_ROOM
             └── NodeError            NODE_ERROR, or any code a node gave (``ASR_FAILED``,
                                      ``NODE_BUSY`` …): contract §2 "Failures"
 
@@ -52,6 +53,7 @@ __all__ = [
     "NodeUnavailable",
     "PayloadTooLarge",
     "RateLimited",
+    "RoomRefused",
     "ServerError",
     "SessionClosed",
     "SwitchboardError",
@@ -150,6 +152,10 @@ class HandshakeTimeout(ServerError):
 
 class InternalError(ServerError):
     """INTERNAL_ERROR: a bug in the scheduler cost this answer."""
+
+
+class RoomRefused(ServerError):
+    """A room request refused with ``room_error`` (lingua-parity §5); ``code`` says why."""
 
 
 class NodeError(ServerError):

@@ -49,6 +49,7 @@ from switchboard.client.errors import (
     SessionClosed,
     error_from_frame,
 )
+from switchboard.client.rooms import Rooms
 from switchboard.client.urls import DEFAULT_URL, endpoint
 
 log = logging.getLogger("switchboard.client")
@@ -250,6 +251,8 @@ class Session:
         self._ended = asyncio.Event()
         self._end_reason: SessionClosed | None = None
         self._closing: SessionClosed | None = None  # set by close(): why handles still fail
+        self.rooms = Rooms(self.session_id, self._send)
+        """Rooms and WebRTC signalling (``switchboard.client.rooms``)."""
         self._reader = asyncio.create_task(self._read(), name=f"session-{self.session_id}")
         self._beats: asyncio.Task[None] | None = None
         if heartbeat_interval:
@@ -445,6 +448,8 @@ class Session:
             log.warning("session %s: unreadable frame from the scheduler", self.session_id)
             return
         kind = frame.get("type")
+        if self.rooms.on_frame(kind, frame):
+            return  # a room frame, or another member's speech translated for this one
         if kind == "translation_result" or kind == "missing_result":
             self._resolve(frame)
         elif kind == "error":
@@ -519,6 +524,7 @@ class Session:
         for stream in self._streams:
             stream.end()
         self._streams.clear()
+        self.rooms.end()
         if self._audio is not None:
             self._audio._end()
         self._ended.set()

@@ -38,6 +38,7 @@ from switchboard.client.urls import endpoint
 from switchboard.demo import processes
 from switchboard.demo.load import PAIRS, Load, Tally
 from switchboard.demo.monitor import Monitor, Reading
+from switchboard.demo.rooms import ROOM_PAIRS, RoomLoad, room_sizes
 from switchboard.demo.view import Frame, plain_line, render, summary_lines
 from switchboard.tools.procs import AgentProcess, ProcessFailed, SchedulerProcess, child_env
 
@@ -63,6 +64,7 @@ class DemoOptions:
     latency_p99: float = 0.3
     think_time: float = 1.0
     streaming: bool = False  # sessions stream audio_chunk frames instead of utterances
+    rooms: bool = False  # sessions talk in rooms (fan-out) instead of alone
 
     @classmethod
     def from_flags(
@@ -74,11 +76,16 @@ class DemoOptions:
         store: str | None,
         redis_url: str | None,
         streaming: bool = False,
+        rooms: bool = False,
     ) -> DemoOptions:
         """As ``serve`` does, a Redis URL implies the Redis store (protocol.md §6)."""
         if store == "memory" and redis_url is not None:
             raise ValueError("--store memory conflicts with --redis-url")
         chosen = store or ("redis" if redis_url is not None else "memory")
+        if rooms:
+            if streaming:
+                raise ValueError("--rooms and --streaming do not combine (yet)")
+            room_sizes(sessions)  # ValueError: too few sessions for a room
         return cls(
             duration=duration,
             nodes=nodes,
@@ -86,6 +93,7 @@ class DemoOptions:
             store=chosen,
             redis_url=redis_url or DEFAULT_REDIS_URL,
             streaming=streaming,
+            rooms=rooms,
         )
 
 
@@ -213,7 +221,7 @@ class Demo:
     def _node_flags(self, n: int) -> list[str]:
         o = self.options
         args = ["--url", endpoint(self.base_url, "/ws/node"), "--node-id", f"demo-node-{n}"]
-        for src, tgt in PAIRS:
+        for src, tgt in ROOM_PAIRS if o.rooms else PAIRS:
             args += ["--pair", f"{src}:{tgt}"]
         args += ["--max-concurrency", str(o.node_concurrency), "--seed", str(n)]
         args += ["--latency-median", str(o.latency_median), "--latency-p99", str(o.latency_p99)]
@@ -233,13 +241,20 @@ class Demo:
 
     async def _drive(self) -> tuple[Tally, float, tuple[float | None, ...]]:
         tally = Tally()
-        load = Load(
-            endpoint(self.base_url, "/ws/session"),
-            sessions=self.options.sessions,
-            tally=tally,
-            think_time=self.options.think_time,
-            streaming=self.options.streaming,
-        )
+        url = endpoint(self.base_url, "/ws/session")
+        o = self.options
+        load: Load | RoomLoad
+        if o.rooms:
+            load = RoomLoad(url, sessions=o.sessions, tally=tally, think_time=o.think_time)
+            self.say("demo: sessions talk in rooms; counts are per listener")
+        else:
+            load = Load(
+                url,
+                sessions=o.sessions,
+                tally=tally,
+                think_time=o.think_time,
+                streaming=o.streaming,
+            )
         load_stop = asyncio.Event()
         started = time.monotonic()
         load_task = asyncio.create_task(load.run(load_stop))
@@ -258,7 +273,7 @@ class Demo:
             load_task.cancel()  # what is still unanswered now counts as lost
             await asyncio.gather(load_task, return_exceptions=True)
 
-    async def _show(self, monitor: Monitor, load: Load, started: float) -> None:
+    async def _show(self, monitor: Monitor, load: Load | RoomLoad, started: float) -> None:
         interval = 0.5 if self.live_view else 1.0
         deadline = started + self.options.duration
         previous: Reading | None = None

@@ -20,11 +20,14 @@ from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AudioChunk, NodeInbound, SessionInbound
 from switchboard.protocol.profile import CHANNEL_COUNT, SessionProfile
+from switchboard.protocol.rooms import RoomInbound
 
 RawFields = dict[str, msgspec.Raw]
 
 _node_decoder = msgspec.json.Decoder(NodeInbound)
-_session_decoder = msgspec.json.Decoder(SessionInbound)
+# Room and WebRTC frames (lingua-parity §5–§6) arrive on the session channel too.
+SessionFrame = SessionInbound | RoomInbound
+_session_decoder = msgspec.json.Decoder(SessionFrame)
 _raw_decoder = msgspec.json.Decoder(RawFields)
 _int_decoder = msgspec.json.Decoder(int)
 _str_decoder = msgspec.json.Decoder(str)
@@ -132,11 +135,11 @@ def decode_node(frame: str | bytes) -> NodeInbound:
         raise _invalid(exc) from None
 
 
-def decode_session(frame: str | bytes) -> SessionInbound:
+def decode_session(frame: str | bytes) -> SessionFrame:
     """A client frame as a typed message, or ``ProtocolError(INVALID_MESSAGE)``."""
     _check_utf8(frame)
     try:
-        return cast(SessionInbound, _session_decoder.decode(frame))
+        return cast(SessionFrame, _session_decoder.decode(frame))
     except _DECODE_ERRORS as exc:
         raise _invalid(exc) from None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 
 from switchboard.dispatch.jobs import Session
+from switchboard.rooms.model import Room
 from switchboard.server import eager
 from switchboard.server.observe import SessionObserver
 from switchboard.server.sockets import close_within
@@ -89,6 +90,7 @@ class SessionConnection:
         "observer",
         "on_overflow",
         "outbox_limit",
+        "room",
         "session",
         "session_id",
         "stream",
@@ -119,6 +121,9 @@ class SessionConnection:
         self._finished: asyncio.Event | None = None  # set once end() is through
         # Its audio_chunk buffer and timer (server/streams.py), only while audio is buffered.
         self.stream: SessionStream | None = None
+        # The room it is in (lingua-parity §5), kept by server/room_channel.py: the utterance
+        # path reads only this to know that it is not in one.
+        self.room: Room | None = None
 
     @property
     def ended(self) -> bool:

@@ -30,7 +30,11 @@ log = logging.getLogger("switchboard.server")
 DISPATCH: Final = "switchboard_dispatch_latency_seconds"
 ANSWERS: Final = "switchboard_answers"
 FAILOVERS: Final = "switchboard_failovers"
-GAUGES: Final = ("switchboard_sessions", "switchboard_jobs_in_flight", "switchboard_nodes")
+GAUGES: Final = ("switchboard_sessions", "switchboard_nodes")
+# The samples a reading takes: the registry is asked through a view of just these, so only the
+# collectors that make them run (not the per-node ones: a reading with 200 nodes took ~8 ms of
+# the dispatch loop when it collected everything).
+SAMPLES: Final = (DISPATCH + "_bucket", ANSWERS + "_total", FAILOVERS + "_total", *GAUGES)
 RESULT_KIND: Final = "result"  # the `kind` of answers that are not errors
 
 PERIOD: Final = 1.0  # seconds between two readings
@@ -84,7 +88,7 @@ def read(registry: CollectorRegistry, now: float) -> Reading:
     answers: dict[str, float] = {}
     failovers: dict[str, float] = {}
     gauges: dict[str, float] = {}
-    for metric in registry.collect():
+    for metric in registry.restricted_registry(SAMPLES).collect():
         if metric.name == DISPATCH:
             buckets = sorted(
                 (float(s.labels["le"]), s.value)
@@ -167,7 +171,6 @@ class History:
             "errors": _nonzero({k: v for k, v in last.answers.items() if k != RESULT_KIND}),
             "failovers": _nonzero(last.failovers),
             "sessions": int(last.gauges.get("switchboard_sessions", 0)),
-            "jobs_in_flight": int(last.gauges.get("switchboard_jobs_in_flight", 0)),
         }
 
     def series(self, points: Iterable[Point] | None = None) -> list[dict[str, float | int | None]]:

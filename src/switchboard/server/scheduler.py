@@ -24,12 +24,14 @@ from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
 from switchboard.protocol.profile import SessionProfile
+from switchboard.rooms.registry import RoomRegistry
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.server.connections import NodeConnection, SessionConnection
 from switchboard.server.limits import AddressCounter
 from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
+from switchboard.server.room_channel import RoomDesk
 from switchboard.server.scrape import ClusterCollector
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
@@ -153,6 +155,12 @@ class Scheduler:
         self.nodes: dict[str, NodeConnection] = {}
         self.session_conns: dict[str, SessionConnection] = {}
         self.addresses = AddressCounter(settings.max_connections_per_address)
+        self.rooms = RoomDesk(
+            RoomRegistry(idle=settings.room_idle),
+            self.session_conns,
+            self.dispatcher,
+            max_pending=settings.max_pending_per_session,
+        )
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self.pings = PingSweeper(settings.ping_interval)  # --ping-interval (liveness.py)
@@ -197,6 +205,7 @@ class Scheduler:
         self.pool_sync.start()
         self.registry.start()
         self.dispatcher.start()
+        self.rooms.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweeper")
         self.pings.start()
 
@@ -287,6 +296,7 @@ class Scheduler:
         self.dispatcher.close_intake()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.dispatcher.idle.wait(), grace)
+        self.rooms.lanes.fail_all("the scheduler is shutting down")
         for conn in list(self.session_conns.values()):
             self.dispatcher.fail_session(
                 conn.session, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
@@ -299,6 +309,7 @@ class Scheduler:
             await node.close(CLOSE_GOING_AWAY)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.rooms.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.pings.stop()

@@ -11,17 +11,18 @@ from aiohttp import web
 
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, ids
+from switchboard.protocol.codec import SessionFrame
 from switchboard.protocol.codes import CLOSE_NORMAL, ErrorCode
 from switchboard.protocol.messages import (
     AudioChunk,
     ClientHeartbeat,
     SessionClose,
-    SessionInbound,
     SessionInit,
     TtsPlayEnded,
     Utterance,
 )
 from switchboard.protocol.profile import profile_of
+from switchboard.protocol.rooms import RoomInbound
 from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
@@ -85,6 +86,7 @@ async def _on_frame(
 
 async def _gone(sched: Scheduler, conn: SessionConnection) -> None:
     _drop_stream(conn)
+    sched.rooms.session_gone(conn)  # a member that closes or disconnects leaves its room
     sched.session_gone(conn)
     await conn.ended_and_closed()
 
@@ -94,12 +96,16 @@ async def _reply(conn: SessionConnection, frame: bytes) -> None:
 
 
 async def _dispatch(
-    sched: Scheduler, conn: SessionConnection, msg: SessionInbound, frame: bytes, received: float
+    sched: Scheduler, conn: SessionConnection, msg: SessionFrame, frame: bytes, received: float
 ) -> bool:
     match msg:
         case Utterance():
-            # Admission (contract §2 "Accepting") and everything after it is dispatch's.
-            await sched.dispatcher.accept(conn.session, msg, frame, received)
+            # Admission (contract §2 "Accepting") and everything after it is dispatch's; a
+            # room member's speech is fanned out to its listeners (lingua-parity §5).
+            if conn.room is None:
+                await sched.dispatcher.accept(conn.session, msg, frame, received)
+            else:
+                await sched.rooms.utter(conn, msg, frame, received, closing=sched.closing)
         case AudioChunk():
             if _mine(conn, msg.session_id):
                 _on_chunk(sched, conn, msg, received)
@@ -121,7 +127,14 @@ async def _dispatch(
                 sched.dispatcher.play_ended(conn.session, msg.group_id, msg.ts_end_ms)
         case SessionInit():
             conn.push(codec.error(ErrorCode.INVALID_MESSAGE, "the session is already open"))
+        case _:
+            _room_frame(sched, conn, msg)
     return False
+
+
+def _room_frame(sched: Scheduler, conn: SessionConnection, msg: RoomInbound) -> None:
+    """Rooms and WebRTC signalling (lingua-parity §5–§6) are the room channel's."""
+    sched.rooms.handle(conn, msg)
 
 
 def _mine(conn: SessionConnection, session_id: str) -> bool:
@@ -191,19 +204,32 @@ def _rearm(sched: Scheduler, conn: SessionConnection, stream: SessionStream) -> 
 def _admit(
     sched: Scheduler, conn: SessionConnection, cuts: list[StreamCut], received: float
 ) -> None:
-    """Each cut becomes one job at the session's next index, answered like an utterance."""
+    """Each cut becomes one job at the session's next index, answered like an utterance;
+    a room member's is fanned out to its listeners (lingua-parity §5)."""
     if not cuts:
         return
     profile = conn.session.profile
     for cut in cuts:
-        sched.dispatcher.admit_streamed(
-            conn.session,
-            base64.b64encode(cut.audio).decode("ascii"),
-            audio_format=profile.audio_format,
-            sample_rate=profile.sample_rate,
-            cut=cut.reason.cut,
-            received=received,
-        )
+        audio = base64.b64encode(cut.audio).decode("ascii")
+        if conn.room is None:
+            sched.dispatcher.admit_streamed(
+                conn.session,
+                audio,
+                audio_format=profile.audio_format,
+                sample_rate=profile.sample_rate,
+                cut=cut.reason.cut,
+                received=received,
+            )
+        else:
+            sched.rooms.admit_streamed(
+                conn,
+                audio,
+                audio_format=profile.audio_format,
+                sample_rate=profile.sample_rate,
+                cut=cut.reason.cut,
+                received=received,
+                closing=sched.closing,
+            )
 
 
 def _drop_stream(conn: SessionConnection) -> None:
