@@ -70,6 +70,8 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
     ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
     ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
+    ("instance_id", "ID", "This instance's name in a cluster on one Redis (default: generated)."),
+    ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}

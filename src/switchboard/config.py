@@ -67,6 +67,15 @@ settable the same three ways:
 ``record`` (none)
     a file to which session events are appended as JSON lines (opened, utterance accepted,
     answer sent, closed), for ``switchboard replay``; unset records nothing.
+``instance_id`` (generated)
+    this instance's name in a cluster (instances on one Redis namespace, docs/scale-out.md):
+    its presence key, its inbox, and the ``instance_id`` of the nodes it holds in
+    ``/api/v1/nodes``.  Unset, each start draws a fresh one (``<host>-<random>``); set it to
+    keep one across restarts (a restarted instance then gets what its inbox still holds).
+``instance_ttl`` (5.0 s)
+    the lifetime of an instance's presence key, refreshed every third of it; an instance
+    silent that long is gone: its nodes leave every view, and jobs other instances placed on
+    them fail over.  Redis only.
 ``pools`` (none; the config file only)
     the configured pools, as ``[[pools]]`` tables with the fields of the ``PUT /api/v1/pools``
     body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
@@ -170,6 +179,8 @@ class Settings:
     record: str | None = None
     pools: tuple[Pool, ...] = ()
     streaming_asr: bool = True
+    instance_id: str | None = None
+    instance_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -532,6 +543,19 @@ def _check_redis_url(value: Any) -> str | None:
     return None
 
 
+def _check_instance_id(value: Any) -> str | None:
+    # It names Redis keys (after the namespace's hash tag) and appears in the operator API.
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 128
+        or any(c.isspace() or c in "{}:" for c in value)
+    ):
+        return f"expected 1-128 characters without spaces, braces or colons, got {value!r}"
+    return None
+
+
 def _check_optional_path(value: Any) -> str | None:
     if value is None:
         return None
@@ -592,4 +616,6 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "record": _Spec(_parse_text, _check_optional_path),
     "pools": _Spec(_parse_pools, _check_pools),
     "streaming_asr": _Spec(_parse_bool, _check_bool),
+    "instance_id": _Spec(_parse_text, _check_instance_id),
+    "instance_ttl": _SECONDS,
 }

@@ -107,11 +107,13 @@ async def test_instances_sharing_redis_share_reservations(
     server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
 ) -> None:
     """Two schedulers on one Redis namespace: reservations_held on either counts the slot the
-    other holds; each dispatches only to the nodes connected to it (§5)."""
+    other holds; A sees B's one-slot node (one cluster, §5) but finds its slot taken."""
     flags = ("--redis-url", redis_server.url, "--redis-namespace", namespace)
     a = await server_factory(*flags, pending_timeout=0.3)
     b = await server_factory(*flags, pending_timeout=0.3)
-    node = await peers.node(b, behaviour=SILENT)
+    node = await peers.node(b, behaviour=SILENT, max_concurrency=1)
+    assert node.node_id is not None
+    await a.wait_node_status(node.node_id, "ready")  # in A's view too
     on_b = await peers.session(b)
     await on_b.utter(0)
     running = await node.wait_assign()

@@ -180,6 +180,12 @@ class DispatchDriver:
         self._wake_soon = False
         self.run(self.core.wake(now=time.monotonic()))
 
+    def wake_waiting(self) -> None:
+        """Try the waiting line again, if anything waits: in a cluster a slot freed by another
+        instance wakes nothing here (cluster/member.py calls this periodically)."""
+        if self.core.waiting():
+            self._wake()
+
     def _timer_fired(self, timer: Timer) -> None:
         self.run(self.core.timer_fired(timer, now=time.monotonic()))
 

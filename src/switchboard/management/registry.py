@@ -82,6 +82,11 @@ class ManagementRegistry:
         self._version = 0
         self._dirty = asyncio.Event()
         self._rebuilder: asyncio.Task[None] | None = None
+        # Nodes other instances hold (cluster/member.py); empty on a lone instance.
+        self._remote: dict[str, NodeRuntime] = {}
+        # Told of every new view of a node held here (None: it left), so that a cluster member
+        # can publish it; None on a lone instance.  Called under the lock: it must not await.
+        self.on_local_change: Callable[[str, NodeRuntime | None], None] | None = None
 
     # --- the lock ---------------------------------------------------------------------------
 
@@ -101,7 +106,7 @@ class ManagementRegistry:
             and view.accept_public_jobs == node.accept_public_jobs
         ):
             return
-        self._views[node.node_id] = self._changed[node.node_id] = NodeRuntime(
+        view = self._views[node.node_id] = self._changed[node.node_id] = NodeRuntime(
             node_id=node.node_id,
             status=node.status,
             pairs=node.pairs,
@@ -110,13 +115,15 @@ class ManagementRegistry:
             max_concurrency=node.max_concurrency,
         )
         self._dirty.set()
+        if self.on_local_change is not None:
+            self.on_local_change(node.node_id, view)
 
     # --- node lifecycle (contract §1) -------------------------------------------------------
 
     async def register(self, node_id: str, msg: NodeRegister) -> bool:
         """Add a node in ``registering``; ``False`` if the id is taken (NODE_ID_CONFLICT)."""
         async with self._locked():
-            if node_id in self._nodes:
+            if node_id in self._nodes or node_id in self._remote:
                 return False
             node = NodeState.from_register(
                 node_id,
@@ -176,6 +183,8 @@ class ManagementRegistry:
             del self._views[node_id]
             self._changed[node_id] = None
             self._dirty.set()
+            if self.on_local_change is not None:
+                self.on_local_change(node_id, None)
         return True
 
     async def drain(self, node_id: str) -> bool:
@@ -218,6 +227,33 @@ class ManagementRegistry:
             self._configured = tuple(pools) or None
             self._dirty.set()
 
+    # --- nodes other instances hold (cluster/member.py) ------------------------------------
+
+    async def apply_remote(self, changes: dict[str, NodeRuntime | None]) -> None:
+        """Views of nodes held by other instances (``None``: gone from the cluster), into the
+        next snapshot through the same incremental builder as local ones.  A node held here
+        wins over a remote record of the same id."""
+        async with self._locked():
+            for node_id, view in changes.items():
+                if node_id in self._nodes:
+                    continue
+                if view is None:
+                    if self._remote.pop(node_id, None) is None:
+                        continue
+                    del self._views[node_id]
+                else:
+                    self._remote[node_id] = self._views[node_id] = view
+                self._changed[node_id] = view
+            self._dirty.set()
+
+    def holds(self, node_id: str) -> bool:
+        """Whether the node's socket is on this instance."""
+        return node_id in self._nodes
+
+    def local_views(self) -> dict[str, NodeRuntime]:
+        """The current view of every node held here (a cluster member republishes them)."""
+        return {node_id: self._views[node_id] for node_id in self._nodes}
+
     def node_states(self) -> list[NodeState]:
         """For the operator API only (never dispatch)."""
         return list(self._nodes.values())
@@ -246,7 +282,7 @@ class ManagementRegistry:
             configured = self._configured
             self._version += 1
             version = self._version
-            count = len(self._views)
+            count = len(self._nodes)  # connected here; the snapshot also has remote ones
         # Outside the lock, and without an await until the publish: builds run one at a time,
         # in version order, each costing what changed since the last (builder.py).
         start = time.perf_counter()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 
 import msgspec
@@ -146,14 +147,21 @@ async def stats(request: web.Request) -> web.Response:
 async def stats_body(sched: Scheduler) -> dict[str, object]:
     """``GET /api/v1/stats`` (contract §4); the dashboard's live stream sends it too."""
     snapshot = sched.snapshots.current
-    by_status = Counter(node.status.value for node in snapshot.nodes.values())
+    # This instance's nodes (protocol.md §7): in a cluster the snapshot also holds the others'.
+    cluster = sched.cluster
+    mine = [
+        node
+        for node_id, node in snapshot.nodes.items()
+        if cluster is None or cluster.owner_of(node_id) == sched.instance_id
+    ]
+    by_status = Counter(node.status.value for node in mine)
     try:
         held: int | None = await sched.store.held_total()
     except StoreUnavailable:
         held = None
     return {
         "nodes": {
-            "total": len(snapshot.nodes),
+            "total": len(mine),
             **{s: by_status.get(s, 0) for s in ("ready", "registering", "degraded", "draining")},
         },
         "sessions": len(sched.session_conns),
@@ -164,6 +172,18 @@ async def stats_body(sched: Scheduler) -> dict[str, object]:
         "failed_total": sched.dispatcher.failed_total,
         "snapshot_version": snapshot.version,
         "store": {"kind": sched.store.name, "up": sched.dispatcher.store_up},
+        "instance_id": sched.instance_id,
+        **({} if cluster is None else {"cluster": _cluster_totals(sched)}),
+    }
+
+
+def _cluster_totals(sched: Scheduler) -> dict[str, int]:
+    """Totals over the cluster (Redis only), as of the last presence round."""
+    members = sched.cluster.members.values() if sched.cluster is not None else ()
+    return {
+        "instances": len(members),
+        "nodes": len(sched.snapshots.current.nodes),
+        "sessions": sum(p.sessions for p in members),
     }
 
 
@@ -186,12 +206,16 @@ async def nodes_body(sched: Scheduler) -> list[dict[str, object]]:
     snapshot = sched.snapshots.current
     reserved = await _reserved(sched, list(snapshot.nodes))
     telemetry = node_telemetry(sched.registry)
+    cluster = sched.cluster
     return [
         {
             **node.to_json(),
             "pools": snapshot.pools_of(node_id),
             "reserved": reserved[node_id],
+            # Heartbeats are not replicated: a node another instance holds has null telemetry.
             **telemetry.get(node_id, NO_TELEMETRY),
+            # The instance holding the node's socket (protocol.md §5 "Cluster").
+            "instance_id": sched.instance_id if cluster is None else cluster.owner_of(node_id),
         }
         for node_id, node in sorted(snapshot.nodes.items())
     ]
@@ -227,6 +251,42 @@ def node_telemetry(registry: ManagementRegistry) -> dict[str, dict[str, float | 
             )
         found[state.node_id] = entry
     return found
+
+
+def _instances(sched: Scheduler) -> list[dict[str, object]]:
+    """Every instance of the cluster, as of the last presence round (this one alone on the
+    embedded store)."""
+    cluster = sched.cluster
+    if cluster is None:
+        now = time.time()
+        return [
+            {
+                "instance_id": sched.instance_id,
+                "address": "",
+                "nodes": len(sched.nodes),
+                "sessions": len(sched.session_conns),
+                "started_at": sched.started_at,
+                "last_seen": now,
+            }
+        ]
+    return [
+        {
+            "instance_id": p.instance_id,
+            "address": p.address,
+            "nodes": p.nodes,
+            "sessions": p.sessions,
+            "started_at": p.started_at,
+            "last_seen": p.last_seen,
+        }
+        for _, p in sorted(cluster.members.items())
+    ]
+
+
+@routes.get("/api/v1/cluster")
+@admin_only
+async def cluster(request: web.Request) -> web.Response:
+    """Contract §7 "Cluster": ``{"instances": [...]}``."""
+    return _reply({"instances": _instances(_sched(request))})
 
 
 @routes.get("/api/v1/pools")
@@ -304,9 +364,13 @@ async def put_pools(request: web.Request) -> web.Response:
 @admin_only
 async def drain(request: web.Request) -> web.Response:
     node_id = request.match_info["node_id"]
-    if not await _sched(request).registry.drain(node_id):
-        return _reply({"error": "not found", "node_id": node_id}, 404)
-    await _sched(request).registry.rebuild_now()
+    sched = _sched(request)
+    if not await sched.registry.drain(node_id):
+        # A node held by another instance of the cluster: drained there (cluster/relay.py).
+        if sched.cluster is None or not sched.cluster.drain_remote(node_id):
+            return _reply({"error": "not found", "node_id": node_id}, 404)
+        return _reply({"node_id": node_id, "status": "draining"})
+    await sched.registry.rebuild_now()
     return _reply({"node_id": node_id, "status": "draining"})
 
 
@@ -316,9 +380,19 @@ async def undrain(request: web.Request) -> web.Response:
     """Protocol.md §7: the node takes new jobs again; its status after (``ready`` unless its
     latest report says otherwise); a node that was not draining is left as it is."""
     node_id = request.match_info["node_id"]
-    registry = _sched(request).registry
+    sched = _sched(request)
+    registry = sched.registry
     status = await registry.undrain(node_id)
     if status is None:
-        return _reply({"error": "not found", "node_id": node_id}, 404)
+        # A node held by another instance of the cluster: undrained there (cluster/relay.py),
+        # in the status its services imply.
+        remote = sched.snapshots.current.nodes.get(node_id)
+        if (
+            remote is None
+            or sched.cluster is None
+            or not sched.cluster.drain_remote(node_id, on=False)
+        ):
+            return _reply({"error": "not found", "node_id": node_id}, 404)
+        return _reply({"node_id": node_id, "status": "ready" if remote.services else "degraded"})
     await registry.rebuild_now()
     return _reply({"node_id": node_id, "status": status.value})

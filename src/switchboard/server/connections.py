@@ -43,11 +43,14 @@ async def send(ws: web.WebSocketResponse, frame: bytes) -> bool:
 class NodeConnection:
     """A registered node's socket (``dispatch.jobs.NodePeer``)."""
 
-    __slots__ = ("node_id", "ws")
+    __slots__ = ("node_id", "routes", "ws")
 
     def __init__(self, node_id: str, ws: web.WebSocketResponse) -> None:
         self.node_id = node_id
         self.ws = ws
+        # Jobs other instances placed on this node: job_id -> their instance (cluster/relay.py).
+        # None until the first such job: a lone instance's connections carry nothing.
+        self.routes: dict[str, str] | None = None
 
     def write(self, frame: bytes) -> bool:
         """Write a frame now, without waiting (``dispatch.jobs.NodePeer``); ``False`` if the

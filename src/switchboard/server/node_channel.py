@@ -105,13 +105,18 @@ handle = Channel(open_peer=_register, on_text=_on_frame, reply=_reply, gone=_gon
 
 async def _dispatch(sched: Scheduler, conn: NodeConnection, msg: NodeInbound, frame: bytes) -> None:
     node_id = conn.node_id
+    # ``conn.routes`` is None unless another instance has placed a job on this node: then its
+    # frames about that job go back to that instance (cluster/relay.py).
     match msg:
         case JobResult():
-            sched.dispatcher.result(node_id, msg, frame)
+            if conn.routes is None or not sched.forward(conn, msg.job_id, frame, final=True):
+                sched.dispatcher.result(node_id, msg, frame)
         case JobAck() | JobStarted():
-            sched.dispatcher.ack(node_id, msg)
+            if conn.routes is None or not sched.forward(conn, msg.job_id, frame, final=False):
+                sched.dispatcher.ack(node_id, msg)
         case AsrPartial():
-            sched.dispatcher.partial(node_id, msg, frame)
+            if conn.routes is None or not sched.forward(conn, msg.job_id, frame, final=False):
+                sched.dispatcher.partial(node_id, msg, frame)
         case NodeHeartbeat():
             if msg.node_id != node_id:  # a node may only speak for itself (contract §1)
                 await send(

@@ -17,7 +17,7 @@ from switchboard.logs import ACCESS_LOGGER
 from switchboard.server.access import AccessLogger
 from switchboard.server.app import build_app
 from switchboard.server.scheduler import Design, Observe, Scheduler, snapshot_design
-from switchboard.store.factory import open_pool_config, open_store
+from switchboard.store.factory import open_cluster, open_pool_config, open_store
 
 log = logging.getLogger("switchboard.server")
 
@@ -84,6 +84,7 @@ async def serve(
         observe=hooks.observe,
         pool_config=open_pool_config(settings),
         spans=_spans(settings),
+        cluster=open_cluster(settings),
     )
     hooks.built(sched)
     await sched.start()
@@ -108,6 +109,8 @@ async def serve(
         await app_runner.cleanup()
         return 1
     port = _bound_port(app_runner) or settings.port
+    if sched.cluster is not None:
+        sched.cluster.listening(f"http://{settings.host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

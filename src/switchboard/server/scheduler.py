@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -32,6 +36,10 @@ from switchboard.server.scrape import ClusterCollector
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
+
+if TYPE_CHECKING:
+    from switchboard.cluster.member import ClusterMember
+    from switchboard.store.cluster import ClusterStore
 
 log = logging.getLogger("switchboard.server")
 
@@ -99,8 +107,11 @@ class Scheduler:
         observe: Observe | None = None,
         pool_config: PoolConfigStore | None = None,
         spans: JobSpans | None = None,
+        cluster: ClusterStore | None = None,
     ) -> None:
         self.settings = settings
+        self.instance_id = settings.instance_id or new_instance_id()
+        self.started_at = time.time()
         self.store = store
         self.metrics = Metrics()
         self.snapshots = SnapshotHolder()
@@ -154,9 +165,42 @@ class Scheduler:
         self._sweeper: asyncio.Task[None] | None = None
         self.pings = PingSweeper(settings.ping_interval)  # --ping-interval (liveness.py)
         self._closers: set[asyncio.Task[None]] = set()
+        # Instances on one Redis namespace form a cluster (cluster/); alone: None, no cost.
+        self.cluster: ClusterMember | None = None
+        if cluster is not None:
+            self.cluster = self._join(cluster)
+
+    def _join(self, store: ClusterStore) -> ClusterMember:
+        from switchboard.cluster.member import ClusterMember
+        from switchboard.cluster.relay import Relay
+
+        relay = self._relay = Relay(
+            store,
+            self.instance_id,
+            dispatcher=self.dispatcher,
+            local_node=self.nodes.get,
+            registry=self.metrics.registry,
+        )
+        return ClusterMember(
+            store,
+            self.instance_id,
+            ttl=self.settings.instance_ttl,
+            registry=self.registry,
+            dispatcher=self.dispatcher,
+            relay=relay,
+            counts=lambda: (len(self.nodes), len(self.session_conns)),
+            metrics=self.metrics.registry,
+        )
+
+    def forward(self, conn: NodeConnection, job_id: str, frame: bytes, *, final: bool) -> bool:
+        """A node's frame about a job another instance placed goes back to it (only called
+        for a connection with ``routes``, which only a cluster member sets)."""
+        return self._relay.forward(conn, job_id, frame, final=final)
 
     async def start(self) -> None:
         await self.pool_sync.load()  # before the first snapshot, so it has the pools
+        if self.cluster is not None:
+            await self.cluster.start()  # the other instances' nodes, before the first snapshot
         await self.registry.rebuild_now()
         self.pool_sync.start()
         self.registry.start()
@@ -266,6 +310,8 @@ class Scheduler:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.rooms.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.pings.stop()
         await self.pool_sync.stop()
         await self.dispatcher.stop()
@@ -273,6 +319,12 @@ class Scheduler:
         await self.store.close()
         if self.observer is not None:
             self.observer.close()
+
+
+def new_instance_id() -> str:
+    """``<host>-<random>``: readable in the operator API, unique per start."""
+    host = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c in "-_")
+    return f"{host or 'sb'}-{secrets.token_hex(4)}"
 
 
 SCHEDULER = web.AppKey("scheduler", Scheduler)

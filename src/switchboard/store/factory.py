@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from switchboard.config import Settings
 from switchboard.store.base import ReservationStore
 from switchboard.store.memory import MemoryStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
+
+if TYPE_CHECKING:
+    from switchboard.store.cluster import ClusterStore
 
 
 def open_store(settings: Settings) -> ReservationStore:
@@ -23,3 +28,13 @@ def open_pool_config(settings: Settings) -> PoolConfigStore:
 
         return RedisPoolConfig.from_url(settings.redis_url, namespace=settings.redis_namespace)
     return MemoryPoolConfig()
+
+
+def open_cluster(settings: Settings) -> ClusterStore | None:
+    """The cluster's store (instances on one Redis namespace); ``None`` on the embedded store,
+    where an instance is alone and pays nothing for the cluster."""
+    if settings.store != "redis":
+        return None
+    from switchboard.store.cluster import ClusterStore
+
+    return ClusterStore.from_url(settings.redis_url, namespace=settings.redis_namespace)

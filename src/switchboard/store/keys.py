@@ -8,6 +8,16 @@ Layout (``<ns>`` is the namespace, default ``switchboard``)::
     sb:{<ns>}:pools             string: the configured pools every instance shares, JSON
                                 ``{"revision": n, "pools": [...]}`` (store/pool_config.py)
 
+The cluster of instances on one namespace (store/cluster.py, docs/scale-out.md)::
+
+    sb:{<ns>}:cluster:instances         sorted set: instance id, score = last announce (ms)
+    sb:{<ns>}:cluster:instance:<id>     string with a TTL: the instance's presence (JSON)
+    sb:{<ns>}:cluster:nodes             hash: node id -> the node's record (JSON, owner inside)
+    sb:{<ns>}:cluster:owners            hash: node id -> id of the instance holding its socket
+    sb:{<ns>}:cluster:changes           stream: one entry per node record put or dropped
+    sb:{<ns>}:cluster:inbox:<id>        stream: frames for instance <id> (consumer group)
+    sb:{<ns>}:cluster:dead              stream: frames that could not be delivered
+
 Why every key carries the *same* hash tag ``{<ns>}``: ``try_reserve`` chooses among all
 candidate nodes and reserves on the winner in one Lua script, i.e. one round trip and one atomic
 step.  A script may only touch keys in one hash slot on Redis Cluster, so all keys of a namespace
@@ -29,6 +39,7 @@ DEFAULT_NAMESPACE = "switchboard"
 SLOTS = "slots"
 NODES = "nodes"
 POOLS = "pools"
+CLUSTER = "cluster"
 
 
 def validate_namespace(namespace: str) -> str:
@@ -74,3 +85,42 @@ class StoreKeys:
     def slots(self, node_id: str) -> str:
         """The sorted set of ``node_id``'s leases."""
         return self.slots_prefix + node_id
+
+    @property
+    def cluster(self) -> str:
+        """Prefix of the cluster's keys (``store/cluster.py``)."""
+        return f"{self.tag}:{CLUSTER}"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.cluster}:instances"
+
+    def presence(self, instance_id: str) -> str:
+        return f"{self.cluster}:instance:{instance_id}"
+
+    @property
+    def presence_prefix(self) -> str:
+        return f"{self.cluster}:instance:"
+
+    @property
+    def node_records(self) -> str:
+        return f"{self.cluster}:nodes"
+
+    @property
+    def node_owners(self) -> str:
+        return f"{self.cluster}:owners"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.cluster}:changes"
+
+    def inbox(self, instance_id: str) -> str:
+        return f"{self.cluster}:inbox:{instance_id}"
+
+    @property
+    def inbox_prefix(self) -> str:
+        return f"{self.cluster}:inbox:"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.cluster}:dead"
