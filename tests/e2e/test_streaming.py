@@ -188,6 +188,27 @@ async def test_chunks_in_a_final_hangover_join_that_utterance(
     assert cut_of(node.assigns[0]) == {"is_manual_cut": True, "padding_ms": 280}
 
 
+@pytest.mark.server(pause_ms=NO_PAUSE)
+async def test_a_chunk_right_after_a_bare_final_is_that_utterance(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """Lingua's web client, on its first Send and on its silence timer, sends the final frame
+    before the utterance's only chunk (seen with its own code, 29a05c0): the chunk is that
+    utterance, one manual cut answered once, not audio left waiting for the next cut."""
+    node = await peers.node(server)
+    session = await stream_session(server, peers)
+    await session.send(chunk(session, b"", final=True))
+    await session.send(chunk(session, b"only chunk"))
+    assign = await node.wait_assign()
+    answer = await session.wait_for(of_type("translation_result"))
+    assert answer["utterance_index"] == 0 == assign["utterance_index"]
+    assert audio_of(assign) == b"only chunk"
+    assert cut_of(assign) == {"is_manual_cut": True, "padding_ms": 280}
+    await session.send(chunk(session, b"next", final=True))
+    second = await node.wait_assign(utterance_index=1)
+    assert audio_of(second) == b"next"
+
+
 @pytest.mark.server(pause_ms=1000)
 async def test_after_a_silence_the_next_chunk_opens_a_new_utterance_and_nothing_is_dropped(
     server: ServerProcess, peers: Peers

@@ -108,6 +108,28 @@ def test_a_buffer_is_never_dropped_for_idling() -> None:
     assert buf.wake(7201.0) == [StreamCut(CutReason.FINAL, b"abcd", 2)]
 
 
+def test_a_bare_final_on_an_empty_buffer_waits_its_hangover_for_the_utterance() -> None:
+    """Lingua's web client sends the final before the utterance's only chunk (its first Send,
+    its silence timer): that chunk, arriving in the final's hangover, is the utterance, cut
+    manual at the hangover's end.  A bare final nothing follows makes nothing."""
+    buf = _buffer()
+    assert buf.push(b"", is_final=True, now=10.0) == []
+    assert not buf.empty and buf.deadline == 10.2
+    assert buf.push(b"tail", is_final=False, now=10.05) == []
+    assert buf.deadline == 10.2  # the final's hangover, not a pause
+    assert buf.wake(10.2) == [StreamCut(CutReason.FINAL, b"tail", 1)]
+    assert buf.empty and buf.deadline is None
+
+    assert buf.push(b"", is_final=True, now=20.0) == []
+    assert buf.wake(20.2) == []  # nothing came: no utterance
+    assert buf.empty and buf.deadline is None
+
+    assert buf.push(b"", is_final=True, now=30.0) == []
+    assert buf.push(b"late", is_final=False, now=30.5) == []  # after the hangover: a new one
+    assert buf.deadline == 30.5 + 3.0  # ends by a pause (or a final) like any utterance
+    assert buf.wake(33.65) == [StreamCut(CutReason.PAUSE, b"late", 1)]
+
+
 def test_too_long_cuts_at_once_with_the_chunk_that_reached_it() -> None:
     buf = _buffer(StreamLimits(max_utterance_ms=1000))
     assert buf.push(b"x" * 16000, is_final=False, now=0.0) == []

@@ -158,18 +158,20 @@ def _on_chunk(sched: Scheduler, conn: SessionConnection, msg: AudioChunk, receiv
         return
     stream = conn.stream
     if stream is None:
-        if not audio:
-            return  # nothing buffered: a final cuts nothing
+        if not audio and not msg.is_final:
+            return  # nothing to buffer, nothing to cut
+        # A bare final opens a buffer too: its utterance's one chunk may follow (streaming.py).
         # The utterance this chunk opens counts as pending from now: a session that streams
         # faster than it is answered holds at most --max-pending-per-session utterances.
         if len(conn.session.pending) >= sched.settings.max_pending_per_session:
-            conn.push(
-                codec.error(
-                    ErrorCode.TOO_MANY_PENDING,
-                    "too many pending utterances: audio_chunk not buffered",
-                    {"seq": msg.seq},
+            if audio:  # (a bare final refused nothing: the chunk behind it will be told)
+                conn.push(
+                    codec.error(
+                        ErrorCode.TOO_MANY_PENDING,
+                        "too many pending utterances: audio_chunk not buffered",
+                        {"seq": msg.seq},
+                    )
                 )
-            )
             return
         profile = conn.session.profile  # the session's negotiated audio (session_init_ack)
         buffer = StreamBuffer(

@@ -14,7 +14,10 @@ A cut with nothing buffered makes nothing.  Where Lingua's scheduler loses audio
 do better:
 
 * chunks that arrive during a final cut's hangover join that utterance (the web client sends
-  its final frame before its last encoded chunk);
+  its final frame before its last encoded chunk).  A bare final on an empty buffer opens the
+  hangover too: Lingua's web client, on its first Send and on its silence timer, sends the final
+  before the utterance's only chunk, which must not wait for the next cut and join the next
+  utterance.  If nothing arrives by its end, there is no job and no index is used;
 * the first chunk after a silence of ``--pause-ms`` or more starts a new utterance, even when
   it arrives before the pause cut went out: the pause cut goes at once, without that chunk
   (so a chunk in a *pause* cut's hangover, which always follows such a silence, is not joined);
@@ -139,8 +142,8 @@ class StreamBuffer:
 
     @property
     def empty(self) -> bool:
-        """Nothing buffered (then nothing is due either)."""
-        return not self._chunks
+        """Nothing buffered and no hangover open (then nothing is due either)."""
+        return not self._chunks and self._cut is None
 
     @property
     def deadline(self) -> float | None:
@@ -169,7 +172,12 @@ class StreamBuffer:
             self._size += len(audio)
             self._last_at = now
         if not self._chunks:
-            return out  # an empty cut makes nothing (a bare is_final after a cut)
+            if is_final and self._cut is None:
+                # A bare final: its utterance's audio may still be on the way (module
+                # docstring); the hangover ends with a cut only if some arrived.
+                self._cut = CutReason.FINAL
+                self._cut_at = now + CutReason.FINAL.hangover_ms / 1000
+            return out
         if self._size > self._limits.max_utterance_bytes:
             self._cut = CutReason.TOO_BIG
             self._emit(out)
@@ -194,7 +202,10 @@ class StreamBuffer:
                 self._cut = CutReason.PAUSE
                 self._cut_at = silent_until + CutReason.PAUSE.hangover_ms / 1000
         if self._cut is not None and now >= self._cut_at:
-            self._emit(out)
+            if self._chunks:
+                self._emit(out)
+            else:
+                self._cut = None  # a bare final's hangover with nothing in it: no utterance
 
     def _emit(self, out: list[StreamCut]) -> None:
         kind = self._cut
