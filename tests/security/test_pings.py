@@ -27,6 +27,13 @@ from tests.security.conftest import Serve
 # Short enough that a test waits seconds, long enough that a loaded 2-core machine still
 # answers a live peer's pong in time (scaled like every wait).
 PING = 0.5
+INIT = {
+    "type": "session_init",
+    "client_version": "1",
+    "platform": "pings",
+    "src_lang": "en",
+    "tgt_lang": "de",
+}
 
 
 def _flags() -> tuple[str, ...]:
@@ -96,14 +103,7 @@ async def test_a_silent_session_is_dropped_and_its_job_cancelled(serve: Serve) -
     await server.wait_node_status("worker", "ready")
 
     raw = await RawWebSocket.connect(server, "/ws/session")
-    init = {
-        "type": "session_init",
-        "client_version": "1",
-        "platform": "pings",
-        "src_lang": "en",
-        "tgt_lang": "de",
-    }
-    await raw.send_together(json.dumps(init))
+    await raw.send_together(json.dumps(INIT))
     [ack] = await raw.receive_texts(1)
     assert ack["type"] == "session_init_ack", ack
     utterance: dict[str, Any] = FakeSession(server.ws_url).utterance_message(0)
@@ -136,14 +136,7 @@ async def test_the_server_answers_a_peers_pings(serve: Serve) -> None:
     raw = await RawWebSocket.connect(server, "/ws/session")
     await raw.ping(b"early")
     assert await raw.next_frame() == (OP_PONG, b"early")
-    init = {
-        "type": "session_init",
-        "client_version": "1",
-        "platform": "pings",
-        "src_lang": "en",
-        "tgt_lang": "de",
-    }
-    await raw.send_together(json.dumps(init))
+    await raw.send_together(json.dumps(INIT))
     [ack] = await raw.receive_texts(1)
     assert ack["type"] == "session_init_ack", ack
     await raw.ping(b"later")
