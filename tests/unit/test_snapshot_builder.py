@@ -252,3 +252,40 @@ def test_a_redefined_pool_keeps_its_memo_patched_for_the_same_batch() -> None:
     fourth = builder.build(4, {}, configured=(strict,))  # c leaves the pool: patched out
     assert fourth.pool_members[10] == ("a", "b")
     assert fourth.eligible[10].get(("zh", "en", asr_nmt)) == (("a",), (4,))
+
+
+def test_an_edit_that_moves_no_member_keeps_members_memo_and_index() -> None:
+    """A required service every member has: the pool is redefined, but no kind moves in or
+    out, so its member tuple, its memo and the language index are carried as they are."""
+    builder = SnapshotBuilder()
+    asia = Pool(10, "asia", frozenset({"zh", "en"}), frozenset())
+    euro = Pool(11, "euro", frozenset({"fr", "en"}), frozenset())
+    views = {"a": node("a", ("zh", "en")), "b": node("b", ("fr", "en"))}
+    first = builder.build(1, views, configured=(asia, euro))
+    first.eligible_members(10, "zh", "en", ALL)
+    strict = replace(asia, required_services=frozenset({"tts"}))
+    second = builder.build(2, {}, configured=(strict, euro))
+    assert second.pools[0] == strict
+    assert second.pool_members[10] is first.pool_members[10]
+    assert second.eligible[10] is first.eligible[10]
+    assert second.lang_index is first.lang_index
+    moved = replace(asia, languages=frozenset({"fr", "en"}))  # b in, a out; a new index
+    third = builder.build(3, {}, configured=(moved, euro))
+    assert third.pool_members[10] == ("b",)
+    assert third.lang_index is not second.lang_index
+    assert third.lang_index.lookup("fr", "en") == (10, 11)
+
+
+def test_a_kind_that_empties_across_a_pool_change_is_not_remembered_stale() -> None:
+    """Found by the property test: a node's kind empties, the pools change while it has no
+    node, and a node of that kind comes back: its pools are those of the new pool list."""
+    builder = SnapshotBuilder()
+    wide = ("en", "zh"), ("ja", "zh-cn")
+    two = frozenset({"asr", "nmt"})
+    builder.build(1, {"n": node("n", *wide, services=two)}, configured=None)
+    builder.build(2, {"n": node("n", services=ALL)}, configured=None)  # no languages: no pool
+    third = builder.build(3, {"n": node("n", *wide)}, configured=None)  # the set's new pool
+    fourth = builder.build(4, {"n": node("n", *wide, services=two)}, configured=None)
+    (pool,) = fourth.pools
+    assert pool == third.pools[0]
+    assert fourth.pool_members[pool.pool_id] == ("n",)

@@ -25,7 +25,7 @@ from types import MappingProxyType
 
 import immutables
 
-from switchboard.management.pools import GeneratedPoolIds, MemberView, is_member
+from switchboard.management.pools import GeneratedPoolIds, covers_languages
 from switchboard.runtime.eligibility import EligibleMemo
 from switchboard.runtime.index import PoolLanguageIndex
 from switchboard.runtime.snapshot import RuntimeSnapshot
@@ -52,7 +52,8 @@ class SnapshotBuilder:
         self._groups: dict[Kind, list[str]] = {}  # kind → its node ids, sorted
         self._kinds: dict[str, Kind] = {}
         self._sets: Counter[frozenset[str]] = Counter()  # language set → nodes with it
-        self._kind_pools: dict[Kind, frozenset[int]] = {}  # cache, for the current pools
+        # Cache, for the current pools, of the kinds that have nodes (``_groups``' keys).
+        self._kind_pools: dict[Kind, frozenset[int]] = {}
         # The last snapshot's per-pool maps (it holds read-only views of them).
         self._members: dict[int, tuple[str, ...]] = {}
         self._memos: dict[int, EligibleMemo] = {}
@@ -91,9 +92,11 @@ class SnapshotBuilder:
             fresh = frozenset(
                 p.pool_id for p in pools if not same_kind or before.get(p.pool_id) != p
             )
-            self._retarget(pools, fresh, generated=generated, same_kind=same_kind)
-            index = PoolLanguageIndex(pools, generated=generated)
-            members, memos = self._regroup(pools, fresh, generated, changed.keys())
+            holders, moved = self._retarget(pools, fresh, generated=generated, same_kind=same_kind)
+            index = old.lang_index
+            if not same_kind or _languages(pools) != _languages(old.pools):
+                index = PoolLanguageIndex(pools, generated=generated)
+            members, memos = self._regroup(pools, fresh, holders, moved, changed.keys())
         self._patch(members, memos, fresh, changed, pools, generated)
         # Never written again once published: the next build copies them.
         self._members, self._memos = members, memos
@@ -169,52 +172,71 @@ class SnapshotBuilder:
         languages, services = kind
         if generated:
             return pool.languages == languages
-        return is_member(pool, MemberView("", languages, services))
+        return pool.required_services <= services and covers_languages(languages, pool.languages)
 
     def _pools_of_kind(self, kind: Kind, pools: Sequence[Pool], generated: bool) -> frozenset[int]:
         """The pools a node of this kind belongs to, cached for the current pool list."""
         hit = self._kind_pools.get(kind)
         if hit is None:
             hit = frozenset(p.pool_id for p in pools if self._holds(p, kind, generated))
-            self._kind_pools[kind] = hit
+            if kind in self._groups:  # only live kinds are cached: a pool change updates them
+                self._kind_pools[kind] = hit
         return hit
 
     def _retarget(
         self, pools: Sequence[Pool], fresh: frozenset[int], *, generated: bool, same_kind: bool
-    ) -> None:
-        """Bring the kind → pools cache to a new pool list: only the fresh pools are checked."""
+    ) -> tuple[dict[int, list[Kind]], set[int]]:
+        """Bring the kind → pools cache to a new pool list, checking only the fresh pools
+        against each kind (one cached check per kind, not per node).  Returns each fresh
+        pool's holding kinds, and the fresh pools whose holding kinds may have changed (an
+        operator's edit that moves no kind in or out, e.g. a required service every member
+        has, leaves the pool's members as they were)."""
+        new = [p for p in pools if p.pool_id in fresh]
+        holders: dict[int, list[Kind]] = {p.pool_id: [] for p in new}
+        moved: set[int] = set()
         if not same_kind:
             self._kind_pools.clear()
-            return
-        live = frozenset(p.pool_id for p in pools) - fresh
-        new = [p for p in pools if p.pool_id in fresh]
-        for kind, ids in self._kind_pools.items():
-            self._kind_pools[kind] = (ids & live) | {
-                p.pool_id for p in new if self._holds(p, kind, generated)
-            }
+        live = frozenset(p.pool_id for p in pools)
+        recheck = fresh | (frozenset(self._members) - live)  # redefined or gone
+        holds, kind_pools = self._holds, self._kind_pools
+        for kind in self._groups:
+            held = [p.pool_id for p in new if holds(p, kind, generated)]
+            cached = kind_pools.get(kind)
+            if cached is None:
+                moved.update(held)
+                kind_pools[kind] = self._pools_of_kind(kind, pools, generated)
+            elif held or not cached.isdisjoint(recheck):  # else: nothing to do for this kind
+                was, now = cached & recheck, frozenset(held)
+                if was != now:
+                    moved |= was ^ now
+                    kind_pools[kind] = (cached - recheck) | now
+            for pool_id in held:
+                holders[pool_id].append(kind)
+        return holders, moved
 
     def _regroup(
         self,
         pools: Sequence[Pool],
         fresh: frozenset[int],
-        generated: bool,
+        holders: Mapping[int, list[Kind]],
+        moved: set[int],
         changed: Collection[str],
     ) -> tuple[dict[int, tuple[str, ...]], dict[int, EligibleMemo]]:
         """Per-pool maps in the new pool order: kept pools' entries as they were, fresh pools'
-        members from the kind groups (one check per kind, not per node)."""
+        members from their holding kinds' groups (sorted runs: timsort merges them)."""
         members: dict[int, tuple[str, ...]] = {}
         memos: dict[int, EligibleMemo] = {}
         for pool in pools:
             pool_id = pool.pool_id
-            if pool_id not in fresh:
+            if pool_id not in fresh or (
+                pool_id not in moved and not changed and pool_id in self._members
+            ):
                 members[pool_id], memos[pool_id] = self._members[pool_id], self._memos[pool_id]
                 continue
             runs: list[str] = []
-            for kind, group in self._groups.items():
-                if pool_id in self._pools_of_kind(kind, pools, generated):
-                    runs += group
-            ids = tuple(sorted(runs))  # sorted runs: timsort merges them rather than sorting
-            members[pool_id], memos[pool_id] = self._carried(pool_id, ids, changed)
+            for kind in holders[pool_id]:
+                runs += self._groups[kind]
+            members[pool_id], memos[pool_id] = self._carried(pool_id, tuple(sorted(runs)), changed)
         return members, memos
 
     def _carried(
@@ -263,6 +285,11 @@ class SnapshotBuilder:
             now_in = inside.get(pool_id, set())
             members[pool_id] = _updated(members[pool_id], nodes_changed, now_in)
             memos[pool_id] = memos[pool_id].patched(self._nodes, nodes_changed, now_in)
+
+
+def _languages(pools: Sequence[Pool]) -> list[tuple[int, frozenset[str]]]:
+    """What a ``PoolLanguageIndex`` is built from."""
+    return [(p.pool_id, p.languages) for p in pools]
 
 
 def _updated(ids: tuple[str, ...], changed: Iterable[str], inside: set[str]) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import count
 
 from switchboard.protocol import langs
@@ -26,6 +27,14 @@ class MemberView:
 
 def _covers(node_langs: frozenset[str], wanted: str) -> bool:
     return any(langs.serves(code, wanted) for code in node_langs)
+
+
+@lru_cache(maxsize=4096)
+def covers_languages(node_langs: frozenset[str], pool_langs: frozenset[str]) -> bool:
+    """Whether a node listing ``node_langs`` serves every language of a pool, cached: the
+    incremental builder asks it once per node *kind* for every redefined pool, and the sets
+    it sees are few (nodes' language sets, operators' pools)."""
+    return all(_covers(node_langs, code) for code in pool_langs)
 
 
 def is_member(pool: Pool, node: MemberView) -> bool:
