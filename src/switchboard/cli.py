@@ -68,7 +68,11 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("log_format", "text|json", "json: one JSON object per line (trace_id, job_id, ...)."),
     ("redis_namespace", "PREFIX", "Prefix of every Redis key."),
     ("snapshot_min_interval", "SECONDS", "Least time between two snapshot rebuilds."),
-    ("design", "snapshot|global_lock", "global_lock: the old design, for benchmarks only."),
+    (
+        "design",
+        "snapshot|global_lock|null",
+        "global_lock: the old design; null: no scheduling (E0's floor). Benchmarks only.",
+    ),
     ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
     ("instance_id", "ID", "This instance's name in a cluster on one Redis (default: generated)."),
     ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),

@@ -222,3 +222,33 @@ def test_hot_with_nodes_and_sessions_in_separate_processes(tmp_path: Path) -> No
         assert isinstance(external, dict) and external["p50"] > 0
     storm = rows[1]["storm"]
     assert storm["joins"] > 0 and storm["leaves"] > 0 and storm["flips"] > 0
+
+
+def test_hot_null_design_is_the_floor_without_scheduling(tmp_path: Path) -> None:
+    """E0 with ``--design null`` (the server with no scheduling: round-robin, no store, no
+    answer order): every utterance still reaches a node and gets its result back, measured
+    from outside, so its rows can stand beside the real design's as the floor."""
+    config = BenchConfig.quick(
+        scenarios=("hot",),
+        stores=("memory",),
+        designs=("snapshot", "null"),
+        nodes=40,
+        hot_phase_s=1.0,
+        warmup=0.2,
+    )
+    rows = runs.Bench(config, workdir=tmp_path).run().rows
+    assert [(r["design"], r["phase"]) for r in rows] == [
+        ("snapshot", "calm"),
+        ("snapshot", "storm"),
+        ("null", "calm"),
+        ("null", "storm"),
+        ("snapshot", "max"),
+        ("null", "max"),
+    ]
+    for row in rows:
+        assert row["results"] == row["sent"] > 0, row
+        assert row["unanswered"] == 0 and row["connect_failures"] == 0
+        external = row["external_latency_ms"]
+        assert isinstance(external, dict) and external["p50"] > 0
+        if row["design"] == "snapshot":
+            assert row["out_of_order"] == 0  # the null design keeps no order: not checked

@@ -51,7 +51,11 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     callback=_csv(("hot", "e1", "e2", "e3", "rss")),
     help="Subset of hot,e1,e2,e3,rss (hot: E0, the scheduler's own cost).",
 )
-@click.option("--designs", callback=_csv(("snapshot", "global_lock")), help="snapshot,global_lock.")
+@click.option(
+    "--designs",
+    callback=_csv(("snapshot", "global_lock", "null")),
+    help="snapshot,global_lock (default both); null: no scheduling, the floor (E0 only).",
+)
 @click.option("--stores", callback=_csv(("memory", "redis")), help="memory,redis.")
 @click.option("--nodes", type=click.IntRange(1, 5000), default=None, help="Nodes (E1, E2).")
 @click.option("--sessions", callback=_ints, help="E1 sweep, e.g. 100,300,1000.")

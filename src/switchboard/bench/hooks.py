@@ -1,6 +1,7 @@
 """What the benchmark plugs into ``switchboard serve`` through ``ServeHooks``.
 
-``--design global_lock`` (the model of the old design, ``switchboard.legacy``) and ``--record
+``--design global_lock`` (the model of the old design, ``switchboard.legacy``), ``--design null``
+(the server with no scheduling, ``bench/null_design.py``) and ``--record
 FILE`` (the session recorder) are serve flags, but the server never imports either: the command
 line turns them into hooks here.
 """
@@ -22,6 +23,10 @@ def tool_hooks(settings: Settings, base: ServeHooks | None = None) -> ServeHooks
         from switchboard.legacy import global_lock_design
 
         hooks = dataclasses.replace(hooks, design=global_lock_design)
+    elif settings.design == "null":
+        from switchboard.bench.null_design import null_design
+
+        hooks = dataclasses.replace(hooks, design=null_design)
     path = settings.record
     if path is not None:
         from switchboard.bench.record import SessionRecorder

@@ -67,14 +67,18 @@ Observe = Callable[[SnapshotHolder], SessionObserver]
 
 
 def snapshot_design(parts: Parts) -> tuple[ManagementRegistry, DispatchDriver]:
-    registry = ManagementRegistry(
+    return registry_for(parts), driver_for(parts)
+
+
+def registry_for(parts: Parts) -> ManagementRegistry:
+    """The management domain (``management/``)."""
+    return ManagementRegistry(
         parts.snapshots,
         metrics=parts.metrics,
         default_max_concurrency=parts.settings.default_max_concurrency,
         heartbeat_interval=parts.settings.heartbeat_interval,
         min_rebuild_interval=parts.settings.snapshot_min_interval,
     )
-    return registry, driver_for(parts)
 
 
 def driver_for(parts: Parts, driver: type[DispatchDriver] = DispatchDriver) -> DispatchDriver:
