@@ -547,7 +547,7 @@ class DispatchCore:
         load = _RoundLoad(self._load)
         full: set[tuple[str, str, frozenset[str]]] = set()
         batch: list[Reserve] = []
-        for job in self._line.in_order(now):
+        for job in self._line.in_order():
             key = job.key
             if key in full or job.state is not JobState.WAITING:
                 continue

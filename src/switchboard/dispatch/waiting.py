@@ -8,10 +8,11 @@ same nodes (it then goes behind them, rather than trying the store first).
 
 Serving order (``in_order``), read by each wake round:
 
-* **Classes**, higher first.  **Aging**: a class whose oldest job has waited ``aging``
-  seconds ranks one class higher, two after twice that, and so on, so a lower class waits
-  about ``aging`` per class step at most before it is served like the higher one; equal ranks
-  go oldest first.  With one class (the default) this is nothing.
+* **Classes**, higher first.  **Aging**: a class ranks one class higher for every ``aging``
+  seconds its oldest job has waited, so a lower class's oldest job never waits more than
+  ``aging`` per class step longer than the oldest job of a class above it before it goes
+  first; equal ranks go oldest first.  ``aging = 0`` is strict priority.  With one class
+  (the default) none of this applies.
 * **Tenants** within a class, by self-clocked fair queueing (SCFQ: Golestani, 1994): a
   flow's next job has the virtual finish tag ``tag``; the one after it ``tag + 1/weight``,
   and so on.  Serving a job of a flow (``remove(served=True)``) sets the class's virtual time
@@ -173,18 +174,20 @@ class WaitingLine:
         self._len -= 1
         return True
 
-    def in_order(self, now: float) -> Iterator[Job]:
-        """Every waiting job in serving order at ``now`` (see the module docstring)."""
+    def in_order(self) -> Iterator[Job]:
+        """Every waiting job in serving order (see the module docstring)."""
         classes = self._classes
         ranked: Iterable[_Class] = classes.values()
         if len(classes) > 1:
-            ranked = sorted(ranked, key=lambda cls: self._rank(cls, now))
+            ranked = sorted(ranked, key=self._rank)
         for cls in ranked:
             yield from cls.merged()
 
-    def _rank(self, cls: _Class, now: float) -> tuple[int, int]:
+    def _rank(self, cls: _Class) -> tuple[float, int]:
+        """Smaller first.  A class's rank is its priority plus the time its oldest job has
+        waited over ``aging``; ``now`` cancels out of the comparison, leaving the oldest
+        job's start shifted back by ``aging`` per class."""
         oldest = next(iter(cls.jobs))
-        lift = 0
         if self.aging > 0:
-            lift = max(int((now - oldest.wait_since) / self.aging), 0)
-        return (-(cls.priority + lift), oldest.seq)
+            return (oldest.wait_since / self.aging - cls.priority, oldest.seq)
+        return (-cls.priority, oldest.seq)
