@@ -247,3 +247,46 @@ def test_served_shares_follow_weights_and_sessions_keep_their_order(
     for owner in itertools.chain(*sessions):
         mine = [j.seq for j in served if j.session is owner]
         assert mine == sorted(mine)
+
+
+def _reference_order(line: WaitingLine, flows: list[Tenant]) -> list[Job]:
+    """What ``in_order`` must give for one class served in order: every flow's k-th job at
+    its tag plus k costs, ties to the older job (a brute-force sort of the whole line)."""
+    keyed = []
+    for tenant in flows:
+        mine = sorted((j for j in line if j.session.tenant is tenant), key=lambda j: j.seq)
+        if mine:
+            flow = line._classes[0].flows[tenant]
+            keyed += [(flow.tag + k * flow.cost, j.seq, j) for k, j in enumerate(mine)]
+    return [j for _, _, j in sorted(keyed, key=lambda item: item[:2])]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0.5, 1, 2, 5]), min_size=3, max_size=6),
+    events=st.lists(
+        st.tuples(st.sampled_from(["add", "serve", "drop"]), st.integers(0, 5), st.integers(1, 4)),
+        max_size=50,
+    ),
+)
+def test_the_heap_of_tenants_gives_the_fair_queueing_order(
+    weights: list[float], events: list[tuple[str, int, int]]
+) -> None:
+    """Many tenants, arrivals, services of the first job and drops anywhere: ``in_order``
+    walks the tenants' heap to exactly the order of a brute-force sort."""
+    t = Tenants(tuple(TenantSpec(name=f"t{n}", weight=w) for n, w in enumerate(weights)))
+    flows = [t.join(f"t{n}") for n in range(len(weights))]
+    owners = [session(flow) for flow in flows]
+    line = WaitingLine()
+    for kind, who, n in events:
+        if kind == "add":
+            for _ in range(n):
+                line.add(job(owners[who % len(owners)]))
+        elif kind == "serve":
+            for _ in range(min(n, len(line))):
+                serve(line)
+        elif line:
+            victim = sorted(line, key=lambda j: j.seq)[who % len(line)]
+            assert line.remove(victim)  # answered or expired while waiting: no charge
+        if line:
+            assert list(line.in_order()) == _reference_order(line, flows)

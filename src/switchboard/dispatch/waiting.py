@@ -27,17 +27,20 @@ Serving order (``in_order``), read by each wake round:
 Jobs stay in the line while a wake round tries them (a job accepted meanwhile still queues
 behind them); a round's job that finds no slot keeps its place and its tag.
 
-Cost: ``add`` and ``remove`` are O(1) dict operations (a job that re-enters out of
-acceptance order, after a failed reservation or a failover, re-sorts its flow, as the single
-line did); ``in_order`` is O(F + k log F) for k jobs read among F waiting tenants of a class,
-and a plain iteration when one tenant waits.
+Cost (``benchmarks/micro/waiting_line.py``): ``add`` and ``remove`` are O(1) dict operations
+plus, when a flow's head or tag changes, O(log F) in the class's heap of its F waiting
+tenants (a job that re-enters out of acceptance order, after a failed reservation or a
+failover, re-sorts its flow, as the single line did); reading the first k jobs of
+``in_order`` costs O(k log(k + F)) per class, and is a plain iteration when one tenant waits.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from switchboard.dispatch.jobs import Job
 from switchboard.dispatch.tenants import Tenant
@@ -64,47 +67,110 @@ def _insert(jobs: dict[Job, None], job: Job) -> None:
 class _Flow:
     """One tenant's waiting jobs in one class."""
 
-    __slots__ = ("cost", "jobs", "tag")
+    __slots__ = ("cost", "entry", "jobs", "tag")
 
     def __init__(self, tag: float, cost: float) -> None:
         self.jobs: dict[Job, None] = {}  # an insertion-ordered set, in acceptance order
         self.tag = tag  # the virtual finish tag of this flow's next service
         self.cost = cost  # 1 / the tenant's weight
+        self.entry: list[Any] | None = None  # its current entry in the class's heap
+
+
+# A flow's entry in its class's heap: [tag, head job's seq, tie-breaker, flow or None].  A
+# flow whose tag or head changes gets a new entry and its old one is blanked (heapq's
+# "mark as removed" recipe), so each change costs O(log F).
+_TAG, _SEQ, _FLOW = 0, 1, 3
 
 
 class _Class:
-    """One priority class's waiting jobs, one flow per tenant."""
+    """One priority class's waiting jobs, one flow per tenant, and a heap of the flows."""
 
-    __slots__ = ("flows", "jobs", "priority", "vtime")
+    __slots__ = ("flows", "heap", "jobs", "priority", "vtime")
 
     def __init__(self, priority: int) -> None:
         self.priority = priority
         self.jobs: dict[Job, None] = {}  # every job of the class, in acceptance order
         self.flows: dict[Tenant, _Flow] = {}
+        self.heap: list[list[Any]] = []  # min-heap of flow entries by (tag, head seq)
         self.vtime = 0.0  # the tag of the last job served
 
+    def rebuild(self) -> None:
+        """A second flow arrived: the heap starts (one flow needs none)."""
+        self.heap = []
+        for flow in self.flows.values():
+            head = next(iter(flow.jobs))
+            flow.entry = [flow.tag, head.seq, next(_ties), flow]
+            self.heap.append(flow.entry)
+        heapq.heapify(self.heap)
+
+    def single(self) -> None:
+        """Down to one flow: the heap goes."""
+        self.heap = []
+        for flow in self.flows.values():
+            flow.entry = None
+
+    def push(self, flow: _Flow) -> None:
+        """(Re)enter ``flow`` in the heap with its current tag and head."""
+        self.drop(flow)
+        head = next(iter(flow.jobs))
+        entry = flow.entry = [flow.tag, head.seq, next(_ties), flow]
+        heap = self.heap
+        heapq.heappush(heap, entry)
+        if len(heap) > 2 * len(self.flows) + 16:  # blanked entries: drop them, amortised O(1)
+            heap[:] = [e for e in heap if e[_FLOW] is not None]
+            heapq.heapify(heap)
+
+    def drop(self, flow: _Flow) -> None:
+        """Blank ``flow``'s entry.  The served flow's is usually the top, and blanked tops
+        are popped at once, so a walk from the top does not wade through them."""
+        if flow.entry is not None:
+            flow.entry[_FLOW] = None
+            flow.entry = None
+            heap = self.heap
+            while heap and heap[0][_FLOW] is None:
+                heapq.heappop(heap)
+
     def merged(self) -> Iterator[Job]:
-        """The class's jobs in fair-queueing order (see the module docstring)."""
+        """The class's jobs in fair-queueing order (see the module docstring), lazily: the
+        first k cost O(k log(k + F)), walking the flows' heap best first without changing
+        it.  A flow behind the virtual time counts from it."""
         flows = self.flows
         if len(flows) == 1:
             yield from next(iter(flows.values())).jobs
             return
-        vtime = self.vtime
-        heap: list[tuple[float, int, int, Job, Iterator[Job], float]] = []
-        for n, flow in enumerate(flows.values()):
-            it = iter(flow.jobs)
-            job = next(it)  # a flow is never empty
-            tag = flow.tag if flow.tag > vtime else vtime
-            heap.append((tag, job.seq, n, job, it, flow.cost))
-        heapq.heapify(heap)
-        while heap:
-            tag, _, n, job, it, cost = heap[0]
+        heap, vtime = self.heap, self.vtime
+        # Each item: (tag, seq, tie, heap index or -1, the flow's job iterator, its cost).
+        todo: list[tuple[float, int, int, int, Iterator[Job] | None, float]] = []
+        if heap:
+            top = heap[0]
+            tag = top[_TAG] if top[_TAG] > vtime else vtime
+            todo.append((tag, top[_SEQ], next(_ties), 0, None, 0.0))
+        size = len(heap)
+        while todo:
+            tag, _, _, index, jobs, cost = heapq.heappop(todo)
+            if index >= 0:  # a flow's heap entry: its children may come next
+                for child in (2 * index + 1, 2 * index + 2):
+                    if child < size:
+                        e = heap[child]
+                        at = e[_TAG] if e[_TAG] > vtime else vtime
+                        heapq.heappush(todo, (at, e[_SEQ], next(_ties), child, None, 0.0))
+                flow = heap[index][_FLOW]
+                if flow is None:
+                    continue  # blanked
+                jobs, cost = iter(flow.jobs), flow.cost
+            assert jobs is not None
+            job = next(jobs, None)
+            if job is None:
+                continue
             yield job
-            following = next(it, None)
-            if following is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (tag + cost, following.seq, n, following, it, cost))
+            following = next(jobs, None)
+            if following is not None:
+                # The flow's next job, one cost later; the iterator is re-read from it.
+                again = itertools.chain((following,), jobs)
+                heapq.heappush(todo, (tag + cost, following.seq, next(_ties), -1, again, cost))
+
+
+_ties = itertools.count()
 
 
 class WaitingLine:
@@ -141,11 +207,20 @@ class WaitingLine:
         elif job in cls.jobs:
             return
         tenant = session.tenant
-        flow = cls.flows.get(tenant)
-        if flow is None:
-            flow = cls.flows[tenant] = _Flow(cls.vtime + tenant.cost, tenant.cost)
+        flows = cls.flows
+        flow = flows.get(tenant)
         _insert(cls.jobs, job)
-        _insert(flow.jobs, job)
+        if flow is None:
+            flow = flows[tenant] = _Flow(cls.vtime + tenant.cost, tenant.cost)
+            flow.jobs[job] = None
+            if len(flows) == 2:
+                cls.rebuild()
+            elif len(flows) > 2:
+                cls.push(flow)
+        else:
+            _insert(flow.jobs, job)
+            if len(flows) > 1 and next(iter(flow.jobs)) is job:  # a new head: a new entry
+                cls.push(flow)
         self._keys[job.key] += 1
         self._len += 1
 
@@ -157,16 +232,25 @@ class WaitingLine:
         if cls is None or cls.jobs.pop(job, False) is not None:
             return False
         tenant = session.tenant
-        flow = cls.flows[tenant]
-        del flow.jobs[job]
+        flows = cls.flows
+        flow = flows[tenant]
+        jobs = flow.jobs
+        multi = len(flows) > 1
+        was_head = multi and next(iter(jobs)) is job
+        del jobs[job]
         if served:
             tag = flow.tag if flow.tag > cls.vtime else cls.vtime
             cls.vtime = tag
             flow.tag = tag + flow.cost
-        if not flow.jobs:
-            del cls.flows[tenant]
-            if not cls.jobs:
+        if not jobs:
+            cls.drop(flow)
+            del flows[tenant]
+            if len(flows) == 1:
+                cls.single()
+            elif not flows:
                 del self._classes[cls.priority]
+        elif multi and (served or was_head):
+            cls.push(flow)
         key = job.key
         self._keys[key] -= 1
         if self._keys[key] <= 0:
@@ -177,10 +261,15 @@ class WaitingLine:
     def in_order(self) -> Iterator[Job]:
         """Every waiting job in serving order (see the module docstring)."""
         classes = self._classes
-        ranked: Iterable[_Class] = classes.values()
-        if len(classes) > 1:
-            ranked = sorted(ranked, key=self._rank)
-        for cls in ranked:
+        if len(classes) == 1:
+            cls = next(iter(classes.values()))
+            if len(cls.flows) == 1:
+                return iter(cls.jobs)  # the plain deployment: today's FIFO line
+            return cls.merged()
+        return self._ranked()
+
+    def _ranked(self) -> Iterator[Job]:
+        for cls in sorted(self._classes.values(), key=self._rank):
             yield from cls.merged()
 
     def _rank(self, cls: _Class) -> tuple[float, int]:
