@@ -553,3 +553,19 @@ def test_a_higher_class_goes_first_when_slots_are_scarce() -> None:
     for index in range(2):
         sim.utter(high, index)
     assert _serve_all(sim, sim.nodes["n0"]) == ["low", "high", "high", "low", "low", "low"]
+
+
+def test_closing_a_session_twice_leaves_its_tenant_once() -> None:
+    """The server may close a session twice (session_close, then the socket): its tenant
+    counts it once, and an unknown tenant with no session and no job left is forgotten."""
+    sim = Sim([1])
+    first, second = sim.open("one", tenant="x"), sim.open("two", tenant="x")
+    tenant = sim.core.tenants.get("x")
+    assert tenant is not None and tenant.sessions == 2
+    for _ in range(2):
+        assert first.session is not None
+        sim.perform(sim.core.close_session(first.session))
+    assert tenant.sessions == 1
+    assert second.session is not None
+    sim.perform(sim.core.close_session(second.session))
+    assert sim.core.tenants.get("x") is None

@@ -120,6 +120,14 @@ def test_sessions_join_configured_unknown_and_default_tenants() -> None:
     assert tenants.join("stranger") is stranger  # one record for all its sessions
 
 
+def test_empty_and_overlong_tenant_ids_are_the_default_tenant() -> None:
+    tenants = Tenants()
+    assert tenants.join("") is tenants.default
+    assert tenants.join("x" * 129) is tenants.default
+    assert tenants.join("x" * 128).name == "x" * 128
+    assert tenants.default.name == DEFAULT_TENANT and len(tenants) == 2
+
+
 def test_an_unknown_tenant_takes_the_default_tables_classes() -> None:
     tenants = Tenants((TenantSpec(name=DEFAULT_TENANT, weight=5, priority=-2, max_priority=0),))
     stranger = tenants.join("stranger")

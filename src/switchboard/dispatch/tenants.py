@@ -3,14 +3,15 @@
 Pure bookkeeping for the waiting line's fair queueing (``waiting.py``) and for admission
 shedding, with no clock and no I/O.
 
-* A **tenant** groups sessions for fairness (issue 14 item 3, protocol.md §7 "Tenants").  A
+* A **tenant** groups sessions for fairness (issue 14 item 3, protocol.md §2.4).  A
   session authenticated with a tenant's token is that tenant; otherwise it is the
   ``tenant_id`` of its ``session_init``; otherwise the default tenant (``DEFAULT_TENANT``).
   Tenants come from the config file (``[tenants.<name>]``: ``weight``, ``token``,
   ``priority``, ``max_priority``); a ``tenant_id`` not in it is tracked with weight 1, while
   any of its sessions is open, up to ``max_tenants`` tenants at once.  Past the bound a new
-  unknown ``tenant_id`` schedules as the default tenant: the bound keeps clients from growing
-  the table, and refusing would break Lingua clients, for whom ``tenant_id`` is only a key.
+  unknown ``tenant_id`` schedules as the default tenant (so does an empty one, or one longer
+  than ``MAX_NAME`` characters): the bound keeps clients from growing the table, and refusing
+  would break Lingua clients, for whom ``tenant_id`` is only a key.
 * A **priority class** is a small integer, higher first (``PRIORITY_MIN``..``PRIORITY_MAX``,
   default 0; ``low``/``normal``/``high`` name -1/0/1): ``features.priority`` of the
   ``session_init``, capped at the tenant's ``max_priority``, else the tenant's ``priority``.
@@ -198,8 +199,12 @@ class Tenants:
         return self._live.get(name)
 
     def join(self, name: str | None) -> Tenant:
-        """A session opened as ``name`` (``None``: the default tenant)."""
-        tenant = self.default if name is None else self._live.get(name)
+        """A session opened as ``name`` (``None``, empty or longer than ``MAX_NAME``
+        characters: the default tenant, so a client cannot make the table hold long keys)."""
+        if not name or len(name) > MAX_NAME:
+            tenant: Tenant | None = self.default
+        else:
+            tenant = self._live.get(name)
         if tenant is None:
             if len(self._live) >= self._max:
                 tenant = self.default  # past the bound: see the module docstring
