@@ -20,9 +20,9 @@ class, then weighted fair queueing between tenants, FIFO per pair and services w
 tenant and class), and is woken when one of our reservations is released, a snapshot is
 published or the store comes back — never by polling — until ``pending_timeout``.  A wake
 round reserves for the first waiting jobs in the line's serving order in one ``ReserveMany``,
-which the store runs in order and atomically.  Timeouts,
-failed sends and departed nodes fail the attempt over to the next one (contract §2
-"Failures").  Answers leave through the session's ``AnswerLine``, in arrival order.
+which the store runs in order and atomically.  Timeouts, failed sends and departed nodes fail
+the attempt over to the next one (contract §2 "Failures").  Answers leave through the
+session's ``AnswerLine``, in arrival order.
 
 Invariants (checked by ``tests/unit/test_core_properties.py``): every accepted utterance gets
 exactly one answer unless its session ends first, in order; no node holds more of our jobs than

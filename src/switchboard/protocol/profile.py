@@ -20,7 +20,7 @@ from switchboard.protocol.messages import SessionInit
 DEFAULT_AUDIO_FORMAT = "opus"
 DEFAULT_SAMPLE_RATE = 16000
 CHANNEL_COUNT = 1
-# Priority classes (protocol.md §7 "Priorities"): a small integer, higher first, or a name.
+# Priority classes (protocol.md §2.4): a small integer, higher first, or a name.
 PRIORITY_MIN: Final = -9
 PRIORITY_MAX: Final = 9
 PRIORITY_NAMES: Final[Mapping[str, int]] = {"low": -1, "normal": 0, "high": 1}
