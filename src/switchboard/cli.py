@@ -76,6 +76,8 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
     ("instance_id", "ID", "This instance's name in a cluster on one Redis (default: generated)."),
     ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),
+    ("max_tenants", "N", "Distinct tenants tracked at once; past it, new ones share the default."),
+    ("priority_aging", "SECONDS", "A class waiting this long is served one class higher; 0: off."),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}

@@ -85,6 +85,20 @@ settable the same three ways:
     seeds the pools Redis keeps for every instance (``server/pool_sync.py`` has the
     precedence).
 
+``tenants`` (none; the config file only)
+    ``[tenants.<name>]`` tables: ``weight`` (a number in (0, 1000], default 1), ``token``
+    (a session token that makes a session this tenant), ``priority`` (its sessions' default
+    class, -9..9 or low/normal/high, default 0) and ``max_priority`` (the highest class its
+    sessions may ask for in ``features.priority``, default 9), checked by
+    ``dispatch/tenants.py``.  ``[tenants.default]`` is the tenant of sessions that name none
+    (docs/protocol.md §7 "Tenants").  Tokens never appear in logs or errors.
+``max_tenants`` (1000)
+    distinct tenants tracked at once; a session naming a new unknown ``tenant_id`` past it
+    schedules as the default tenant.
+``priority_aging`` (1.0 s)
+    a waiting class whose oldest job has waited this long is served as if one class higher
+    (two after twice as long, …); 0 gives strict priority.
+
 ``streaming_asr`` (true)
     every ``job_assign`` carries ``enable_streaming_asr: true`` and
     ``partial_update_interval_ms: 1000``, so Lingua's nodes stream ``asr_partial``
@@ -117,6 +131,7 @@ from enum import IntEnum
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from switchboard.dispatch.tenants import TenantConfigInvalid, TenantSpec, parse_tenant_tables
 from switchboard.errors import ConfigError
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pool_tables
 from switchboard.runtime.values import Pool
@@ -131,7 +146,7 @@ LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS: Final = ("text", "json")
 REDACTED: Final = "***"
 # Keys only the config file can give (no SWITCHBOARD_* variable, no flag).
-FILE_ONLY: Final = frozenset({"pools"})
+FILE_ONLY: Final = frozenset({"pools", "tenants"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +196,9 @@ class Settings:
     streaming_asr: bool = True
     instance_id: str | None = None
     instance_ttl: float = 5.0
+    tenants: tuple[TenantSpec, ...] = ()
+    max_tenants: int = 1000
+    priority_aging: float = 1.0
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -188,7 +206,7 @@ class Settings:
         for f in fields(self):
             problem = _SPECS[f.name].check(getattr(self, f.name))
             if problem is not None:
-                name = "[[pools]]" if f.name == "pools" else flag_name(f.name)
+                name = _FILE_NAMES.get(f.name) or flag_name(f.name)
                 raise ConfigError(f"{name}: {problem}")
         _check_exposure(self)
 
@@ -214,6 +232,8 @@ class Settings:
                 value = redact_url(value)
             elif f.name == "pools":
                 value = [pool.to_json() for pool in value]
+            elif f.name == "tenants":
+                value = [spec.to_json() for spec in value]
             view[f.name] = value
         return view
 
@@ -374,9 +394,17 @@ def _imply_redis_store(given: dict[str, _Given]) -> None:
 
 def _check_exposure(settings: Settings) -> None:
     """§6: listening beyond this machine without every token needs ``--insecure``."""
+    tokens = [spec.token for spec in settings.tenants if spec.token is not None]
+    if settings.session_token is not None and settings.session_token in tokens:
+        raise ConfigError("[tenants]: a tenant's token must differ from --session-token")
     if settings.insecure or settings.is_loopback:
         return
-    missing = [flag_name(key) for key in TOKEN_FIELDS if getattr(settings, key) is None]
+    # Tenants' tokens authenticate sessions as --session-token does (dispatch/tenants.py).
+    missing = [
+        flag_name(key)
+        for key in TOKEN_FIELDS
+        if getattr(settings, key) is None and not (key == "session_token" and tokens)
+    ]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         raise ConfigError(
@@ -485,6 +513,25 @@ def _check_pools(value: Any) -> str | None:
         return f"expected a tuple of Pool, got {value!r}"
     if len({pool.pool_id for pool in value}) != len(value):
         return "pool_id values must be unique"
+    return None
+
+
+def _parse_tenants(raw: object) -> object:
+    if isinstance(raw, tuple) and all(isinstance(spec, TenantSpec) for spec in raw):
+        return raw  # already parsed (Settings built in code)
+    if not isinstance(raw, Mapping):
+        raise _Invalid("expected [tenants.<name>] tables")
+    try:
+        return parse_tenant_tables(raw)
+    except TenantConfigInvalid as exc:
+        raise _Invalid(str(exc)) from None
+
+
+def _check_tenants(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(spec, TenantSpec) for spec in value):
+        return "expected a tuple of TenantSpec"
+    if len({spec.name for spec in value}) != len(value):
+        return "tenant names must be unique"
     return None
 
 
@@ -618,4 +665,9 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "streaming_asr": _Spec(_parse_bool, _check_bool),
     "instance_id": _Spec(_parse_text, _check_instance_id),
     "instance_ttl": _SECONDS,
+    "tenants": _Spec(_parse_tenants, _check_tenants),
+    "max_tenants": _COUNT,
+    "priority_aging": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: strict priority
 }
+# How an error names a key that only the config file can give.
+_FILE_NAMES: Final = {"pools": "[[pools]]", "tenants": "[tenants]"}

@@ -25,6 +25,7 @@ import aiohttp
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec
 from switchboard.protocol.messages import NodeHeartbeat, NodeRegister, SessionInit
+from switchboard.protocol.profile import priority_of
 from tests.e2e.harness import FakeNode
 from tests.fuzz import messages
 from tests.fuzz.live_sessions import NODE_TOKEN, SESSION_TOKEN, Expect, Tally
@@ -185,6 +186,10 @@ def first_expect(channel: str, fuzzed: Fuzzed, taken: set[str]) -> Expect | None
             return INVALID
         if msg.token != SESSION_TOKEN:
             return ("error", "UNAUTHORIZED")
+        try:
+            priority_of(msg.features)  # a bad features.priority is refused (protocol.md §2.4)
+        except ProtocolError:
+            return INVALID
         return ("session_init_ack", None)
     if isinstance(msg, NodeHeartbeat):
         return None  # skipped while the server waits for node_register (lingua-parity §7)

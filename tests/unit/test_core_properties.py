@@ -5,7 +5,8 @@ simulated nodes and sessions; time is a number advanced to the next timer.  Hypo
 random interleavings of utterances, results (good and failed), timeouts, node loss and return,
 store outages, send failures and session closes, and then lets everything settle.  Checked:
 exactly one answer per accepted utterance, in order (unless its session closed first); never
-more jobs on a node than its slots; no slot left reserved; nothing left in flight.
+more jobs on a node than its slots; no slot left reserved; nothing left in flight.  The same
+holds with sessions of several tenants (weights) and priority classes in the waiting line.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from switchboard.dispatch.actions import (
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.jobs import Session, Timer
 from switchboard.dispatch.selection import ALL_SERVICES
+from switchboard.dispatch.tenants import TenantSpec
 from switchboard.management.builder import build_snapshot
 from switchboard.management.pools import GeneratedPoolIds
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.messages import JobResult, Utterance
+from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import SnapshotHolder
 from switchboard.runtime.values import NodeRuntime, NodeStatus
 from switchboard.sessions.manager import SessionManager
@@ -74,7 +77,13 @@ class Sim:
     """The core plus a synchronous driver: every action is performed at once."""
 
     def __init__(
-        self, capacities: list[int], *, max_attempts: int = 3, streaming_asr: bool = True
+        self,
+        capacities: list[int],
+        *,
+        max_attempts: int = 3,
+        streaming_asr: bool = True,
+        tenants: tuple[TenantSpec, ...] = (),
+        priority_aging: float = 1.0,
     ) -> None:
         self.now = 0.0
         self.store = MemoryStore(clock=lambda: self.now)
@@ -94,6 +103,8 @@ class Sim:
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
                 streaming_asr=streaming_asr,
+                tenants=tenants,
+                priority_aging=priority_aging,
             ),
             metrics=Metrics(),
         )
@@ -139,9 +150,14 @@ class Sim:
         self.perform(self.core.node_gone(node_id, now=self.now))
         self._publish()
 
-    def open(self, session_id: str) -> SimSession:
+    def open(
+        self, session_id: str, *, tenant: str | None = None, priority: int | None = None
+    ) -> SimSession:
         sim = SimSession(session_id)
-        sim.session = self.core.open_session(session_id, sim)
+        profile = SessionProfile(
+            trace_id="t", src_lang="", tgt_lang="", tenant_id=tenant, priority=priority
+        )
+        sim.session = self.core.open_session(session_id, sim, profile)
         return sim
 
     def utter(self, sim: SimSession, index: int) -> None:
@@ -371,7 +387,41 @@ def test_one_answer_each_in_order_within_capacity_and_no_slot_leaked(
 ) -> None:
     """Random interleavings of every event: the core's three invariants hold."""
     sim = Sim(capacities)
-    sims = [sim.open(f"s{i}") for i in range(sessions)]
+    _run_and_check(sim, [sim.open(f"s{i}") for i in range(sessions)], steps, data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    capacities=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    owners=st.lists(
+        st.tuples(st.sampled_from([None, "a", "b", "c"]), st.sampled_from([None, -1, 0, 1])),
+        min_size=1,
+        max_size=5,
+    ),
+    aging=st.sampled_from([0.0, 0.5, 10.0]),
+    steps=st.integers(0, 60),
+    data=st.data(),
+)
+def test_the_invariants_hold_with_tenants_and_classes(
+    capacities: list[int],
+    owners: list[tuple[str | None, int | None]],
+    aging: float,
+    steps: int,
+    data: st.DataObject,
+) -> None:
+    """Sessions of several tenants (weights 1–3, one capped in class) and priority classes,
+    with or without aging: the same three invariants, and every tenant's count back to 0."""
+    tenants = (TenantSpec(name="a", weight=3), TenantSpec(name="b", max_priority=0))
+    sim = Sim(capacities, tenants=tenants, priority_aging=aging)
+    sims = [
+        sim.open(f"s{i}", tenant=tenant, priority=priority)
+        for i, (tenant, priority) in enumerate(owners)
+    ]
+    _run_and_check(sim, sims, steps, data)
+    assert sim.core.tenants.total_held == 0
+
+
+def _run_and_check(sim: Sim, sims: list[SimSession], steps: int, data: st.DataObject) -> None:
     weights = [w for w, _ in STEPS]
     for _ in range(steps):
         choice = data.draw(st.integers(0, sum(weights) - 1))
@@ -466,3 +516,56 @@ def test_a_failed_write_takes_the_node_out_of_dispatch_at_once() -> None:
         ("translation_result", 0),
         ("translation_result", 1),
     ]
+
+
+def _running_sessions(node: SimNode) -> list[str]:
+    return [m["session_id"] for m in node.running.values()]
+
+
+def _serve_all(sim: Sim, node: SimNode) -> list[str]:
+    """Answer the node's one running job until nothing waits; the sessions in assign order."""
+    order = []
+    while node.running:
+        order += _running_sessions(node)
+        sim.answer(node, next(iter(node.running)), success=True)
+    return order
+
+
+def test_a_flooding_tenant_does_not_starve_a_small_one() -> None:
+    """One slot; tenant big queues six utterances (its session's most), then tenant small two:
+    small's are served alternately with big's, not after the flood."""
+    sim = Sim([1])
+    big, small = sim.open("big", tenant="big"), sim.open("small", tenant="small")
+    for index in range(6):
+        sim.utter(big, index)
+    for index in range(2):
+        sim.utter(small, index)
+    order = _serve_all(sim, sim.nodes["n0"])
+    assert order[:5] == ["big", "big", "small", "big", "small"]
+    assert order[5:] == ["big"] * 3
+
+
+def test_a_higher_class_goes_first_when_slots_are_scarce() -> None:
+    sim = Sim([1], priority_aging=0.0)
+    low, high = sim.open("low", priority=-1), sim.open("high", priority=1)
+    for index in range(4):
+        sim.utter(low, index)
+    for index in range(2):
+        sim.utter(high, index)
+    assert _serve_all(sim, sim.nodes["n0"]) == ["low", "high", "high", "low", "low", "low"]
+
+
+def test_closing_a_session_twice_leaves_its_tenant_once() -> None:
+    """The server may close a session twice (session_close, then the socket): its tenant
+    counts it once, and an unknown tenant with no session and no job left is forgotten."""
+    sim = Sim([1])
+    first, second = sim.open("one", tenant="x"), sim.open("two", tenant="x")
+    tenant = sim.core.tenants.get("x")
+    assert tenant is not None and tenant.sessions == 2
+    for _ in range(2):
+        assert first.session is not None
+        sim.perform(sim.core.close_session(first.session))
+    assert tenant.sessions == 1
+    assert second.session is not None
+    sim.perform(sim.core.close_session(second.session))
+    assert sim.core.tenants.get("x") is None

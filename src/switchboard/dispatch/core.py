@@ -15,12 +15,14 @@ One placement, in the seed's order (§6):
 9. ``Reserve``: the store's choose-and-reserve (the final word on capacity);
 then ``Assign`` (``job_assign`` to the node) and the job timeout.
 
-No candidate or no free slot: the job joins the waiting line (FIFO per pair and services), and
-is woken when one of our reservations is released, a snapshot is published or the store comes
-back — never by polling — until ``pending_timeout``.  A wake round reserves for the oldest
-waiting jobs in one ``ReserveMany``, which the store runs in order and atomically.  Timeouts,
-failed sends and departed nodes fail the attempt over to the next one (contract §2
-"Failures").  Answers leave through the session's ``AnswerLine``, in arrival order.
+No candidate or no free slot: the job joins the waiting line (``waiting.py``: by priority
+class, then weighted fair queueing between tenants, FIFO per pair and services within a
+tenant and class), and is woken when one of our reservations is released, a snapshot is
+published or the store comes back — never by polling — until ``pending_timeout``.  A wake
+round reserves for the first waiting jobs in the line's serving order in one ``ReserveMany``,
+which the store runs in order and atomically.  Timeouts, failed sends and departed nodes fail
+the attempt over to the next one (contract §2 "Failures").  Answers leave through the
+session's ``AnswerLine``, in arrival order.
 
 Invariants (checked by ``tests/unit/test_core_properties.py``): every accepted utterance gets
 exactly one answer unless its session ends first, in order; no node holds more of our jobs than
@@ -57,6 +59,7 @@ from switchboard.dispatch.jobs import (
     TimerKind,
 )
 from switchboard.dispatch.spans import DROPPED, JobSpans
+from switchboard.dispatch.tenants import Tenants, TenantSpec
 from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
@@ -84,6 +87,10 @@ class DispatchSettings:
     reservation_lease: float
     max_pending_per_session: int = 64
     streaming_asr: bool = True  # job_assign asks nodes for asr_partial (lingua-parity §2)
+    # The waiting line's tenants and classes (tenants.py, waiting.py).
+    tenants: tuple[TenantSpec, ...] = ()
+    max_tenants: int = 1000
+    priority_aging: float = 1.0
 
 
 class _RoundLoad(Mapping[str, int]):
@@ -130,7 +137,9 @@ class DispatchCore:
         self._nodes: dict[str, NodePeer] = {}
         self._node_jobs: dict[str, dict[str, Job]] = {}
         self._load: Counter[str] = Counter()  # this scheduler's jobs per node
-        self._line = WaitingLine()
+        self._line = WaitingLine(aging=settings.priority_aging)
+        # Who each session schedules as; ``share_exceeded`` is for admission shedding.
+        self.tenants = Tenants(settings.tenants, max_tenants=settings.max_tenants)
         self._round: list[Reserve] | None = None  # the wake round the store is running
         self._wake_again = False
         self.unreleased: set[tuple[str, str]] = set()  # releases the store refused; retried
@@ -156,7 +165,11 @@ class DispatchCore:
         a session that asked for nothing, with a new trace id)."""
         if profile is None:
             profile = SessionProfile(trace_id=ids.trace_id(), src_lang="", tgt_lang="")
-        return Session(session_id, self._sessions.create(session_id), peer, profile)
+        # A tenant's token wins over the tenant_id the session names (tenants.py).
+        tenant = self.tenants.join(profile.auth_tenant or profile.tenant_id)
+        priority = self.tenants.class_of(tenant, profile.priority)
+        entry = self._sessions.create(session_id)
+        return Session(session_id, entry, peer, profile, tenant, priority)
 
     def close_session(self, session: Session) -> list[Action]:
         """The session ended (closed or disconnected): its pending jobs are cancelled on their
@@ -167,7 +180,9 @@ class DispatchCore:
             session.line.drop(job.job_id)
             if self._spans is not None:
                 self._spans.ended(job, DROPPED)
-        self._sessions.remove(session.session_id)
+        if self._sessions.get(session.session_id) is session.entry:  # closed once only
+            self._sessions.remove(session.session_id)
+            self.tenants.leave(session.tenant)
         return out
 
     def fail_session(self, session: Session, code: ErrorCode, message: str) -> list[Action]:
@@ -266,6 +281,7 @@ class DispatchCore:
         if self._spans is not None:
             self._spans.started(job)
         self.in_flight += 1
+        self.tenants.hold(job.session.tenant)
         if self._steps:
             steps.step(job, "accepted", detail=f"{job.src_lang}->{job.tgt_lang}")
         session = job.session
@@ -393,7 +409,7 @@ class DispatchCore:
                 self._stats.full += 1
                 self._back_in_line(job, out)
                 continue
-            self._unwait(job, now, out)
+            self._unwait(job, now, out, served=True)
             self._assign(job, node, reserve.attempt, out, now)
         self._rewake(now, out)
         return out
@@ -489,7 +505,7 @@ class DispatchCore:
             self._wake(now, out)
         return out
 
-    # --- waiting (FIFO, woken by releases and snapshots) -------------------------------------
+    # --- waiting (in the line's serving order, woken by releases and snapshots) --------------
 
     def _wait(self, job: Job, now: float, out: list[Action]) -> None:
         if job.state is JobState.DONE:
@@ -507,8 +523,8 @@ class DispatchCore:
             timer = job.deadline = Timer(TimerKind.WAIT, job)
             out.append(StartTimer(timer, max(remaining, 0.0)))
 
-    def _unwait(self, job: Job, now: float, out: list[Action]) -> None:
-        if self._line.remove(job):
+    def _unwait(self, job: Job, now: float, out: list[Action], *, served: bool = False) -> None:
+        if self._line.remove(job, served=served):
             self._stats.queue_wait.observe(now - job.queued_at)
         if job.deadline is not None:
             out.append(StopTimer(job.deadline))
@@ -531,7 +547,7 @@ class DispatchCore:
         load = _RoundLoad(self._load)
         full: set[tuple[str, str, frozenset[str]]] = set()
         batch: list[Reserve] = []
-        for job in self._line:
+        for job in self._line.in_order():
             key = job.key
             if key in full or job.state is not JobState.WAITING:
                 continue
@@ -795,6 +811,7 @@ class DispatchCore:
         if pending.get(job.utterance_index) is job:
             del pending[job.utterance_index]
         self.in_flight -= 1
+        self.tenants.drop(job.session.tenant)
 
     # --- shutdown and the store's health -------------------------------------------------------
 

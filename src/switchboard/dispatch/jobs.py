@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from switchboard.dispatch.tenants import Tenant
 from switchboard.protocol.codec import RawFields
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.cuts import Cut
@@ -60,6 +61,8 @@ class Session:
     entry: SessionEntry
     peer: SessionPeer
     profile: SessionProfile  # what session_init said, for every job (lingua-parity §1)
+    tenant: Tenant  # who it schedules as in the waiting line (tenants.py), shared
+    priority: int = 0  # its priority class, higher first (tenants.py)
     pending: dict[int, Job] = field(default_factory=dict)  # utterance_index → unanswered job
     line: AnswerLine = field(default_factory=AnswerLine)
     # One index sequence for utterance frames and streamed cuts (lingua-parity §3

@@ -127,6 +127,9 @@ class Scheduler:
             reservation_lease=settings.reservation_lease,
             max_pending_per_session=settings.max_pending_per_session,
             streaming_asr=settings.streaming_asr,
+            tenants=settings.tenants,
+            max_tenants=settings.max_tenants,
+            priority_aging=settings.priority_aging,
         )
         # ``--record``: session events to a file (switchboard replay); None costs nothing.
         self.observer = None if observe is None else observe(self.snapshots)

@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 
+from switchboard.dispatch.tenants import Unauthorized, authenticate
 from switchboard.errors import ProtocolError
 from switchboard.protocol import codec, ids
 from switchboard.protocol.codec import SessionFrame
@@ -23,7 +24,6 @@ from switchboard.protocol.messages import (
 )
 from switchboard.protocol.profile import profile_of
 from switchboard.protocol.rooms import RoomInbound
-from switchboard.server.auth import token_ok
 from switchboard.server.channel import Channel, bad_frame_error, refuse
 from switchboard.server.connections import SessionConnection
 from switchboard.server.scheduler import Scheduler
@@ -44,8 +44,13 @@ async def _open(
     if not isinstance(msg, SessionInit):
         await refuse(ws, ErrorCode.INVALID_MESSAGE, "the first frame must be session_init")
         return None
-    if not token_ok(msg.token, sched.settings.session_token):
-        await refuse(ws, ErrorCode.UNAUTHORIZED, "missing or wrong session token")
+    settings = sched.settings
+    try:
+        tenant = authenticate(
+            msg.token, msg.tenant_id, session_token=settings.session_token, specs=settings.tenants
+        )
+    except Unauthorized as exc:
+        await refuse(ws, ErrorCode.UNAUTHORIZED, str(exc))
         return None
     if sched.closing:
         await refuse(ws, ErrorCode.SESSION_CLOSED, "the scheduler is shutting down")
@@ -57,7 +62,11 @@ async def _open(
     session_id = ids.session_id()
     # Encoded before the session exists: nothing may fail between opening it and handing it
     # to the channel, which alone closes it again.
-    profile = profile_of(msg, msg.trace_id or ids.trace_id())
+    try:
+        profile = profile_of(msg, msg.trace_id or ids.trace_id(), auth_tenant=tenant)
+    except ProtocolError as exc:  # a bad features.priority
+        await refuse(ws, exc.code, exc.message)
+        return None
     ack = codec.session_init_ack(
         session_id,
         profile.trace_id,
