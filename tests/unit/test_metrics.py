@@ -190,3 +190,70 @@ async def test_job_steps_make_no_log_record_at_the_default_level() -> None:
         logging.setLogRecordFactory(factory)
         jobs.setLevel(level)
     assert "switchboard.jobs" not in made
+
+
+def test_per_node_families_parse_as_prometheus_clients_own() -> None:
+    """``NodeFamily`` writes its text by hand (a scrape at 10,000 nodes must not hold the loop
+    for 100 ms): the same families, parsed, give the same samples as ``generate_latest``,
+    awkward node ids and special values included."""
+    from prometheus_client.metrics_core import GaugeMetricFamily, SummaryMetricFamily
+
+    from switchboard.metrics import NodeFamily
+
+    ids = ["node-a", 'quo"te', "back\\slash", "new\nline", "ünï"]
+    values = [0, 3, 0.25, 1e-7, float("inf"), float("-inf")]
+    jobs = {node_id: [values[i], values[-i - 1] * 2] for i, node_id in enumerate(ids)}
+    gpu = [(node_id, (values[i + 1],)) for i, node_id in enumerate(ids)]
+    gpu.append(("nan", (float("nan"),)))
+    doc = 'help with a \\ and a "quote"\nand a new line'
+    mine = NodeFamily("t_job_seconds", doc, "summary", lambda: list(jobs.items())).render()
+    mine += NodeFamily("t_gpu_percent", doc, "gauge", lambda: gpu).render()
+
+    summary = SummaryMetricFamily("t_job_seconds", doc, labels=["node_id"])
+    for node_id, (count, total) in jobs.items():
+        summary.add_metric([node_id], count, total)  # type: ignore[arg-type]  # a float count
+    gauge = GaugeMetricFamily("t_gpu_percent", doc, labels=["node_id"])
+    for node_id, (value,) in gpu:
+        gauge.add_metric([node_id], value)
+    registry = CollectorRegistry()
+    registry.register(_Fixed([summary, gauge]))
+    theirs = generate_latest(registry).decode()
+
+    def parsed(text: str) -> list[tuple[str, str, str, list[tuple[str, str, str]]]]:
+        return [
+            (
+                f.name,
+                f.type,
+                f.documentation,
+                [(s.name, repr(sorted(s.labels.items())), repr(s.value)) for s in f.samples],
+            )
+            for f in text_string_to_metric_families(text)
+        ]
+
+    assert parsed(mine) == parsed(theirs)
+    assert len(parsed(mine)[0][3]) == 2 * len(ids) and len(parsed(mine)[1][3]) == len(gpu)
+
+
+async def test_a_scrape_gives_the_loop_back_between_slices_of_nodes() -> None:
+    """``/metrics`` renders per-node families in slices: the page is the same as ``render``'s,
+    and other work on the loop runs before a scrape of many nodes is through."""
+    metrics = Metrics()
+    for i in range(1_200):
+        metrics.dispatch.node_jobs[f"node-{i:05d}"] = [i, i / 8]
+    order: list[str] = []
+
+    async def scrape() -> bytes:
+        page = await metrics.render_in_slices()
+        order.append("scrape")
+        return page
+
+    async def dispatch() -> None:
+        order.append("dispatch")
+
+    page, _ = await asyncio.gather(scrape(), dispatch())
+    assert order == ["dispatch", "scrape"]
+    family = "switchboard_node_job_seconds"
+    head = b"# HELP " + family.encode()
+    again = metrics.render()
+    assert page[page.index(head) :] == again[again.index(head) :]  # per-node part, written last
+    assert page.decode().count(family + "_count{") == 1_200

@@ -133,9 +133,8 @@ async def health_ready(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     # Prometheus' own content type (with its format version), not a bare text/plain.
-    return web.Response(
-        body=_sched(request).metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    body = await _sched(request).metrics.render_in_slices()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @routes.get("/api/v1/stats")

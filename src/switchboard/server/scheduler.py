@@ -32,7 +32,7 @@ from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
 from switchboard.server.room_channel import RoomDesk
-from switchboard.server.scrape import ClusterCollector
+from switchboard.server.scrape import ClusterCollector, gpu_family
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore
@@ -153,6 +153,7 @@ class Scheduler:
                 store_up=lambda: self.dispatcher.store_up,
             )
         )
+        self.metrics.register_nodes(gpu_family(self.registry.node_states))
         # Configured pools: the file's [[pools]] and the store's shared copy (pool_sync.py).
         self.pool_sync = PoolSync(
             pool_config if pool_config is not None else MemoryPoolConfig(),

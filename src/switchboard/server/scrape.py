@@ -14,6 +14,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from switchboard.management.nodes import NodeState
+from switchboard.metrics import NodeFamily
 from switchboard.runtime.values import NodeStatus, Pair
 
 
@@ -50,16 +51,24 @@ class ClusterCollector(Collector):
                 by_status.add_metric([status.value], counts[status])
         yield by_status
         yield _pairs(nodes)
-        gpu = GaugeMetricFamily(
-            "switchboard_node_gpu_percent",
-            "GPU use each node last reported in its heartbeat (absent: the node reports none)",
-            labels=["node_id"],
-        )
-        for node in nodes:
-            usage = node.usage
-            if usage is not None and usage.gpu_percent is not None:
-                gpu.add_metric([node.node_id], float(usage.gpu_percent))
-        yield gpu
+
+
+def gpu_family(nodes: Callable[[], list[NodeState]]) -> NodeFamily:
+    """GPU use per node: a per-node family, written as text (``metrics.NodeFamily``)."""
+
+    def rows() -> list[tuple[str, tuple[float]]]:
+        return [
+            (node.node_id, (node.usage.gpu_percent,))
+            for node in nodes()
+            if node.usage is not None and node.usage.gpu_percent is not None
+        ]
+
+    return NodeFamily(
+        "switchboard_node_gpu_percent",
+        "GPU use each node last reported in its heartbeat (absent: the node reports none)",
+        "gauge",
+        rows,
+    )
 
 
 def _pairs(nodes: list[NodeState]) -> GaugeMetricFamily:
