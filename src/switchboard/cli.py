@@ -72,6 +72,11 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
     ("instance_id", "ID", "This instance's name in a cluster on one Redis (default: generated)."),
     ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),
+    (
+        "workers",
+        "N",
+        "Run N instances behind one port (SO_REUSEPORT), each a cluster member; needs Redis.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
@@ -213,6 +218,10 @@ def serve(config_path: str | None, **flags: object) -> None:
         from switchboard.bench.hooks import tool_hooks  # the tools plug in; the server never
 
         hooks = tool_hooks(settings)
+    if settings.workers > 1:
+        from switchboard.server.workers import run_workers
+
+        sys.exit(run_workers(settings, hooks))
     sys.exit(run(settings, hooks))
 
 
