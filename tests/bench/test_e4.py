@@ -37,6 +37,7 @@ def test_e4_quick_run_answers_everything_and_reports_each_figure(
         assert row["unanswered"] == 0 and row["out_of_order"] == 0, row
         assert set(row["external_latency_ms"]) == {"p50", "p90", "p99", "p999", "max"}
         assert row["redis_commands_per_job"] > 0 and row["redis_top_commands_per_job"]
+        assert row["run_cores"] > 0 and row["other_cores"] >= 0  # what held the cores
     assert [r["instances"] for r in rows[:4]] == [2, 2, 1, 2]
     assert all(r["jobs_per_s"] > 0 for r in rows[2:4])
 

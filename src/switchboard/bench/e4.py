@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 import urllib.request
 import uuid
@@ -61,14 +62,26 @@ HEADROOM = 0.5  # size instances and shards to run at half of what was measured 
 MAX_SESSIONS_PER_INSTANCE = 10_000  # --max-sessions' default
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (``/proc/stat``):
+    with our processes' own CPU time it shows what else held the cores during a run."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 class RedisCounters:
-    """``INFO commandstats`` and ``INFO cpu`` of the benchmark's redis-server, by mark."""
+    """``INFO commandstats`` and ``INFO cpu`` of the benchmark's redis-server, and the
+    machine's busy time, by mark."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.marks: dict[str, tuple[dict[str, int], float]] = {}
+        self.busy: dict[str, tuple[float, float]] = {}  # mark → (busy CPU s, monotonic)
 
     def mark(self, name: str) -> None:
+        self.busy[name] = (machine_busy_s(), time.monotonic())
         with admin.sync_client(self.port, timeout=5) as client:
             stats = client.info("commandstats")
             cpu = client.info("cpu")
@@ -87,7 +100,9 @@ class RedisCounters:
         total = sum(delta.values())
         top = sorted(delta.items(), key=lambda kv: -kv[1])[:5]
         per = max(jobs, 1)
+        (busy0, t0), (busy1, t1) = self.busy[first], self.busy[last]
         return {
+            "machine_busy_cores": round((busy1 - busy0) / max(t1 - t0, 1e-9), 2),
             "redis_commands": total,
             "redis_commands_per_job": round(total / per, 2),
             "redis_top_commands_per_job": {k: round(v / per, 2) for k, v in top},
@@ -217,7 +232,15 @@ class E4:
             )
         samples = servers[0].stop()
         jobs = sum(r.tally.answered for r in outcome.results)
-        return outcome, samples, self.redis.per_job(jobs)
+        counts = self.redis.per_job(jobs)
+        # The cores this run's own processes used; the machine's busy cores less these are
+        # what other work on the machine held meanwhile.
+        ours = outcome.server_cpu_s + sum(r.cpu_s for r in outcome.results) + counts["redis_cpu_s"]
+        counts["run_cores"] = round(ours / max(outcome.wall_s, 1e-9), 2)
+        counts["other_cores"] = round(
+            max(0.0, counts["machine_busy_cores"] - counts["run_cores"]), 2
+        )
+        return outcome, samples, counts
 
     def _latency(self, placement: str) -> None:
         from switchboard.bench.runs import _measured

@@ -397,6 +397,11 @@ def _top(row: Row) -> str:
     return ", ".join(f"{name} {count:g}" for name, count in top.items()) or "—"
 
 
+def _cores(row: Row) -> str:
+    run, other = row.get("run_cores"), row.get("other_cores")
+    return "—" if run is None or other is None else f"{run:.2f} / {other:.2f}"
+
+
 _E4_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("E4 run", lambda r: str(r.get("phase"))),
     ("instances", lambda r: _num(r.get("instances"))),
@@ -412,6 +417,7 @@ _E4_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("most called, per job", _top),
     ("sched CPU % (all)", lambda r: _num(r.get("server_cpu_pct"), "{:.0f}")),
     ("gen CPU %", lambda r: _gen(r)),
+    ("cores busy: run / other", _cores),
     ("notes", lambda r: _notes(r)),
 )
 
@@ -430,6 +436,13 @@ def e4_summary(rows: Sequence[Row]) -> list[str]:
     j1, j2 = (one or {}).get("jobs_per_s"), (two or {}).get("jobs_per_s")
     ratio = "—" if not j1 or not j2 else f"{j2 / j1:.2f} ({j2:,.0f} / {j1:,.0f} jobs/s)"
     lines.append(f"| jobs/s, 2 instances / 1 instance, same run | ≥ 1.3 | {ratio} |")
+    for row, label in ((one, "1 instance"), (two, "2 instances")):
+        if row is not None and row.get("run_cores") is not None:
+            lines.append(
+                f"| cores busy during the closed loop, {label}: this run / other work | — | "
+                f"{row['run_cores']:.2f} / {row['other_cores']:.2f} of "
+                f"{row['machine_busy_cores']:.2f} busy |"
+            )
     if one is not None and two is not None:
         lines.append(
             "| Redis commands per job, 1 / 2 instances (saturated) | — | "
@@ -499,7 +512,9 @@ def e4_markdown(rows: Sequence[Row]) -> list[str]:
         "nodes and sessions on each of two; every process (instances, load generators, "
         "redis-server) shares this machine's cores. Redis counts are `INFO commandstats` / "
         "`INFO cpu` between the start and the end of the load, every command but INFO, "
-        "background included, over the jobs answered. *failover*: `switchboard node` agents "
+        "background included, over the jobs answered. *Cores busy*: this run's processes "
+        "(instances, generators, redis-server) against everything else the machine ran "
+        "meanwhile (`/proc/stat`). *failover*: `switchboard node` agents "
         "with `--url A --url B` on A, client sessions on B, A SIGKILLed mid-load.",
         "",
         *e4_summary(rows),
