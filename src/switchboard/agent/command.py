@@ -95,4 +95,4 @@ def run_node(options: NodeOptions) -> int:
         # One machine-readable line per (re)registration, for wrappers, tests and the demo.
         print(f"switchboard node {node_id} registered with {url}", flush=True)
 
-    return run_agent(config, backend, on_registered=registered)
+    return run_agent(config, backend, on_registered_with=registered)
