@@ -7,6 +7,7 @@ ports, so the test needs no root and touches nothing of the system's nginx."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from pathlib import Path
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from switchboard.tools.procs import ChildProcess, free_port
+from switchboard.tools.procs import AgentProcess, ChildProcess, free_port
 from tests.e2e.conftest import ServerFactory
-from tests.e2e.harness import FakeNode, FakeSession, ServerProcess, eventually
+from tests.e2e.harness import FakeNode, FakeSession, ServerProcess, eventually, scaled
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -68,7 +69,11 @@ async def three(
     server_factory: ServerFactory, redis_server: RedisServer, namespace: str
 ) -> list[ServerProcess]:
     on_redis = ("--redis-url", redis_server.url, "--redis-namespace", namespace)
-    behind_proxy = {"max_connections_per_address": 0, "max_http_requests_per_address": 0}
+    behind_proxy = {
+        "max_connections_per_address": 0,
+        "max_http_requests_per_address": 0,
+        "instance_ttl": 1.0,  # a killed instance's nodes are free to move after a second
+    }
     return [
         await server_factory(*on_redis, "--instance-id", name, **behind_proxy)
         for name in ("lb-a", "lb-b", "lb-c")
@@ -160,3 +165,37 @@ async def test_sessions_and_nodes_through_nginx_spread_over_three_instances(
     finally:
         for peer in [*nodes, *sessions]:
             await peer.close()
+
+
+async def test_an_agent_behind_nginx_moves_when_its_instance_dies(
+    nginx: str, three: list[ServerProcess], tmp_path: Path
+) -> None:
+    """One URL, nginx's: when the instance holding the node is killed, the agent reconnects
+    through nginx, which skips the dead instance, and registers on a survivor (after
+    NODE_ID_CONFLICT while the dead instance's presence lives)."""
+    ws = nginx.replace("http://", "ws://", 1)
+    agent = AgentProcess(
+        ["--url", ws, "--node-id", "behind-lb", "--reconnect-max", "0.5"],
+        log_path=tmp_path / "agent.log",
+    )
+    by_name = dict(zip(("lb-a", "lb-b", "lb-c"), three, strict=True))
+    held_by: list[str] = []
+
+    async def held(*, not_by: str | None = None) -> bool:
+        rows = {r["node_id"]: r for r in await get_json(nginx + "/api/v1/nodes")}
+        row = rows.get("behind-lb")
+        if row is None or row["status"] != "ready" or row["instance_id"] == not_by:
+            return False
+        held_by.append(row["instance_id"])
+        return True
+
+    try:
+        await asyncio.to_thread(agent.start, scaled(10))
+        await eventually(held, "the node listed ready", within=5)
+        first = held_by[-1]
+        await asyncio.to_thread(by_name[first].kill)
+        await asyncio.to_thread(agent.wait_match, 2, scaled(15))  # registered again
+        await eventually(lambda: held(not_by=first), "the node on a survivor", within=5)
+        assert held_by[-1] in set(by_name) - {first}
+    finally:
+        agent.kill()
