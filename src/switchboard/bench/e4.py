@@ -36,9 +36,10 @@ import os
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from switchboard.bench.loadgen import GenSpec
 from switchboard.bench.orchestrate import BenchError, ServerProc, run_load
@@ -71,7 +72,7 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-class RedisCounters:
+class RunCounters:
     """``INFO commandstats`` and ``INFO cpu`` of the benchmark's redis-server, and the
     machine's busy time, by mark."""
 
@@ -112,8 +113,6 @@ class RedisCounters:
 
 
 def _port_of(url: str) -> int:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise BenchError("E4 reads Redis's counters over loopback: use a local Redis")
@@ -187,7 +186,7 @@ class E4:
         self.bench = bench
         self.config = bench.config
         assert bench.redis_url is not None
-        self.redis = RedisCounters(_port_of(bench.redis_url))
+        self.redis = RunCounters(_port_of(bench.redis_url))
 
     def run(self) -> None:
         for placement in ("same", "cross"):
@@ -205,9 +204,10 @@ class E4:
         return flags
 
     @contextlib.contextmanager
-    def _instances(self, count: int, label: str, **extra: object) -> Any:
-        """``count`` fresh instances on one fresh namespace; their latency samples (of the
-        first, which holds the sessions) are returned by :meth:`_stop`."""
+    def _instances(self, count: int, label: str, **extra: object) -> Iterator[list[ServerProc]]:
+        """``count`` fresh instances (``e4-a``, ``e4-b``) on one fresh namespace, stopped on
+        the way out unless a run stopped them first (:meth:`_load` stops the first for its
+        latency samples)."""
         namespace = f"bench-e4-{uuid.uuid4().hex[:8]}"
         servers: list[ServerProc] = []
         try:
