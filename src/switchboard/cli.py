@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -78,6 +79,11 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),
     ("max_tenants", "N", "Distinct tenants tracked at once; past it, new ones share the default."),
     ("priority_aging", "SECONDS", "A class waiting this long is served one class higher; 0: off."),
+    (
+        "workers",
+        "N",
+        "Run N instances behind one port (SO_REUSEPORT), each a cluster member; needs Redis.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
@@ -219,11 +225,45 @@ def serve(config_path: str | None, **flags: object) -> None:
         from switchboard.bench.hooks import tool_hooks  # the tools plug in; the server never
 
         hooks = tool_hooks(settings)
+    if settings.workers > 1:
+        from switchboard.server.workers import run_workers
+
+        sys.exit(run_workers(settings, hooks))
     sys.exit(run(settings, hooks))
 
 
-@main.command()
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="The scheduler.")
+def _node_config(ctx: click.Context, _param: click.Parameter, path: str | None) -> None:
+    """``node --config FILE``: a TOML table keyed by the flags' names (``url = [...]``,
+    ``pair = [...]``, ``max_concurrency = 2``) becomes the defaults under the environment
+    (SWITCHBOARD_NODE_*) and the flags, as ``serve``'s file is."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}") from None
+    assert ctx.command is not None
+    names = {
+        param.opts[0].lstrip("-").replace("-", "_"): param.name
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and param.name not in (None, "config_path")
+    }
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise click.BadParameter(f"unknown key(s) in {path}: {', '.join(unknown)}")
+    ctx.default_map = {names[key]: value for key, value in table.items()}
+
+
+@main.command(context_settings={"auto_envvar_prefix": "SWITCHBOARD_NODE"})
+@click.option(
+    "--url",
+    multiple=True,
+    default=(DEFAULT_URL,),
+    show_default=True,
+    help="The scheduler; repeat (or separate by commas) for instances of one cluster, tried"
+    " in turn when a connection is lost or refused.",
+)
 @click.option(
     "--pair",
     "pairs",
@@ -301,8 +341,21 @@ def serve(config_path: str | None, **flags: object) -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    is_eager=True,
+    expose_value=False,
+    callback=_node_config,
+    help="TOML file keyed by these flags' names (url = [...]). Flags beat SWITCHBOARD_NODE_*"
+    " beat it.",
+)
 def node(**options: Any) -> None:
-    """Run a node agent (contract §1): register, heartbeat, run jobs; drain on SIGTERM."""
+    """Run a node agent (contract §1): register, heartbeat, run jobs; drain on SIGTERM.
+
+    Every flag also reads from SWITCHBOARD_NODE_<FLAG> (SWITCHBOARD_NODE_URL="ws://a ws://b")
+    and from --config FILE."""
     from switchboard.agent.command import NodeOptions, run_node
 
     sys.exit(run_node(NodeOptions(**options)))

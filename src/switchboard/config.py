@@ -76,6 +76,11 @@ settable the same three ways:
     the lifetime of an instance's presence key, refreshed every third of it; an instance
     silent that long is gone: its nodes leave every view, and jobs other instances placed on
     them fail over.  Redis only.
+``workers`` (1)
+    ``serve`` runs this many full instances behind one port (SO_REUSEPORT), each its own
+    process, event loop and cluster member (``<instance_id>-w<k>``), supervised by the parent
+    (``server/workers.py``).  More than one needs the Redis store: the embedded store lives in
+    one process's memory, so workers on it could not share slots and would over-fill nodes.
 ``pools`` (none; the config file only)
     the configured pools, as ``[[pools]]`` tables with the fields of the ``PUT /api/v1/pools``
     body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
@@ -199,6 +204,7 @@ class Settings:
     tenants: tuple[TenantSpec, ...] = ()
     max_tenants: int = 1000
     priority_aging: float = 1.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -209,6 +215,7 @@ class Settings:
                 name = _FILE_NAMES.get(f.name) or flag_name(f.name)
                 raise ConfigError(f"{name}: {problem}")
         _check_exposure(self)
+        _check_workers(self)
 
     def __repr__(self) -> str:
         # Hand-written so the Redis URL's password is redacted too, and so a set token shows
@@ -412,6 +419,16 @@ def _check_exposure(settings: Settings) -> None:
             f" {verb} not set; set {'it' if len(missing) == 1 else 'them'}"
             " (flag, SWITCHBOARD_* environment or config file) or pass --insecure"
             " to accept peers without tokens"
+        )
+
+
+def _check_workers(settings: Settings) -> None:
+    """Workers share nothing but Redis: on the embedded store each would hold its own slots."""
+    if settings.workers > 1 and settings.store != "redis":
+        raise ConfigError(
+            f"--workers {settings.workers} needs the Redis store (--redis-url URL): the embedded"
+            " store lives in one process's memory, so separate worker processes could not share"
+            " nodes' slots; use --workers 1 (the default) without Redis"
         )
 
 
@@ -668,6 +685,7 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "tenants": _Spec(_parse_tenants, _check_tenants),
     "max_tenants": _COUNT,
     "priority_aging": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: strict priority
+    "workers": _Spec(_parse_int, _int_range(1, 256)),
 }
 # How an error names a key that only the config file can give.
 _FILE_NAMES: Final = {"pools": "[[pools]]", "tenants": "[tenants]"}

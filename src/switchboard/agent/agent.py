@@ -61,6 +61,9 @@ class AgentConfig:
     """How a node connects and what it announces (``switchboard node`` flags)."""
 
     url: str = DEFAULT_URL
+    # More schedulers to try, round-robin after ``url``, when a connection is lost or refused
+    # (instances of one cluster: docs/scale-out.md).
+    more_urls: tuple[str, ...] = ()
     pairs: tuple[tuple[str, str], ...] = (("en", "de"),)
     services: tuple[str, ...] = SERVICES
     max_concurrency: int = 4
@@ -83,7 +86,13 @@ class AgentConfig:
                 raise ValueError(f"{name} must be greater than 0")
         if self.reconnect_max < self.reconnect_initial or self.drain_timeout < 0:
             raise ValueError("reconnect_max must be >= reconnect_initial, drain_timeout >= 0")
-        endpoint(self.url, "/ws/node")  # raises ValueError for an unusable URL
+        for url in self.urls:
+            endpoint(url, "/ws/node")  # raises ValueError for an unusable URL
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every scheduler, in the order they are tried."""
+        return (self.url, *self.more_urls)
 
 
 class _Outcome(enum.Enum):
@@ -156,7 +165,8 @@ class NodeAgent:
         self.stats = AgentStats()
         self.peak_running = 0
         self.abandoned = 0  # jobs cut short by a lost connection or the drain timeout
-        self._url = endpoint(config.url, "/ws/node")
+        self._urls = tuple(endpoint(url, "/ws/node") for url in config.urls)
+        self._at = 0  # the scheduler of the current (or next) connection
         self._on_registered = on_registered
         self._rng = rng
         self._jobs: dict[str, _Running] = {}
@@ -166,6 +176,15 @@ class NodeAgent:
         self._ident: wire.Identity | None = None
 
     # --- public -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The scheduler of the current (or next) connection, as configured."""
+        return self.config.urls[self._at]
+
+    @property
+    def _url(self) -> str:
+        return self._urls[self._at]
 
     @property
     def running_jobs(self) -> int:
@@ -220,6 +239,9 @@ class NodeAgent:
                 return 1
             if outcome is _Outcome.DONE:
                 break
+            # Lost or refused here (a dead instance, or NODE_ID_CONFLICT while the cluster
+            # still counts the node as a dead instance's): the next scheduler gets the next try.
+            self._at = (self._at + 1) % len(self._urls)
             delay = backoff.next_delay()
             log.info("reconnecting to %s in %.2fs (attempt %d)", self._url, delay, backoff.failures)
             with contextlib.suppress(TimeoutError):

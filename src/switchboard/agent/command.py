@@ -17,7 +17,7 @@ from switchboard.protocol import langs
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeOptions:
-    url: str
+    url: Sequence[str]
     pairs: Sequence[str]
     services: str
     max_concurrency: int
@@ -42,13 +42,24 @@ def parse_pair(text: str) -> tuple[str, str]:
     return langs.normalize(src), langs.normalize(tgt)
 
 
+def split_urls(given: Sequence[str]) -> tuple[str, ...]:
+    """Each ``--url`` (or the list from SWITCHBOARD_NODE_URL or the config file) may itself
+    hold several, separated by commas or spaces; duplicates are dropped, order kept."""
+    urls = (url for value in given for url in value.replace(",", " ").split())
+    return tuple(dict.fromkeys(urls))
+
+
 def build(options: NodeOptions) -> tuple[AgentConfig, Backend]:
     """The agent's configuration and backend; ``ValueError`` with a message for the user."""
     services = tuple(s.strip().lower() for s in options.services.split(",") if s.strip())
     if not services:
         raise ValueError("--services needs at least one service (asr,nmt,tts)")
+    urls = split_urls(options.url)
+    if not urls:
+        raise ValueError("--url needs at least one scheduler URL")
     config = AgentConfig(
-        url=options.url,
+        url=urls[0],
+        more_urls=urls[1:],
         pairs=tuple(dict.fromkeys(parse_pair(p) for p in options.pairs)),
         services=services,
         max_concurrency=options.max_concurrency,
@@ -80,8 +91,8 @@ def run_node(options: NodeOptions) -> int:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return 2
 
-    def registered(node_id: str) -> None:
+    def registered(node_id: str, url: str) -> None:
         # One machine-readable line per (re)registration, for wrappers, tests and the demo.
-        print(f"switchboard node {node_id} registered with {config.url}", flush=True)
+        print(f"switchboard node {node_id} registered with {url}", flush=True)
 
-    return run_agent(config, backend, on_registered=registered)
+    return run_agent(config, backend, on_registered_with=registered)

@@ -18,19 +18,31 @@ def run_agent(
     backend: Backend,
     *,
     on_registered: Callable[[str], None] | None = None,
+    on_registered_with: Callable[[str, str], None] | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT, then drain; returns the exit status.
 
     The first signal drains (no new work, running jobs finish and are answered, exit 0); a
-    second one stops at once, abandoning running jobs (exit 1).
+    second one stops at once, abandoning running jobs (exit 1).  At each registration
+    ``on_registered`` gets the node id, and ``on_registered_with`` the node id and the URL of
+    the scheduler it registered with (one of several, with ``more_urls``).
     """
-    return asyncio.run(_main(config, backend, on_registered))
+    return asyncio.run(_main(config, backend, on_registered, on_registered_with))
 
 
 async def _main(
-    config: AgentConfig, backend: Backend, on_registered: Callable[[str], None] | None
+    config: AgentConfig,
+    backend: Backend,
+    on_registered: Callable[[str], None] | None,
+    on_registered_with: Callable[[str, str], None] | None,
 ) -> int:
-    agent = NodeAgent(config, backend, on_registered=on_registered)
+    def registered(node_id: str) -> None:
+        if on_registered is not None:
+            on_registered(node_id)
+        if on_registered_with is not None:
+            on_registered_with(node_id, agent.url)
+
+    agent = NodeAgent(config, backend, on_registered=registered)
     task = asyncio.ensure_future(agent.run())
     loop = asyncio.get_running_loop()
 

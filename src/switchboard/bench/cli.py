@@ -48,8 +48,9 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--quick", is_flag=True, help="Seconds per scenario: a smoke run, not a measurement.")
 @click.option(
     "--scenarios",
-    callback=_csv(("hot", "e1", "e2", "e3", "rss")),
-    help="Subset of hot,e1,e2,e3,rss (hot: E0, the scheduler's own cost).",
+    callback=_csv(("hot", "e1", "e2", "e3", "rss", "e4")),
+    help="Subset of hot,e1,e2,e3,rss,e4 (hot: E0, the scheduler's own cost; e4: instances on"
+    " one Redis).",
 )
 @click.option(
     "--designs",

@@ -17,7 +17,7 @@ import shutil
 import time
 import urllib.request
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -135,7 +135,14 @@ def run_load(
     progress: Progress,
     ready_timeout: float = 180.0,
     run_timeout: float = 600.0,
+    others: Sequence[ServerProc] = (),
+    marks: Callable[[str], None] | None = None,
 ) -> LoadOutcome:
+    """One run of ``specs`` against ``server``.  ``others``: more instances of its cluster
+    (E4): each must list every node ready before the load starts, and their CPU counts in
+    ``server_cpu_s``.  ``marks`` is called with ``"go"`` just before the plans start and
+    ``"done"`` once every generator is through (E4 reads Redis's counters there)."""
+    servers = [server, *others]
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
     go, release, sessions_done = ctx.Event(), ctx.Event(), ctx.Event()
@@ -153,13 +160,22 @@ def run_load(
         proc.start()
     try:
         _await_ready(messages, len(procs), ready_timeout, procs)
-        _await_nodes_ready(server, sum(len(spec.nodes) for spec in specs), ready_timeout)
+        expected = sum(len(spec.nodes) for spec in specs)
+        if others:
+            for one in servers:
+                _await_listed_ready(one, expected, ready_timeout)
+        else:
+            _await_nodes_ready(server, expected, ready_timeout)
         rss_ready = rss_bytes(server.pid)
-        cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
+        if marks is not None:
+            marks("go")
+        cpu0, t0 = sum(cpu_seconds(one.pid) for one in servers), time.perf_counter()
         go.set()
         release.set()
         results = _collect(messages, procs, progress, t0, run_timeout, with_sessions, sessions_done)
-        cpu1, t1 = cpu_seconds(server.pid), time.perf_counter()
+        cpu1, t1 = sum(cpu_seconds(one.pid) for one in servers), time.perf_counter()
+        if marks is not None:
+            marks("done")
         rss_after = rss_bytes(server.pid)
     finally:
         for proc in procs:
@@ -199,6 +215,19 @@ def _await_nodes_ready(server: ServerProc, expected: int, timeout: float) -> Non
             return
         if time.monotonic() > deadline:
             raise BenchError(f"only {nodes['ready']} of {expected} nodes became ready")
+        time.sleep(0.05)
+
+
+def _await_listed_ready(server: ServerProc, expected: int, timeout: float) -> None:
+    """``server`` lists every node of the cluster ready (its own and the other instances')."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = json.loads(server.get("/api/v1/nodes"))
+        ready = sum(1 for row in rows if row["status"] == "ready")
+        if ready >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{server.url} lists only {ready} of {expected} nodes ready")
         time.sleep(0.05)
 
 

@@ -330,8 +330,9 @@ def headline_table(items: Sequence[Headline]) -> str:
 
 def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -> str:
     hot = [r for r in rows if r["scenario"] == "E0"]
-    rows = [r for r in rows if r["scenario"] != "E0"]
-    parts: list[str] = []
+    scale = [r for r in rows if r["scenario"] == "E4"]
+    rows = [r for r in rows if r["scenario"] not in ("E0", "E4")]
+    parts: list[str] = [*e4_markdown(scale)] if scale else []
     if hot:
         parts += [
             "### E0: the scheduler's own cost (issue 9)",
@@ -381,4 +382,143 @@ def _footer(machine: dict[str, object], command: str) -> list[str]:
         f" {machine.get('loadavg_at_start')}.",
         "",
         f"Command: `{command}`",
+    ]
+
+
+# --- E4 (issue 10): instances on one Redis -------------------------------------------------------
+
+
+def _e4_find(rows: Sequence[Row], phase: str) -> Row | None:
+    return _find(rows, scenario="E4", phase=phase)
+
+
+def _top(row: Row) -> str:
+    top = row.get("redis_top_commands_per_job") or {}
+    return ", ".join(f"{name} {count:g}" for name, count in top.items()) or "—"
+
+
+def _cores(row: Row) -> str:
+    run, other = row.get("run_cores"), row.get("other_cores")
+    return "—" if run is None or other is None else f"{run:.2f} / {other:.2f}"
+
+
+_E4_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("E4 run", lambda r: str(r.get("phase"))),
+    ("instances", lambda r: _num(r.get("instances"))),
+    ("sessions", lambda r: _num(r.get("sessions"))),
+    ("nodes", lambda r: _num(r.get("nodes"))),
+    ("**outside p50 ms**", lambda r: _lat(r, "p50", "external_latency_ms")),
+    ("outside p90", lambda r: _lat(r, "p90", "external_latency_ms")),
+    ("outside p99", lambda r: _lat(r, "p99", "external_latency_ms")),
+    ("inside p50 / p99 (A)", lambda r: f"{_lat(r, 'p50')} / {_lat(r, 'p99')}"),
+    ("**jobs/s**", lambda r: _num(r.get("jobs_per_s"))),
+    ("Redis cmds/job", lambda r: _num(r.get("redis_commands_per_job"), "{:.1f}")),
+    ("Redis CPU µs/job", lambda r: _num(r.get("redis_cpu_us_per_job"), "{:.0f}")),
+    ("most called, per job", _top),
+    ("sched CPU % (all)", lambda r: _num(r.get("server_cpu_pct"), "{:.0f}")),
+    ("gen CPU %", lambda r: _gen(r)),
+    ("cores busy: run / other", _cores),
+    ("notes", lambda r: _notes(r)),
+)
+
+
+def e4_summary(rows: Sequence[Row]) -> list[str]:
+    """Issue 10's figures from this run's E4 rows (targets stated, never assumed met)."""
+    same, cross = _e4_find(rows, "same"), _e4_find(rows, "cross")
+    one, two = _e4_find(rows, "max x1"), _e4_find(rows, "max x2")
+    fail, size = _e4_find(rows, "failover"), _e4_find(rows, "sizing")
+    lines = ["| figure | target | measured |", "|---|---|---|"]
+    p_same, p_cross = _ext(same, "p50"), _ext(cross, "p50")
+    diff = "—"
+    if p_same is not None and p_cross is not None:
+        diff = f"{p_cross - p_same:+.3f} ms ({_ms(p_cross)} − {_ms(p_same)})"
+    lines.append(f"| cross-instance outside p50 − same-instance p50 | ≤ 0.5 ms | {diff} |")
+    j1, j2 = (one or {}).get("jobs_per_s"), (two or {}).get("jobs_per_s")
+    ratio = "—" if not j1 or not j2 else f"{j2 / j1:.2f} ({j2:,.0f} / {j1:,.0f} jobs/s)"
+    lines.append(f"| jobs/s, 2 instances / 1 instance, same run | ≥ 1.3 | {ratio} |")
+    for row, label in ((one, "1 instance"), (two, "2 instances")):
+        if row is not None and row.get("run_cores") is not None:
+            lines.append(
+                f"| cores busy during the closed loop, {label}: this run / other work | — | "
+                f"{row['run_cores']:.2f} / {row['other_cores']:.2f} of "
+                f"{row['machine_busy_cores']:.2f} busy |"
+            )
+    if one is not None and two is not None:
+        lines.append(
+            "| Redis commands per job, 1 / 2 instances (saturated) | — | "
+            f"{_num(one.get('redis_commands_per_job'), '{:.1f}')} / "
+            f"{_num(two.get('redis_commands_per_job'), '{:.1f}')} |"
+        )
+    if same is not None and cross is not None:
+        lines.append(
+            "| Redis commands per job, same / cross (speaking pace) | — | "
+            f"{_num(same.get('redis_commands_per_job'), '{:.1f}')} / "
+            f"{_num(cross.get('redis_commands_per_job'), '{:.1f}')} |"
+        )
+    if fail is not None:
+        ttl = fail.get("instance_ttl_s")
+        lines += [
+            f"| failover: kill → its nodes out of the survivor's view (`--instance-ttl` {ttl} s)"
+            f" | ≤ node-offline time | {_s(fail.get('failover_nodes_left_view_s'))} |",
+            "| failover: kill → its nodes registered on the survivor and ready | — | "
+            f"{_s(fail.get('failover_nodes_reregistered_s'))} |",
+            "| failover: kill → first successful answer to a job in flight on it | — | "
+            f"{_s(fail.get('failover_first_answer_s'))} |",
+            "| failover: utterances sent / answered with a result / errors / unanswered | "
+            "every one answered | "
+            f"{fail.get('sent')} / {fail.get('results')} / "
+            f"{sum((fail.get('errors') or {}).values())} / {fail.get('unanswered')} |",
+        ]
+    if size is not None:
+        lines.append(
+            f"| on paper: {size['target_sessions']:,} sessions at one utterance per 3 s "
+            f"({size['jobs_per_s_needed']:,} jobs/s) | — | {_sizing_text(size)} |"
+        )
+    return lines
+
+
+def _s(value: object) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def _sizing_text(size: Row) -> str:
+    instances, shards = size.get("instances"), size.get("redis_shards")
+    if instances is None:
+        return "not measured"
+    text = (
+        f"{instances} instances (jobs: {size['instances_by_jobs']} at "
+        f"{size['jobs_per_s_per_instance']:,.0f} jobs/s each and {size['headroom']:.0%} "
+        f"load; sessions: {size['instances_by_sessions']} at 10,000 each)"
+    )
+    if shards is not None:
+        text += (
+            f"; {shards} Redis shard(s) at {size['headroom']:.0%} of one core each "
+            f"({size['redis_cpu_us_per_job']:.0f} µs of Redis CPU and "
+            f"{size['redis_commands_per_job']:.1f} commands per job: "
+            f"{size['redis_commands_per_s']:,} commands/s)"
+        )
+    return text
+
+
+def e4_markdown(rows: Sequence[Row]) -> list[str]:
+    runs = [r for r in rows if r.get("phase") not in ("failover", "sizing")]
+    return [
+        "### E4: instances on one Redis (issue 10)",
+        "",
+        "*same* / *cross*: two instances A and B on one Redis, sessions on A, instant nodes on "
+        "A or on B, at a speaking pace; outside latency is session send → node receives "
+        "`job_assign` (another process's clock reading, one monotonic clock). *max x1* / "
+        "*max x2*: a closed loop over instant nodes against one instance, or with half the "
+        "nodes and sessions on each of two; every process (instances, load generators, "
+        "redis-server) shares this machine's cores. Redis counts are `INFO commandstats` / "
+        "`INFO cpu` between the start and the end of the load, every command but INFO, "
+        "background included, over the jobs answered. *Cores busy*: this run's processes "
+        "(instances, generators, redis-server) against everything else the machine ran "
+        "meanwhile (`/proc/stat`). *failover*: `switchboard node` agents "
+        "with `--url A --url B` on A, client sessions on B, A SIGKILLed mid-load.",
+        "",
+        *e4_summary(rows),
+        "",
+        markdown_table(runs, _E4_COLUMNS),
+        "",
     ]

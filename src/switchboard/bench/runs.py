@@ -84,7 +84,8 @@ class Bench:
 
     def run(self) -> BenchResult:
         with contextlib.ExitStack() as stack:
-            if "redis" in self.config.stores and self.redis_url is None:
+            needs_redis = "redis" in self.config.stores or "e4" in self.config.scenarios
+            if needs_redis and self.redis_url is None:
                 redis = RedisProc(self.workdir)
                 redis.start()
                 stack.callback(redis.stop)
@@ -96,6 +97,7 @@ class Bench:
                     "e2": self._e2,
                     "e3": self._e3,
                     "rss": self._rss,
+                    "e4": self._e4,
                 }[scenario]()
         return self.result
 
@@ -243,6 +245,13 @@ class Bench:
             row.update(_measured(outcome, samples, [(start, end)]))
             row.update(phase="max", concurrency=c.hot_max_sessions * c.hot_max_window)
             self.result.rows.append(row)
+
+    # --- E4 (issue 10): instances on one Redis ------------------------------------------------
+
+    def _e4(self) -> None:
+        from switchboard.bench.e4 import E4
+
+        E4(self).run()
 
     # --- RSS --------------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ E0 hot         (``hot``, issue 9) the scheduler's own cost: E2's speaking pace a
                measured from outside first.  Then a closed loop over the same instant nodes:
                completed jobs/s of one process.
 RSS            10,000 sessions connected and idle: the scheduler's memory per session.
+E4 scale-out   (``e4``, issue 10) instances on one Redis: same- against cross-instance
+               latency, jobs/s of one and of two instances, Redis commands per job, the
+               failover time after an instance is killed, and a sizing on paper (``e4.py``).
 
 Every scenario runs each design (``snapshot``, ``global_lock``) on each store, interleaved
 point by point, so every headline figure is a ratio measured in one run.
@@ -28,7 +31,7 @@ from switchboard.bench.loadgen import GenSpec, NodeSpec
 from switchboard.bench.storm import StormSpec
 
 Pair = tuple[str, str]
-SCENARIOS = ("hot", "e1", "e2", "e3", "rss")
+SCENARIOS = ("hot", "e1", "e2", "e3", "rss", "e4")
 DESIGNS = ("snapshot", "global_lock")
 STORES = ("memory", "redis")
 # English to and from five languages: ten directed pairs, as a European/Asian deployment.
@@ -78,6 +81,20 @@ class BenchConfig:
     # E0's nodes and sessions in two generator processes (``split_roles``) instead of
     # ``generators`` processes each holding a share of both.
     hot_split_roles: bool = False
+    # E4 (issue 10): instances on one Redis, instant nodes (the scheduler's cost, not theirs).
+    e4_nodes: int = 40
+    e4_slots: int = 64  # per node: as E0, a slot wait is news
+    e4_sessions: int = 300  # latency: open loop at e4_rate utterances/s/session
+    e4_rate: float = 0.5
+    e4_warmup_s: float = 2.0
+    e4_seconds: float = 8.0  # latency: the measured phase
+    e4_max_sessions: int = 200  # throughput: closed loop, e4_window outstanding each
+    e4_window: int = 2
+    e4_max_duration: float = 8.0
+    e4_instance_ttl: float = 2.0  # failover: --instance-ttl of both instances
+    e4_failover_nodes: int = 2  # failover: `switchboard node` agents on the killed instance
+    e4_failover_sessions: int = 4  # failover: client sessions on the survivor
+    e4_job_s: float = 0.3  # failover: the agents' job latency (median), so jobs are in flight
     e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
     e3_speed: float = 8.0
     generators: int = 1
@@ -107,6 +124,17 @@ class BenchConfig:
             hot_max_sessions=20,
             hot_max_duration=1.5,
             rss_sessions=200,
+            e4_nodes=6,
+            e4_sessions=20,
+            e4_rate=2.0,
+            e4_warmup_s=0.5,
+            e4_seconds=1.5,
+            e4_max_sessions=20,
+            e4_max_duration=1.5,
+            e4_instance_ttl=1.0,
+            e4_failover_nodes=1,
+            e4_failover_sessions=2,
+            e4_job_s=0.1,
             e3_speed=40.0,
             warmup=0.3,
         )

@@ -10,17 +10,30 @@ never collide between scheduler instances sharing one Redis (holders are
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 
-_PREFIX = secrets.token_hex(4).upper()
+_PREFIX = ""
 _jobs = itertools.count(1)
 
 # Trace ids: a UUID's shape, version 8 ("custom", RFC 9562 §5.8) and the RFC variant; 74
 # random bits fixed per process, then a 48-bit counter.  Readers that parse a UUID get one.
-_rand = secrets.token_hex(10)
-_variant = "89ab"[int(_rand[15], 16) % 4]
-_TRACE_HEAD = f"{_rand[:8]}-{_rand[8:12]}-8{_rand[12:15]}-{_variant}{_rand[16:19]}-"
+_TRACE_HEAD = ""
 _traces = itertools.count(1)
+
+
+def _draw() -> None:
+    """Draw this process's prefixes; again in a forked child (``serve --workers``), whose ids
+    would otherwise repeat its parent's and its siblings' on the shared Redis."""
+    global _PREFIX, _TRACE_HEAD
+    _PREFIX = secrets.token_hex(4).upper()
+    rand = secrets.token_hex(10)
+    variant = "89ab"[int(rand[15], 16) % 4]
+    _TRACE_HEAD = f"{rand[:8]}-{rand[8:12]}-8{rand[12:15]}-{variant}{rand[16:19]}-"
+
+
+_draw()
+os.register_at_fork(after_in_child=_draw)
 
 
 def job_id() -> str:

@@ -67,14 +67,25 @@ class ServeHooks:
     grace: float | None = None  # shutdown grace; default min(job timeout, 5 s)
 
 
-def run(settings: Settings, hooks: ServeHooks | None = None) -> int:
-    """Serve until a signal; returns the exit status."""
+def run(
+    settings: Settings,
+    hooks: ServeHooks | None = None,
+    *,
+    worker: Callable[[str], None] | None = None,
+) -> int:
+    """Serve until a signal; returns the exit status.  ``worker``: this process is one of
+    ``serve --workers N`` (server/workers.py); it shares the port (SO_REUSEPORT) and is called
+    with the address once listening, instead of printing the one ``listening`` line."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(serve(settings, hooks=hooks))
+        return runner.run(serve(settings, hooks=hooks, worker=worker))
 
 
 async def serve(
-    settings: Settings, *, ready: asyncio.Event | None = None, hooks: ServeHooks | None = None
+    settings: Settings,
+    *,
+    ready: asyncio.Event | None = None,
+    hooks: ServeHooks | None = None,
+    worker: Callable[[str], None] | None = None,
 ) -> int:
     hooks = hooks or ServeHooks()
     sched = Scheduler(
@@ -99,7 +110,12 @@ async def serve(
     )
     await app_runner.setup()
     site = web.TCPSite(
-        app_runner, settings.host, settings.port, reuse_address=True, backlog=hooks.backlog
+        app_runner,
+        settings.host,
+        settings.port,
+        reuse_address=True,
+        reuse_port=True if worker is not None else None,
+        backlog=hooks.backlog,
     )
     try:
         await site.start()
@@ -117,10 +133,14 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     # One machine-readable line, so wrappers and tests can find a port chosen with --port 0.
     # Printed once the signal handlers are in: a wrapper may stop us as soon as it reads it.
-    print(
-        f"switchboard listening on http://{settings.host}:{port} (store={sched.store.name})",
-        flush=True,
-    )
+    # A worker tells its parent instead, which prints the line once every worker listens.
+    if worker is not None:
+        worker(f"http://{settings.host}:{port}")
+    else:
+        print(
+            f"switchboard listening on http://{settings.host}:{port} (store={sched.store.name})",
+            flush=True,
+        )
     settle_heap()
     if ready is not None:
         ready.set()
