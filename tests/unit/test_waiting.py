@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from switchboard.dispatch.jobs import Job, Session
@@ -268,6 +268,9 @@ def _reference_order(line: WaitingLine, flows: list[Tenant]) -> list[Job]:
         st.tuples(st.sampled_from(["add", "serve", "drop"]), st.integers(0, 5), st.integers(1, 4)),
         max_size=50,
     ),
+)
+@example(  # equal tags: 2.0 against ten 0.2s added up (1.9999999999999998)
+    weights=[0.5, 0.5, 5], events=[("add", 0, 1), ("add", 2, 2), ("add", 2, 4), ("add", 2, 4)]
 )
 def test_the_heap_of_tenants_gives_the_fair_queueing_order(
     weights: list[float], events: list[tuple[str, int, int]]

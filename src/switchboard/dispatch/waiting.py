@@ -139,21 +139,24 @@ class _Class:
             yield from next(iter(flows.values())).jobs
             return
         heap, vtime = self.heap, self.vtime
-        # Each item: (tag, seq, tie, heap index or -1, the flow's job iterator, its cost).
-        todo: list[tuple[float, int, int, int, Iterator[Job] | None, float]] = []
+        # Each item: (tag, seq, tie, heap index or -1, the flow's job iterator, its cost, the
+        # flow's first tag, k): the flow's k-th job is at first + k * cost, a product rather
+        # than k sums, so that equal tags stay equal (and ties go to the older job).
+        todo: list[tuple[float, int, int, int, Iterator[Job] | None, float, float, int]] = []
         if heap:
             top = heap[0]
             tag = top[_TAG] if top[_TAG] > vtime else vtime
-            todo.append((tag, top[_SEQ], next(_ties), 0, None, 0.0))
+            todo.append((tag, top[_SEQ], next(_ties), 0, None, 0.0, tag, 0))
         size = len(heap)
         while todo:
-            tag, _, _, index, jobs, cost = heapq.heappop(todo)
+            tag, _, _, index, jobs, cost, first, k = heapq.heappop(todo)
             if index >= 0:  # a flow's heap entry: its children may come next
                 for child in (2 * index + 1, 2 * index + 2):
                     if child < size:
                         e = heap[child]
                         at = e[_TAG] if e[_TAG] > vtime else vtime
-                        heapq.heappush(todo, (at, e[_SEQ], next(_ties), child, None, 0.0))
+                        item = (at, e[_SEQ], next(_ties), child, None, 0.0, at, 0)
+                        heapq.heappush(todo, item)
                 flow = heap[index][_FLOW]
                 if flow is None:
                     continue  # blanked
@@ -167,7 +170,10 @@ class _Class:
             if following is not None:
                 # The flow's next job, one cost later; the iterator is re-read from it.
                 again = itertools.chain((following,), jobs)
-                heapq.heappush(todo, (tag + cost, following.seq, next(_ties), -1, again, cost))
+                k += 1
+                heapq.heappush(
+                    todo, (first + k * cost, following.seq, next(_ties), -1, again, cost, first, k)
+                )
 
 
 _ties = itertools.count()
