@@ -38,16 +38,17 @@ from switchboard.dispatch.actions import (
 )
 from switchboard.dispatch.core import DispatchCore
 from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
-from switchboard.errors import StoreUnavailable
+from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.metrics import Metrics
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
 from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
-from switchboard.store.base import InlineStore, ReservationStore
+from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 
 log = logging.getLogger("switchboard.dispatch")
+_UNKNOWN = 1 << 30  # the capacity of a node gone from the view: never counted as full
 
 
 class DispatchDriver:
@@ -72,6 +73,8 @@ class DispatchDriver:
         self.dispatched_total = 0
         self._queue: deque[Action] | None = None  # what run() is performing, while it is
         self._wake_soon = False  # a wake for a new snapshot is scheduled
+        self._snapshots = snapshots
+        self.leases_recreated_total = 0  # leases of running jobs the store had lost
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -98,6 +101,7 @@ class DispatchDriver:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._store.reassert_on_connect(self._claims, lease_s=self._lease, lost=self._lost)
         self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
 
     async def stop(self) -> None:
@@ -330,8 +334,11 @@ class DispatchDriver:
     # --- leases and the store's health ------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Renew live jobs' leases every third of a lease, retry refused releases, and probe
-        the store every second so ``/health`` notices an outage even while idle."""
+        """Renew live jobs' leases every third of a lease (re-creating any the store lost),
+        retry refused releases, and probe the store every second so ``/health`` notices an
+        outage even while idle.  When the store is back after an outage the leases are
+        re-asserted before the waiting line is woken: they may have expired meanwhile, and
+        the jobs still run on their nodes."""
         tick = min(self._lease / 3, 1.0)
         renew_every = self._lease / 3
         last_renewal = time.monotonic()
@@ -341,15 +348,58 @@ class DispatchDriver:
             try:
                 if time.monotonic() - last_renewal >= renew_every:
                     last_renewal = time.monotonic()
-                    leases = core.leases()
-                    if leases:
-                        await self._store.renew(leases, lease_s=self._lease)
+                    await self.reassert_leases()
                 for node_id, holder in list(core.unreleased):
                     await self._store.release(node_id, holder)
                     core.unreleased.discard((node_id, holder))
             except StoreUnavailable:
                 core.store_failed()
-            if await self._store.ping():
-                self.run(core.store_recovered(now=time.monotonic()))
-            else:
+            if not await self._store.ping():
                 core.store_failed()
+                continue
+            if not core.store_up:
+                try:
+                    await self.reassert_leases()
+                except StoreUnavailable:
+                    continue
+            self.run(core.store_recovered(now=time.monotonic()))
+
+    async def reassert_leases(self) -> None:
+        """Make the store hold the lease of every running job: renewed if live, created again
+        if lost (Redis restarted without persistence, or the leases expired while this
+        instance could not reach it).  Sent in order with reservations and releases (the Redis
+        store's hot-path connection), so a reservation made after it counts these jobs, and a
+        job that ends after it drops its lease.  Raises ``StoreUnavailable``."""
+        claims = self._claims()
+        if not claims:
+            return
+        try:
+            counts = await awaited(self._store.reassert_soon, claims, lease_s=self._lease)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            log.error("re-asserting leases failed: %r", exc)
+            return
+        if len(counts) == 3 and counts[1]:
+            self._lost(int(counts[1]), int(counts[2]))
+
+    def _claims(self) -> list[Claim]:
+        nodes = self._snapshots.current.nodes
+        claims = []
+        for node_id, holder in self.core.leases():
+            node = nodes.get(node_id)
+            # A node gone from the view: its jobs fail over soon; its lease still counts.
+            claims.append((node_id, holder, _UNKNOWN if node is None else node.max_concurrency))
+        return claims
+
+    def _lost(self, recreated: int, over: int) -> None:
+        """The store had lost ``recreated`` leases of running jobs, now held again.  The ones
+        on a node already full (``over``: another instance took the slot while the lease was
+        gone) are held over its capacity: the node runs those jobs, so every reservation must
+        count them until they end (docs/scale-out.md, "Leases lost by Redis")."""
+        self.leases_recreated_total += recreated
+        log.warning(
+            "re-created %d lease(s) of running jobs that the store had lost (%d on a full node)",
+            recreated,
+            over,
+        )

@@ -55,6 +55,9 @@ _NO_DATA: Final = object()  # what hiredis.Reader.gets() returns until a whole r
 DEFAULT_MAX_IN_FLIGHT: Final = 10_000
 # A reply's value, or the error instead (``evalsha_then``).
 Reply = Callable[[Any, BaseException | None], None]
+# What a new connection runs first (after AUTH/SELECT), made at connect time: the command and
+# the handler of its reply; None: nothing this time.
+SetUpHook = Callable[[], "tuple[tuple[Arg, ...], Callable[[Any], None]] | None"]
 DEFAULT_HOST: Final = "localhost"  # redis-py's defaults, for a URL that names no host or port
 DEFAULT_PORT: Final = 6379
 
@@ -274,6 +277,9 @@ class PipelinedClient:
         self._conn: _Connection | None = None
         self._opening: set[asyncio.Task[None]] = set()  # strong references to running connects
         self._closed = False
+        # A command a new connection runs after its handshake and before any other, made
+        # when the socket is up, and what to do with its reply (the store's lease re-assert).
+        self.set_up_hook: SetUpHook | None = None
 
     async def evalsha(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run ``script``; after a ``SCRIPT FLUSH`` or a restart (``NOSCRIPT``) run it once
@@ -351,11 +357,18 @@ class PipelinedClient:
         """Connect ``conn`` and run the set-up within the connect timeout; any failure fails
         the connection and with it every call queued on it."""
         commands = [_pack(command) for command in _handshake(self._endpoint)]
+        then: Callable[[Any], None] | None = None
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await self._dial(conn)
                 if not conn.usable:  # closed, or given up as stalled, while connecting
                     return
+                # Made now, with nothing between it and the write: it reflects the state
+                # every command queued after it was made in.
+                extra = self.set_up_hook() if self.set_up_hook is not None else None
+                if extra is not None:
+                    commands.append(_pack(extra[0]))
+                    then = extra[1]
                 replies = await asyncio.gather(*conn.set_up(commands), return_exceptions=True)
         except asyncio.CancelledError:
             conn.abort(ConnectionFailed("redis client closed"))
@@ -369,6 +382,8 @@ class PipelinedClient:
                 conn.abort(ConnectionFailed(f"redis refused the connection set-up: {reply}"))
             if isinstance(reply, BaseException):  # the connection has failed already
                 return
+        if then is not None:
+            then(replies[-1])
         conn.open()
 
     async def _dial(self, conn: _Connection) -> None:
