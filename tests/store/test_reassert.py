@@ -4,6 +4,7 @@ hot-path connection runs before anything queued on it (a restart without persist
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -93,3 +94,25 @@ async def test_memory_store_reassert_renews() -> None:
     store = MemoryStore()
     assert await store.try_reserve(ONE, "j1:1", lease_s=LONG) == "a"
     assert await reassert(store, [("a", "j1:1", 1), ("a", "gone:1", 1)]) == [1, 0, 0]
+
+
+@pytest.mark.redis
+async def test_after_a_restart_the_leases_come_back_without_waiting_for_a_call(
+    own_redis_server: RedisServer, own_store: RedisStore, namespace: str
+) -> None:
+    """Another instance may reserve right after the restart: the store reconnects by itself
+    while it has running jobs, so their leases are back as soon as Redis is."""
+    running: list[Claim] = []
+    own_store.reassert_on_connect(lambda: running, lease_s=LONG, lost=lambda n, over: None)
+    assert await own_store.try_reserve(ONE, "j1:1", lease_s=LONG) == "a"
+    running.append(("a", "j1:1", 1))
+    own_redis_server.restart()
+    other = RedisStore.from_url(own_redis_server.url, namespace=namespace)
+    try:
+        for _ in range(200):  # the other instance's view: j1's lease, with no call from ours
+            if await other.reserved(["a"]) == {"a": 1}:
+                break
+            await asyncio.sleep(0.02)
+        assert await other.try_reserve(ONE, "other:1", lease_s=LONG) is None
+    finally:
+        await other.close()

@@ -48,6 +48,7 @@ from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
 from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 
 log = logging.getLogger("switchboard.dispatch")
+_PROBE_S = 0.5  # the store's health probe: an outage is noticed within this and a timeout
 _UNKNOWN = 1 << 30  # the capacity of a node gone from the view: never counted as full
 
 
@@ -264,6 +265,8 @@ class DispatchDriver:
 
     def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
         if self._inline is None:
+            if not self.core.store_up:
+                self._reassert_first()
             self._store.reserve_soon(
                 [(action.candidates, action.holder)],
                 lease_s=self._lease,
@@ -278,6 +281,8 @@ class DispatchDriver:
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
         requests = [(r.candidates, r.holder) for r in action.items]
         if self._inline is None:
+            if not self.core.store_up:
+                self._reassert_first()
             self._store.reserve_soon(requests, lease_s=self._lease, done=self._round_reserved)
             return
         results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
@@ -334,18 +339,25 @@ class DispatchDriver:
     # --- leases and the store's health ------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Renew live jobs' leases every third of a lease (re-creating any the store lost),
-        retry refused releases, and probe the store every second so ``/health`` notices an
-        outage even while idle.  When the store is back after an outage the leases are
-        re-asserted before the waiting line is woken: they may have expired meanwhile, and
-        the jobs still run on their nodes."""
-        tick = min(self._lease / 3, 1.0)
+        """Probe the store twice a second, so an outage is noticed (and jobs waiting for a
+        slot are refused, ``store_lost``) within 2 s even while idle; renew live jobs' leases
+        every third of a lease, re-creating any the store lost; retry refused releases.  When
+        the store is back after an outage the leases are re-asserted before the waiting line
+        is woken: they may have expired meanwhile, and the jobs still run on their nodes."""
+        tick = min(self._lease / 3, _PROBE_S)
         renew_every = self._lease / 3
         last_renewal = time.monotonic()
         core = self.core
         while True:
             await asyncio.sleep(tick)
+            if not await self._store.ping():
+                self.run(core.store_lost())
+                continue
             try:
+                if not core.store_up:
+                    last_renewal = time.monotonic()
+                    await self.reassert_leases()
+                    self.run(core.store_recovered(now=time.monotonic()))
                 if time.monotonic() - last_renewal >= renew_every:
                     last_renewal = time.monotonic()
                     await self.reassert_leases()
@@ -354,15 +366,6 @@ class DispatchDriver:
                     core.unreleased.discard((node_id, holder))
             except StoreUnavailable:
                 core.store_failed()
-            if not await self._store.ping():
-                core.store_failed()
-                continue
-            if not core.store_up:
-                try:
-                    await self.reassert_leases()
-                except StoreUnavailable:
-                    continue
-            self.run(core.store_recovered(now=time.monotonic()))
 
     async def reassert_leases(self) -> None:
         """Make the store hold the lease of every running job: renewed if live, created again
@@ -381,6 +384,18 @@ class DispatchDriver:
             log.error("re-asserting leases failed: %r", exc)
             return
         if len(counts) == 3 and counts[1]:
+            self._lost(int(counts[1]), int(counts[2]))
+
+    def _reassert_first(self) -> None:
+        """Ahead of a reservation made while the store is (or was, as far as we know) down:
+        the running jobs' leases may have expired meanwhile, and the reservation must count
+        them.  Sent first on the same connection, so Redis runs it first (``reassert_leases``)."""
+        claims = self._claims()
+        if claims:
+            self._store.reassert_soon(claims, lease_s=self._lease, done=self._reasserted)
+
+    def _reasserted(self, counts: Sequence[int] | None, error: BaseException | None) -> None:
+        if error is None and counts is not None and len(counts) == 3 and counts[1]:
             self._lost(int(counts[1]), int(counts[2]))
 
     def _claims(self) -> list[Claim]:

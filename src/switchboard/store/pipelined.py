@@ -57,6 +57,7 @@ DEFAULT_MAX_IN_FLIGHT: Final = 10_000
 Reply = Callable[[Any, BaseException | None], None]
 # What a new connection runs first (after AUTH/SELECT), made at connect time: the command and
 # the handler of its reply; None: nothing this time.
+_RECONNECT_S: Final = 0.05  # how soon a lost connection is opened again while it is needed
 SetUpHook = Callable[[], "tuple[tuple[Arg, ...], Callable[[Any], None]] | None"]
 DEFAULT_HOST: Final = "localhost"  # redis-py's defaults, for a URL that names no host or port
 DEFAULT_PORT: Final = 6379
@@ -348,10 +349,26 @@ class PipelinedClient:
             log.warning("redis hot-path connection silent for %g s; reconnecting", self._stall_s)
             conn.abort(ConnectionFailed(f"redis sent nothing for {self._stall_s:g} s"))
         conn = self._conn = _Connection(max_in_flight=self._max_in_flight)
+        conn.lost.add_done_callback(lambda _: self._lost(conn))
         task = asyncio.get_running_loop().create_task(self._open(conn))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
         return conn
+
+    def _lost(self, conn: _Connection) -> None:
+        """A connection ended.  If the set-up hook has something to say (the store's running
+        jobs' leases), connect again soon rather than at the next call: after a Redis restart
+        the leases are back within a retry of Redis being up, before other instances fill
+        the slots; while nothing needs it, a connection is opened only by the next call."""
+        if self._closed or self._conn is not conn or self.set_up_hook is None:
+            return
+        asyncio.get_running_loop().call_later(_RECONNECT_S, self._reconnect, conn)
+
+    def _reconnect(self, conn: _Connection) -> None:
+        if self._closed or self._conn is not conn or self.set_up_hook is None:
+            return
+        if self.set_up_hook() is not None:
+            self._connection()
 
     async def _open(self, conn: _Connection) -> None:
         """Connect ``conn`` and run the set-up within the connect timeout; any failure fails
