@@ -193,3 +193,39 @@ async def test_an_instance_cut_off_from_redis_stops_dispatching_and_does_not_ove
         await until_leases(probe, node.node_id, 0, "no lease left")
     finally:
         await proxy.stop()
+
+
+async def test_a_flushall_is_noticed_by_the_presence_and_the_leases_come_back(
+    server_factory: ServerFactory,
+    own_redis_server: RedisServer,
+    namespace: str,
+    peers: Peers,
+    probe: RedisStore,
+) -> None:
+    """A ``FLUSHALL`` leaves every connection up: no reconnect re-asserts.  The instance finds
+    its presence gone at its next announce (a third of ``--instance-ttl``), long before the
+    renewal (a third of a 60 s lease) would, and re-asserts its running job's lease then."""
+    a = await server_factory(
+        "--redis-url",
+        own_redis_server.url,
+        "--redis-namespace",
+        namespace,
+        "--instance-id",
+        "inst-a",
+        instance_ttl=scaled(1.5),
+        reservation_lease=60.0,
+        pending_timeout=20.0,
+    )
+    node = await peers.node(a, behaviour=SILENT, max_concurrency=1)
+    assert node.node_id is not None
+    on_a = await peers.session(a)
+    await on_a.utter(0)
+    first = await node.wait_assign()
+    await until_leases(probe, node.node_id, 1, "A's lease")
+    with own_redis_server.client() as admin:
+        admin.flushall()
+    await until_leases(probe, node.node_id, 1, "A's lease re-created after the FLUSHALL")
+    await node.answer(first)
+    assert (await on_a.wait_answer(0))["type"] == "translation_result"
+    await a.wait_idle()
+    await until_leases(probe, node.node_id, 0, "no lease left")

@@ -76,6 +76,7 @@ class DispatchDriver:
         self._wake_soon = False  # a wake for a new snapshot is scheduled
         self._snapshots = snapshots
         self.leases_recreated_total = 0  # leases of running jobs the store had lost
+        self._reasserting = False  # a re-assert ahead of reservations awaits its answer
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -389,12 +390,19 @@ class DispatchDriver:
     def _reassert_first(self) -> None:
         """Ahead of a reservation made while the store is (or was, as far as we know) down:
         the running jobs' leases may have expired meanwhile, and the reservation must count
-        them.  Sent first on the same connection, so Redis runs it first (``reassert_leases``)."""
+        them.  Sent first on the same connection, so Redis runs it first (``reassert_leases``).
+        One at a time: a reservation behind one still unanswered is behind it on the wire too
+        (and a new connection re-asserts by itself), so an outage costs one per round trip,
+        not one per reservation."""
+        if self._reasserting:  # one is on its way, ahead of this reservation
+            return
         claims = self._claims()
         if claims:
+            self._reasserting = True
             self._store.reassert_soon(claims, lease_s=self._lease, done=self._reasserted)
 
     def _reasserted(self, counts: Sequence[int] | None, error: BaseException | None) -> None:
+        self._reasserting = False
         if error is None and counts is not None and len(counts) == 3 and counts[1]:
             self._lost(int(counts[1]), int(counts[2]))
 
