@@ -121,3 +121,22 @@ def test_stale_results_spoil_a_clean_run() -> None:
     ledger.stale()
     assert ledger.figures().stale_relayed == 1
     assert not ledger.figures().clean
+
+
+def test_ending_a_line_says_how_many_it_cut_and_first_answers_lists_each_utterance() -> None:
+    """What a resending client and the cut-off check read: the count a line's end cut (once),
+    and each utterance's send time with its first answer."""
+    ledger = Ledger()
+    line = ledger.open_line()
+    ledger.sent(line, 0, at=1.0)
+    ledger.sent(line, 1, at=2.0)
+    ledger.sent(line, 2, at=3.0)
+    ledger.answered(line, 0, "SCHEDULER_DEPENDENCY_DOWN", at=1.5)
+    ledger.answered(line, 0, RESULT, at=1.7)
+    assert ledger.first_answers(line) == [
+        (1.0, "SCHEDULER_DEPENDENCY_DOWN", 1.5),
+        (2.0, None, None),
+        (3.0, None, None),
+    ]
+    assert ledger.end_line(line, "disconnected", at=4.0) == 2
+    assert ledger.end_line(line, "disconnected", at=5.0) == 0  # ended once

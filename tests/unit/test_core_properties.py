@@ -569,3 +569,27 @@ def test_closing_a_session_twice_leaves_its_tenant_once() -> None:
     assert second.session is not None
     sim.perform(sim.core.close_session(second.session))
     assert sim.core.tenants.get("x") is None
+def test_a_store_found_down_refuses_the_waiting_line_and_new_waiters_at_once() -> None:
+    """Contract §3 (refuse within 2 s): a job waiting for a slot this instance's own jobs
+    hold would otherwise wait its whole pending timeout while no slot can be reserved."""
+    sim = Sim([1])
+    s = sim.open("s")
+    other = sim.open("t")  # its own session: answers are in order per session
+    sim.utter(s, 0)  # takes the one slot
+    sim.utter(other, 0)  # waits
+    assert sim.core.waiting() == 1
+    sim.perform(sim.core.store_lost())
+    assert [(m["type"], m.get("code")) for m in other.out] == [
+        ("error", "SCHEDULER_DEPENDENCY_DOWN")
+    ]
+    sim.utter(other, 1)  # would wait: refused at once while the store is down
+    assert [m.get("code") for m in other.out] == ["SCHEDULER_DEPENDENCY_DOWN"] * 2
+    assert sim.core.waiting() == 0
+    node = sim.nodes["n0"]
+    sim.answer(node, next(iter(node.running)), success=True)  # the running job finishes
+    assert [m["type"] for m in s.out] == ["translation_result"]
+    sim.perform(sim.core.store_recovered(now=sim.now))
+    sim.utter(other, 2)  # placed again
+    assert [m["utterance_index"] for m in node.running.values()] == [2]
+    sim.answer(node, next(iter(node.running)), success=True)
+    assert other.out[-1]["type"] == "translation_result"

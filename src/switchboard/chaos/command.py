@@ -39,6 +39,11 @@ async def run_suite(
 
     outcomes = []
     for scenario, store in runs:
+        reason = scenario.unavailable()
+        if reason is not None:
+            if echo:
+                click.echo(f"{scenario.name}: skipped ({reason})", err=True)
+            continue
         where = workdir / f"{slug(scenario.name)}-{store}"
         where.mkdir(parents=True, exist_ok=True)
         outcome = await run_one(scenario, store, profile, where)

@@ -8,10 +8,14 @@ returns once the load is over and everything it broke is running again, so that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import os
 import signal
+import time
 from collections.abc import Callable
 
-from switchboard.chaos.rig import Rig
+from switchboard.chaos.rig import Profile, Rig
 from switchboard.chaos.slow import SlowConsumer
 from switchboard.chaos.storm import storm
 
@@ -206,3 +210,174 @@ async def _wait_sessions(rig: Rig, ok: Callable[[int], bool], *, within: float) 
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+# --- several instances on one Redis (issue 10 item 7) -----------------------------------------
+
+
+def cluster_flags(profile: Profile) -> dict[str, object]:
+    """Instances that notice a dead one soon (its nodes may register elsewhere only then)."""
+    return {"instance_ttl": instance_ttl(profile)}
+
+
+def instance_ttl(profile: Profile) -> float:
+    return max(1.5 * profile.scale, 6 * profile.heartbeat_interval)
+
+
+def lasting(seconds: Callable[[Profile], float]) -> Callable[[Profile], Profile]:
+    """A profile whose load lasts at least ``seconds(profile)`` (a lower rate, the same
+    number of utterances): a fault that takes long must still meet load, and after it."""
+
+    def shape(profile: Profile) -> Profile:
+        rate = min(profile.rate, profile.utterances / seconds(profile))
+        return dataclasses.replace(profile, rate=rate)
+
+    return shape
+
+
+def lasting_at_rate(seconds: Callable[[Profile], float]) -> Callable[[Profile], Profile]:
+    """A profile whose load lasts at least ``seconds(profile)`` at its rate (more utterances)."""
+
+    def shape(profile: Profile) -> Profile:
+        utterances = max(profile.utterances, int(profile.rate * seconds(profile)))
+        return dataclasses.replace(profile, utterances=utterances)
+
+    return shape
+
+
+def cutoff_for(profile: Profile) -> float:
+    """Longer than a lease (the cut-off instance's leases expire meanwhile) and than the 2 s
+    within which it must refuse, with room to check that it did."""
+    return max(1.5 * profile.reservation_lease, 3.0 * profile.scale)
+
+
+async def instance_kill(rig: Rig) -> None:
+    """SIGKILL one of the instances mid-load.  Its nodes and sessions connect to the others
+    next (as an agent with several ``--url``s, or a client behind a load balancer, does); a
+    node gets in once the dead instance's presence has expired.  Its sessions resend what it
+    left unanswered."""
+    if not await rig.still_loading_after(rig.profile.episode_every * 2):
+        return
+    victim = rig.schedulers[1]
+    survivors = [sched for sched in rig.schedulers if sched is not victim]
+    moved = [node for node in rig.nodes if node.url.startswith(victim.ws_url)]
+    on_victim = [s for s in rig.sessions if s.url.startswith(victim.ws_url)]
+    for n, node in enumerate(moved):
+        node.url = survivors[n % len(survivors)].ws_url + "/ws/node"
+    for n, session in enumerate(on_victim):
+        session.retarget(survivors[n % len(survivors)].ws_url)
+    # Mid-load: when the victim has utterances in flight (bounded: the load may be light).
+    with contextlib.suppress(TimeoutError):
+        await _until(lambda: sum(s.pending for s in on_victim) >= 2, rig.profile.episode_every)
+    connections = [node.counts.connections for node in moved]
+    rig.fault()
+    await victim.kill()
+    # Until every moved node has registered again, on a survivor.
+    await _until(
+        lambda: all(n.counts.connections > c for n, c in zip(moved, connections, strict=True)),
+        30 + 3 * instance_ttl(rig.profile),
+    )
+    rig.repaired()
+    await rig.done.wait()
+    # The sessions resend at once on reconnecting; give the last of them a moment.
+    with contextlib.suppress(TimeoutError):
+        await _until(lambda: not any(s.to_resend for s in rig.sessions), rig.profile.answer_within)
+    resent = sum(s.resent for s in rig.sessions)
+    rig.checks["every utterance the dead instance left unanswered was resent"] = not any(
+        s.to_resend for s in rig.sessions
+    )
+    rig.notes.append(
+        f"instance kill: sb-1 SIGKILLed; {len(moved)} nodes and {len(on_victim)} sessions"
+        f" moved to sb-0 and sb-2; {resent} utterances resent (each is also counted once as"
+        " cut, 'disconnected')"
+    )
+
+
+async def redis_cutoff(rig: Rig) -> None:
+    """Cut instance sb-0 off from Redis at its proxy (a partition: its connections to Redis
+    stay open and carry nothing; its node and session sockets stay up), for longer than a
+    lease; then heal.  sb-0 must refuse new utterances (``SCHEDULER_DEPENDENCY_DOWN``) within
+    2 s, and not over-fill any node when it comes back (the node counts that)."""
+    proxy = rig.proxy
+    assert proxy is not None
+    profile = rig.profile
+    cut_for = cutoff_for(profile)
+    within = 2.0 * profile.scale
+    on_cut = [s for n, s in enumerate(rig.sessions) if rig.home(n) is rig.sched]
+    checked = late = dispatched = 0
+    while await rig.still_loading_after(profile.episode_every):
+        lines = {s.line for s in on_cut if s.line is not None}
+        rig.fault()
+        cut_at = rig.now()
+        proxy.cut()
+        await asyncio.sleep(cut_for)
+        proxy.heal()
+        healed_at = rig.now()
+        rig.repaired()
+        # Sent after the cut and long enough before the heal that no store could answer.
+        await asyncio.sleep(within)
+        for line in lines:
+            for sent_at, kind, answered_at in rig.ledger.first_answers(line):
+                if not cut_at + 0.05 <= sent_at <= healed_at - within:
+                    continue
+                checked += 1
+                if kind != REFUSED_DOWN:
+                    dispatched += 1
+                elif answered_at is None or answered_at - sent_at > within:
+                    late += 1
+    rig.checks["the cut-off instance refused every utterance within 2 s"] = not (dispatched or late)
+    rig.notes.append(
+        f"Redis cutoff: sb-0 cut off {cut_for:.1f}s per episode; {checked} utterances sent to"
+        f" it while cut off (and 2 s before the heal): {dispatched} not refused, {late} refused"
+        " later than 2 s"
+    )
+
+
+REFUSED_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
+
+
+# --- Redis Cluster (waits for cluster support in the store) ----------------------------------
+
+CLUSTER_URL_ENV = "SWITCHBOARD_CHAOS_CLUSTER_URL"
+
+
+def shard_cluster_flags(profile: Profile) -> dict[str, object]:
+    """On the given cluster, in a namespace of the run's own."""
+    return {
+        **cluster_flags(profile),
+        "redis_url": os.environ[CLUSTER_URL_ENV],
+        "redis_namespace": f"chaos-{os.getpid()}-{int(time.time())}",
+    }
+
+
+def shard_failover_unavailable() -> str | None:
+    """Why the shard failover cannot run: it needs a Redis Cluster (the store's cluster
+    support and a cluster launcher are not part of this build); None once one is given."""
+    if os.environ.get(CLUSTER_URL_ENV):
+        return None
+    return (
+        f"needs a Redis Cluster: set {CLUSTER_URL_ENV}=redis://host:port (a node of a cluster"
+        " with a replica per primary) once the store speaks Redis Cluster"
+    )
+
+
+async def shard_failover(rig: Rig) -> None:
+    """Promote the replica of the shard that holds the namespace's keys (``CLUSTER FAILOVER
+    FORCE`` on the replica: its primary is treated as lost), under load."""
+    from switchboard.store.admin import fail_over_shard
+
+    url = os.environ[CLUSTER_URL_ENV]
+    while await rig.still_loading_after(rig.profile.episode_every * 2):
+        rig.fault()
+        namespace = str(rig.sched_flags.get("redis_namespace", "switchboard"))
+        promoted = await asyncio.to_thread(fail_over_shard, url, namespace)
+        rig.notes.append(f"shard failover: {promoted} promoted")
+        rig.repaired()
+        return
+
+
+async def _until(done: Callable[[], bool], within: float) -> None:
+    """Poll ``done`` (state another task changes without an event) for at most ``within``."""
+    async with asyncio.timeout(within):
+        while not done():  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.05)

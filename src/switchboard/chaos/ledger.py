@@ -110,15 +110,25 @@ class Ledger:
         """A result the node sent for a cancelled attempt reached the client."""
         self.stale_relayed += 1
 
-    def end_line(self, line: int, reason: str, at: float) -> None:
-        """The line closed; its unanswered utterances are cut for ``reason``."""
+    def end_line(self, line: int, reason: str, at: float) -> int:
+        """The line closed; its unanswered utterances are cut for ``reason``; how many."""
         record = self._lines[line]
         if record.ended is not None:
-            return
+            return 0
         record.ended = reason
+        cut = 0
         for utterance in record.utterances.values():
             if _open(utterance):
                 utterance.cut, utterance.cut_at = reason, at
+                cut += 1
+        return cut
+
+    def first_answers(self, line: int) -> list[tuple[float, str | None, float | None]]:
+        """Each utterance of ``line``: when it was sent, its first answer's kind and time."""
+        return [
+            (u.sent_at, *(u.answers[0][::-1] if u.answers else (None, None)))
+            for u in self._lines[line].utterances.values()
+        ]
 
     def fault(self, at: float) -> None:
         """A fault was injected now; it also ends now unless :meth:`repaired` says later."""

@@ -128,6 +128,23 @@ class SchedulerProc(_Proc):
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
 
+    async def ready_nodes(self) -> int:
+        """Nodes ``/api/v1/nodes`` lists as ready (0 while it cannot be read)."""
+        try:
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(self.url + "/api/v1/nodes") as resp,
+            ):
+                if resp.status != 200:
+                    return 0
+                rows = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 0
+        if not isinstance(rows, list):
+            return 0
+        return sum(1 for row in rows if isinstance(row, dict) and row.get("status") == "ready")
+
     def tracebacks(self) -> int:
         """Tracebacks in the log: every one is a defect to explain."""
         return self.process.tracebacks()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from switchboard.chaos.ledger import Ledger
 from switchboard.chaos.procs import AgentProc, RedisProc, SchedulerProc
+from switchboard.chaos.proxy import RedisProxy
 from switchboard.chaos.sessions import ChaosSession
 from switchboard.tools.fakenode import Conduct, FakeNode
 
@@ -42,6 +43,7 @@ class Profile:
     episode_every: float  # time between two fault episodes
     storm_sessions: int
     storm_per_address: int = 200  # below the default --max-connections-per-address (256)
+    scale: float = 1.0  # how much ``scaled`` stretched the times
 
     def scaled(self, factor: float) -> Profile:
         """Every time stretched by ``factor`` (a slow machine), sizes unchanged."""
@@ -59,7 +61,9 @@ class Profile:
                 "episode_every",
             }
         }
-        return dataclasses.replace(self, rate=self.rate / factor, **times)
+        return dataclasses.replace(
+            self, rate=self.rate / factor, scale=self.scale * factor, **times
+        )
 
     @property
     def answer_within(self) -> float:
@@ -115,7 +119,12 @@ class Rig:
     workdir: Path
     ledger: Ledger = field(default_factory=Ledger)
     redis: RedisProc | None = None
-    scheduler: SchedulerProc | None = None
+    scheduler: SchedulerProc | None = None  # the first instance
+    schedulers: list[SchedulerProc] = field(default_factory=list)  # every instance
+    instances: int = 1  # scheduler instances on one Redis (a cluster when more than one)
+    proxy: RedisProxy | None = None  # in front of Redis for the first instance, when asked
+    resend: bool = False  # sessions resend what a lost connection left unanswered
+    sched_flags: dict[str, object] = field(default_factory=dict)  # every instance's, as started
     agents: list[AgentProc] = field(default_factory=list)
     nodes: list[FakeNode] = field(default_factory=list)
     sessions: list[ChaosSession] = field(default_factory=list)
@@ -166,12 +175,35 @@ class Rig:
             flags["store"] = "memory"
         return {**flags, **extra}
 
-    async def start_scheduler(self, extra: dict[str, object]) -> None:
+    async def start_scheduler(self, extra: dict[str, object], *, proxied: bool = False) -> None:
+        """The scheduler, or ``instances`` of them on one Redis (``sb-0``, ``sb-1``, …);
+        ``proxied``: the first reaches Redis through a :class:`RedisProxy` a fault can cut."""
         if self.store == "redis":
             self.redis = RedisProc(self.workdir)
             await self.redis.start()
-        self.scheduler = SchedulerProc(self.scheduler_flags(extra), log=self.workdir / "serve.log")
-        await self.scheduler.start()
+        if proxied:
+            assert self.redis is not None
+            self.proxy = RedisProxy("127.0.0.1", self.redis.port)
+            await self.proxy.start()
+        self.sched_flags = self.scheduler_flags(extra)
+        for n in range(self.instances):
+            flags = dict(self.sched_flags)
+            if self.instances > 1:
+                flags["instance_id"] = f"sb-{n}"
+            if n == 0 and self.proxy is not None:
+                flags["redis_url"] = f"redis://127.0.0.1:{self.proxy.port}/0"
+            log = self.workdir / ("serve.log" if n == 0 else f"serve-{n}.log")
+            self.schedulers.append(SchedulerProc(flags, log=log))
+        await asyncio.gather(*(sched.start() for sched in self.schedulers))
+        self.scheduler = self.schedulers[0]
+
+    def home(self, n: int) -> SchedulerProc:
+        """The instance the ``n``-th node or session starts on (spread round robin)."""
+        return self.schedulers[n % len(self.schedulers)]
+
+    @property
+    def live(self) -> list[SchedulerProc]:
+        return [sched for sched in self.schedulers if sched.running]
 
     def agent(self, n: int) -> AgentProc:
         p = self.profile
@@ -191,7 +223,7 @@ class Rig:
         p = self.profile
         self.nodes = [
             FakeNode(
-                self.sched.ws_url,
+                self.home(n).ws_url,
                 f"node-{n}",
                 pairs=(PAIR,),
                 capacity=p.capacity,
@@ -210,27 +242,33 @@ class Rig:
     async def start_sessions(self) -> None:
         p = self.profile
         self.sessions = [
-            ChaosSession(self.sched.ws_url, self.ledger, self.now, pair=PAIR, window=p.window)
-            for _ in range(p.sessions)
+            ChaosSession(
+                self.home(n).ws_url,
+                self.ledger,
+                self.now,
+                pair=PAIR,
+                window=p.window,
+                resend=self.resend,
+            )
+            for n in range(p.sessions)
         ]
         for session in self.sessions:
             session.start()
         await asyncio.gather(*(s.wait_connected(10) for s in self.sessions))
 
     async def wait_ready_nodes(self, count: int, *, within: float = 15.0) -> None:
-        """Until ``/api/v1/stats`` shows ``count`` ready nodes (dispatch sees them)."""
+        """Until ``/api/v1/nodes`` of every instance lists ``count`` ready nodes (dispatch
+        sees them: each instance sees the whole cluster)."""
         async with asyncio.timeout(within):
-            while True:
-                stats = await self.sched.stats()
-                nodes = stats.get("nodes") if stats else None
-                if isinstance(nodes, dict) and nodes.get("ready", 0) >= count:
-                    return
-                await asyncio.sleep(0.05)
+            for sched in self.schedulers:
+                while await sched.ready_nodes() < count:  # noqa: ASYNC110 - polls HTTP
+                    await asyncio.sleep(0.05)
 
     async def sample_rss(self) -> None:
-        """Keep the scheduler's peak memory up to date while the run lasts."""
+        """Keep the schedulers' peak memory up to date while the run lasts."""
         while True:
-            self.sched.sample()
+            for sched in self.live:
+                sched.sample()
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
@@ -239,7 +277,8 @@ class Rig:
                 await session.close(2)
         await asyncio.gather(*(node.stop() for node in self.nodes))
         await asyncio.gather(*(agent.stop(within=5) for agent in self.agents))
-        if self.scheduler is not None:
-            await self.scheduler.stop(within=10)
+        await asyncio.gather(*(sched.stop(within=10) for sched in self.schedulers))
+        if self.proxy is not None:
+            await self.proxy.stop()
         if self.redis is not None:
             await self.redis.stop()

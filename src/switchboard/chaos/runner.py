@@ -59,7 +59,8 @@ class Outcome:
 
 async def run_one(scenario: Scenario, store: str, profile: Profile, workdir: Path) -> Outcome:
     """``workdir`` (existing) receives every process's log."""
-    rig = Rig(profile, store, workdir)
+    profile = scenario.shape(profile)
+    rig = Rig(profile, store, workdir, instances=scenario.instances, resend=scenario.resend)
     started = rig.now()
     sampler: asyncio.Task[None] | None = None
     try:
@@ -86,7 +87,7 @@ async def run_one(scenario: Scenario, store: str, profile: Profile, workdir: Pat
 
 async def _start(rig: Rig, scenario: Scenario) -> None:
     profile = rig.profile
-    await rig.start_scheduler(scenario.flags(profile))
+    await rig.start_scheduler(scenario.flags(profile), proxied=scenario.proxied)
     if scenario.agents:
         await rig.start_agents()
     else:
@@ -123,15 +124,16 @@ async def _leaked(rig: Rig, *, crash: bool) -> int | None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(profile.answer_within):
             while not idle:
-                stats = await rig.sched.stats()
-                idle = stats is not None and stats.get("jobs_in_flight") == 0
+                every = [await sched.stats() for sched in rig.live]
+                idle = all(s is not None and s.get("jobs_in_flight") == 0 for s in every)
                 await asyncio.sleep(0.05)
     rig.checks["the scheduler went idle"] = idle
     # Longer than one maintenance tick (a third of a lease: refused releases are retried),
     # shorter than a lease, so a slot held only until its lease runs out still shows.
     lease = profile.reservation_lease
     await asyncio.sleep(0.6 * lease + (lease if crash else 0))
-    stats = await rig.sched.stats()
+    # One store: any live instance counts every instance's leases.
+    stats = await rig.live[0].stats() if rig.live else None
     held = stats.get("reservations_held") if stats else None
     return held if isinstance(held, int) else None
 
@@ -141,7 +143,8 @@ def _outcome(rig: Rig, scenario: Scenario, leaked: int | None, seconds: float) -
     figures = rig.ledger.figures(slow_after=10 * rig.profile.latency)
     counts = [node.counts for node in rig.nodes]
     over = sum(c.over_capacity for c in counts) + figures.errors.get(NODE_BUSY, 0)
-    rig.sched.sample()
+    for sched in rig.live:
+        sched.sample()
     notes = list(rig.notes)
     if counts:
         notes.append(_node_note(counts))
@@ -152,8 +155,8 @@ def _outcome(rig: Rig, scenario: Scenario, leaked: int | None, seconds: float) -
         figures=figures,
         leaked=leaked,
         over_capacity=over,
-        peak_rss_mb=rig.sched.peak_rss / 2**20,
-        tracebacks=rig.sched.tracebacks(),
+        peak_rss_mb=max(sched.peak_rss for sched in rig.schedulers) / 2**20,
+        tracebacks=sum(sched.tracebacks() for sched in rig.schedulers),
         seconds=seconds,
         checks=dict(rig.checks),
         notes=tuple(notes),

@@ -36,6 +36,13 @@ class Scenario:
     crash: bool = False  # the scheduler crashes: slots count as leaked only after a lease
     flags: Callable[[Profile], dict[str, object]] = field(default=_no_flags)
     conduct: Callable[[Profile, int], Conduct] = field(default=_healthy)
+    instances: int = 1  # scheduler instances on one Redis
+    proxied: bool = False  # the first instance reaches Redis through a proxy (chaos/proxy.py)
+    resend: bool = False  # sessions resend what a dead instance left unanswered
+    # Why the scenario cannot run here (None: it can); checked before anything starts.
+    unavailable: Callable[[], str | None] = field(default=lambda: None)
+    # The profile as this scenario runs it (e.g. a load long enough to outlast its fault).
+    shape: Callable[[Profile], Profile] = field(default=lambda p: p)
 
 
 def _big_results(profile: Profile, _: int) -> Conduct:
@@ -103,6 +110,41 @@ SCENARIOS: tuple[Scenario, ...] = (
         "connection storm",
         "thousands of sessions connect at once, half send an utterance, all drop",
         faults.connection_storm,
+    ),
+)
+
+SCENARIOS += (
+    Scenario(
+        "instance kill",
+        "one of 3 instances on one Redis SIGKILLed under load; its nodes and sessions move to"
+        " the others, the sessions resend what it left unanswered",
+        faults.instance_kill,
+        stores=REDIS_ONLY,
+        crash=True,
+        instances=3,
+        resend=True,
+        flags=faults.cluster_flags,
+        shape=faults.lasting_at_rate(lambda p: 3 * p.episode_every + 2 * faults.instance_ttl(p)),
+    ),
+    Scenario(
+        "Redis cutoff",
+        "one of 2 instances cut off from Redis (a partition at a proxy) while its node and"
+        " session sockets stay up; it must refuse within 2 s and not over-fill on return",
+        faults.redis_cutoff,
+        stores=REDIS_ONLY,
+        instances=2,
+        proxied=True,
+        flags=faults.cluster_flags,
+        shape=faults.lasting(lambda p: 2 * faults.cutoff_for(p) + 6 * p.scale),
+    ),
+    Scenario(
+        "shard failover",
+        "a Redis Cluster shard's primary killed under load; its replica is promoted",
+        faults.shard_failover,
+        stores=REDIS_ONLY,
+        instances=3,
+        flags=faults.shard_cluster_flags,
+        unavailable=faults.shard_failover_unavailable,
     ),
 )
 

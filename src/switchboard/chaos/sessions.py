@@ -91,8 +91,14 @@ class ChaosSession:
         window: int = 4,
         reconnect: bool = True,
         connector: Callable[[], aiohttp.BaseConnector] | None = None,
+        resend: bool = False,
     ) -> None:
         self.url = ws_url.rstrip("/") + "/ws/session"
+        # A client that resends, on its next session, what a lost connection left unanswered
+        # (the scheduler died: it never answers them, and the client knows it).
+        self.resend = resend
+        self.resent = 0  # utterances sent again on a new line
+        self.to_resend = 0  # cut on the last line, not yet sent again
         self.ledger = ledger
         self.clock = clock
         self.src, self.tgt = pair
@@ -154,14 +160,29 @@ class ChaosSession:
             self.line = self.ledger.open_line()
             self.opened += 1
             self._ws = ws
+            reader = asyncio.create_task(self._read(ws, self.line))
+            await self._resend()
             self._connected.set()
             try:
-                reason = await self._read(ws, self.line)
+                reason = await reader
             finally:
                 self._connected.clear()
                 self._ws = None
             if reason is not None:
-                self.ledger.end_line(self.line, reason, self.clock())
+                cut = self.ledger.end_line(self.line, reason, self.clock())
+                if self.resend and reason == DISCONNECTED:
+                    self.to_resend += cut
+
+    async def _resend(self) -> None:
+        """What the last line's loss left unanswered, sent again first on this one."""
+        while self.to_resend and await self._send_one(force=True):
+            self.to_resend -= 1
+            self.resent += 1
+
+    def retarget(self, ws_url: str) -> None:
+        """Connect to ``ws_url`` from the next connection on (as a client with several URLs,
+        or behind a load balancer, ends up on a live instance)."""
+        self.url = ws_url.rstrip("/") + "/ws/session"
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, line: int) -> str | None:
         """Answers until the socket closes; why the line ended (None: we closed it)."""
@@ -183,8 +204,15 @@ class ChaosSession:
 
     async def try_send(self) -> bool:
         """Send one utterance if connected and under the window; whether it went out."""
+        if not self._connected.is_set():
+            return False
+        return await self._send_one(force=False)
+
+    async def _send_one(self, *, force: bool) -> bool:
         ws, line = self._ws, self.line
-        if ws is None or line is None or ws.closed or self.pending >= self.window:
+        if ws is None or line is None or ws.closed:
+            return False
+        if not force and self.pending >= self.window:
             return False
         index = self._next_index
         self._next_index += 1

@@ -206,6 +206,13 @@ class ClusterMember:
             for node_id, view in self._registry.local_views().items():
                 self._unpublished.setdefault(node_id, view)
             self._publish.set()
+            # Its leases may be gone too (a restart without persistence, a FLUSHALL): the
+            # running jobs' leases are held again now, not at the next renewal, so no other
+            # instance over-fills their nodes.  (A failure here is retried by the renewal.)
+            try:
+                await self._dispatcher.reassert_leases()
+            except StoreError as exc:
+                log.debug("cluster: re-asserting leases: %s", exc)
         listed = await self._store.instances()
         members: dict[str, Presence] = {}
         expired: set[str] = set()

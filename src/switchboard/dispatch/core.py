@@ -77,6 +77,7 @@ _OUR_CODES = frozenset(c.value for c in ErrorCode)
 # Waiting jobs one wake round reserves for at most (one store call's worth).
 WAKE_BATCH = 64
 _SHUTTING_DOWN = "the scheduler is shutting down"
+_STORE_DOWN = "the reservation store cannot be reached"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -387,7 +388,7 @@ class DispatchCore:
             self._finish_error(
                 job,
                 ErrorCode.SCHEDULER_DEPENDENCY_DOWN,
-                "the reservation store cannot be reached",
+                _STORE_DOWN,
                 out,
             )
 
@@ -512,6 +513,10 @@ class DispatchCore:
             return
         if self.closing:  # shutting down: nothing will free a slot for it in time
             self._finish_error(job, ErrorCode.SESSION_CLOSED, _SHUTTING_DOWN, out)
+            return
+        if not self.store_up:  # no slot can be reserved: refuse now (contract §3, within 2 s)
+            self._stats.store_down += 1
+            self._finish_error(job, ErrorCode.SCHEDULER_DEPENDENCY_DOWN, _STORE_DOWN, out)
             return
         self._set_state(job, JobState.WAITING)
         job.queued_at = now
@@ -828,6 +833,18 @@ class DispatchCore:
         if self.store_up:
             log.warning("reservation store unreachable")
         self.store_up = False
+
+    def store_lost(self) -> list[Action]:
+        """The store cannot be reached (its health probe failed): jobs waiting for a slot are
+        refused now, as new ones are (``_wait``): none can be reserved until it is back, and a
+        job waiting for a slot the instance's own jobs hold would otherwise wait without a
+        word for its whole pending timeout."""
+        self.store_failed()
+        out: list[Action] = []
+        for job in list(self._line):
+            self._stats.store_down += 1
+            self._finish_error(job, ErrorCode.SCHEDULER_DEPENDENCY_DOWN, _STORE_DOWN, out)
+        return out
 
     def store_recovered(self, *, now: float) -> list[Action]:
         out: list[Action] = []

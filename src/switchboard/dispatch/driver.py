@@ -38,16 +38,18 @@ from switchboard.dispatch.actions import (
 )
 from switchboard.dispatch.core import DispatchCore
 from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
-from switchboard.errors import StoreUnavailable
+from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.metrics import Metrics
 from switchboard.protocol.codes import ErrorCode
 from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
 from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
-from switchboard.store.base import InlineStore, ReservationStore
+from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 
 log = logging.getLogger("switchboard.dispatch")
+_PROBE_S = 0.5  # the store's health probe: an outage is noticed within this and a timeout
+_UNKNOWN = 1 << 30  # the capacity of a node gone from the view: never counted as full
 
 
 class DispatchDriver:
@@ -72,6 +74,9 @@ class DispatchDriver:
         self.dispatched_total = 0
         self._queue: deque[Action] | None = None  # what run() is performing, while it is
         self._wake_soon = False  # a wake for a new snapshot is scheduled
+        self._snapshots = snapshots
+        self.leases_recreated_total = 0  # leases of running jobs the store had lost
+        self._reasserting = False  # a re-assert ahead of reservations awaits its answer
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -98,6 +103,7 @@ class DispatchDriver:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._store.reassert_on_connect(self._claims, lease_s=self._lease, lost=self._lost)
         self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
 
     async def stop(self) -> None:
@@ -260,6 +266,8 @@ class DispatchDriver:
 
     def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
         if self._inline is None:
+            if not self.core.store_up:
+                self._reassert_first()
             self._store.reserve_soon(
                 [(action.candidates, action.holder)],
                 lease_s=self._lease,
@@ -274,6 +282,8 @@ class DispatchDriver:
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
         requests = [(r.candidates, r.holder) for r in action.items]
         if self._inline is None:
+            if not self.core.store_up:
+                self._reassert_first()
             self._store.reserve_soon(requests, lease_s=self._lease, done=self._round_reserved)
             return
         results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
@@ -330,26 +340,89 @@ class DispatchDriver:
     # --- leases and the store's health ------------------------------------------------------------
 
     async def _maintain(self) -> None:
-        """Renew live jobs' leases every third of a lease, retry refused releases, and probe
-        the store every second so ``/health`` notices an outage even while idle."""
-        tick = min(self._lease / 3, 1.0)
+        """Probe the store twice a second, so an outage is noticed (and jobs waiting for a
+        slot are refused, ``store_lost``) within 2 s even while idle; renew live jobs' leases
+        every third of a lease, re-creating any the store lost; retry refused releases.  When
+        the store is back after an outage the leases are re-asserted before the waiting line
+        is woken: they may have expired meanwhile, and the jobs still run on their nodes."""
+        tick = min(self._lease / 3, _PROBE_S)
         renew_every = self._lease / 3
         last_renewal = time.monotonic()
         core = self.core
         while True:
             await asyncio.sleep(tick)
+            if not await self._store.ping():
+                self.run(core.store_lost())
+                continue
             try:
+                if not core.store_up:
+                    last_renewal = time.monotonic()
+                    await self.reassert_leases()
+                    self.run(core.store_recovered(now=time.monotonic()))
                 if time.monotonic() - last_renewal >= renew_every:
                     last_renewal = time.monotonic()
-                    leases = core.leases()
-                    if leases:
-                        await self._store.renew(leases, lease_s=self._lease)
+                    await self.reassert_leases()
                 for node_id, holder in list(core.unreleased):
                     await self._store.release(node_id, holder)
                     core.unreleased.discard((node_id, holder))
             except StoreUnavailable:
                 core.store_failed()
-            if await self._store.ping():
-                self.run(core.store_recovered(now=time.monotonic()))
-            else:
-                core.store_failed()
+
+    async def reassert_leases(self) -> None:
+        """Make the store hold the lease of every running job: renewed if live, created again
+        if lost (Redis restarted without persistence, or the leases expired while this
+        instance could not reach it).  Sent in order with reservations and releases (the Redis
+        store's hot-path connection), so a reservation made after it counts these jobs, and a
+        job that ends after it drops its lease.  Raises ``StoreUnavailable``."""
+        claims = self._claims()
+        if not claims:
+            return
+        try:
+            counts = await awaited(self._store.reassert_soon, claims, lease_s=self._lease)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            log.error("re-asserting leases failed: %r", exc)
+            return
+        if len(counts) == 3 and counts[1]:
+            self._lost(int(counts[1]), int(counts[2]))
+
+    def _reassert_first(self) -> None:
+        """Ahead of a reservation made while the store is (or was, as far as we know) down:
+        the running jobs' leases may have expired meanwhile, and the reservation must count
+        them.  Sent first on the same connection, so Redis runs it first (``reassert_leases``).
+        One at a time: a reservation behind one still unanswered is behind it on the wire too
+        (and a new connection re-asserts by itself), so an outage costs one per round trip,
+        not one per reservation."""
+        if self._reasserting:  # one is on its way, ahead of this reservation
+            return
+        claims = self._claims()
+        if claims:
+            self._reasserting = True
+            self._store.reassert_soon(claims, lease_s=self._lease, done=self._reasserted)
+
+    def _reasserted(self, counts: Sequence[int] | None, error: BaseException | None) -> None:
+        self._reasserting = False
+        if error is None and counts is not None and len(counts) == 3 and counts[1]:
+            self._lost(int(counts[1]), int(counts[2]))
+
+    def _claims(self) -> list[Claim]:
+        nodes = self._snapshots.current.nodes
+        claims = []
+        for node_id, holder in self.core.leases():
+            node = nodes.get(node_id)
+            # A node gone from the view: its jobs fail over soon; its lease still counts.
+            claims.append((node_id, holder, _UNKNOWN if node is None else node.max_concurrency))
+        return claims
+
+    def _lost(self, recreated: int, over: int) -> None:
+        """The store had lost ``recreated`` leases of running jobs, now held again.  The ones
+        on a node already full (``over``: another instance took the slot while the lease was
+        gone) are held over its capacity: the node runs those jobs, so every reservation must
+        count them until they end (docs/scale-out.md, "Leases lost by Redis")."""
+        self.leases_recreated_total += recreated
+        log.warning(
+            "re-created %d lease(s) of running jobs that the store had lost (%d on a full node)",
+            recreated,
+            over,
+        )

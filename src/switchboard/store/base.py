@@ -26,6 +26,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 T = TypeVar("T")
 # What a callback-style store call reports: the results in order, or the error instead.
 Outcome = Callable[[Sequence[T] | None, BaseException | None], None]
+# A running job's lease as its scheduler claims it: (node_id, holder, the node's capacity).
+Claim = tuple[str, str, int]
 _running: set[asyncio.Task[Any]] = set()  # the loop holds tasks only weakly
 
 
@@ -102,6 +104,29 @@ class ReservationStore(abc.ABC):
             return [await self.release(node_id, holder) for node_id, holder in leases]
 
         _then(release_all(), done)
+
+    def reassert_soon(self, claims: Sequence[Claim], *, lease_s: float, done: Outcome[int]) -> None:
+        """Make sure each claimed lease is held: extended if live, created again if the store
+        lost it (Redis restarted without persistence, or it expired while this scheduler could
+        not reach Redis), even on a node already full (the node runs the job).  ``done`` gets
+        ``[renewed, recreated, recreated on a full node]``.  The in-process store loses no lease
+        but by expiry, and this process renews in time, so it only renews."""
+
+        async def renew() -> list[int]:
+            live = await self.renew([(n, h) for n, h, _ in claims], lease_s=lease_s)
+            return [live, 0, 0]
+
+        _then(renew(), done)
+
+    def reassert_on_connect(  # noqa: B027 - optional hook
+        self,
+        claims: Callable[[], Sequence[Claim]],
+        *,
+        lease_s: float,
+        lost: Callable[[int, int], None],
+    ) -> None:
+        """Have every new connection to the store re-assert ``claims()`` before anything else
+        (see ``reassert_soon``); a store without connections has nothing to do."""
 
 
 @runtime_checkable

@@ -55,6 +55,11 @@ _NO_DATA: Final = object()  # what hiredis.Reader.gets() returns until a whole r
 DEFAULT_MAX_IN_FLIGHT: Final = 10_000
 # A reply's value, or the error instead (``evalsha_then``).
 Reply = Callable[[Any, BaseException | None], None]
+# What a new connection runs first (after AUTH/SELECT), made at connect time: the command and
+# the handler of its reply; None: nothing this time.
+_PING: Final = b"*1\r\n$4\r\nPING\r\n"
+_RECONNECT_S: Final = 0.05  # how soon a lost connection is opened again while it is needed
+SetUpHook = Callable[[], "tuple[tuple[Arg, ...], Callable[[Any], None]] | None"]
 DEFAULT_HOST: Final = "localhost"  # redis-py's defaults, for a URL that names no host or port
 DEFAULT_PORT: Final = 6379
 
@@ -274,6 +279,9 @@ class PipelinedClient:
         self._conn: _Connection | None = None
         self._opening: set[asyncio.Task[None]] = set()  # strong references to running connects
         self._closed = False
+        # A command a new connection runs after its handshake and before any other, made
+        # when the socket is up, and what to do with its reply (the store's lease re-assert).
+        self.set_up_hook: SetUpHook | None = None
 
     async def evalsha(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         """Run ``script``; after a ``SCRIPT FLUSH`` or a restart (``NOSCRIPT``) run it once
@@ -342,21 +350,41 @@ class PipelinedClient:
             log.warning("redis hot-path connection silent for %g s; reconnecting", self._stall_s)
             conn.abort(ConnectionFailed(f"redis sent nothing for {self._stall_s:g} s"))
         conn = self._conn = _Connection(max_in_flight=self._max_in_flight)
+        conn.lost.add_done_callback(lambda _: self._lost(conn))
         task = asyncio.get_running_loop().create_task(self._open(conn))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
         return conn
 
+    def _lost(self, conn: _Connection) -> None:
+        """A connection ended.  If the set-up hook has something to say (the store's running
+        jobs' leases), connect again soon rather than at the next call: after a Redis restart
+        the leases are back within a retry of Redis being up, before other instances fill
+        the slots; while nothing needs it, a connection is opened only by the next call."""
+        if self._closed or self._conn is not conn or self.set_up_hook is None:
+            return
+        asyncio.get_running_loop().call_later(_RECONNECT_S, self._reconnect, conn)
+
+    def _reconnect(self, conn: _Connection) -> None:
+        if self._closed or self._conn is not conn or self.set_up_hook is None:
+            return
+        if self.set_up_hook() is not None:
+            self._connection()
+
     async def _open(self, conn: _Connection) -> None:
         """Connect ``conn`` and run the set-up within the connect timeout; any failure fails
         the connection and with it every call queued on it."""
         commands = [_pack(command) for command in _handshake(self._endpoint)]
+        if self.set_up_hook is not None:
+            commands.append(_PING)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await self._dial(conn)
                 if not conn.usable:  # closed, or given up as stalled, while connecting
                     return
                 replies = await asyncio.gather(*conn.set_up(commands), return_exceptions=True)
+                if not _set_up_failed(conn, replies):
+                    replies = await self._run_hook(conn)
         except asyncio.CancelledError:
             conn.abort(ConnectionFailed("redis client closed"))
             raise
@@ -364,12 +392,22 @@ class PipelinedClient:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             conn.abort(ConnectionFailed(f"cannot connect to redis ({detail})"))
             return
-        for reply in replies:
-            if isinstance(reply, ReplyError):  # the reply text never holds the password
-                conn.abort(ConnectionFailed(f"redis refused the connection set-up: {reply}"))
-            if isinstance(reply, BaseException):  # the connection has failed already
-                return
-        conn.open()
+        if not _set_up_failed(conn, replies):
+            conn.open()
+
+    async def _run_hook(self, conn: _Connection) -> list[Any]:
+        """The set-up hook's command, once the connection has answered (so a connection
+        that reaches nobody, as in a partition, never carries it: it could arrive late),
+        made now with nothing between it and the write, so it reflects the state every
+        command queued after it was made in.  Its reply goes to the hook's handler."""
+        extra = self.set_up_hook() if self.set_up_hook is not None else None
+        if extra is None or not conn.usable:
+            return []
+        command, then = extra
+        replies = await asyncio.gather(*conn.set_up([_pack(command)]), return_exceptions=True)
+        if not isinstance(replies[0], BaseException):
+            then(replies[0])
+        return replies
 
     async def _dial(self, conn: _Connection) -> None:
         loop, ep = asyncio.get_running_loop(), self._endpoint
@@ -377,6 +415,16 @@ class PipelinedClient:
             await loop.create_unix_connection(lambda: conn, ep.path)
         else:
             await loop.create_connection(lambda: conn, ep.host, ep.port, ssl=ep.tls)
+
+
+def _set_up_failed(conn: _Connection, replies: Sequence[Any]) -> bool:
+    """Whether a set-up reply failed (the connection is then aborted, or had failed)."""
+    for reply in replies:
+        if isinstance(reply, ReplyError):  # the reply text never holds the password
+            conn.abort(ConnectionFailed(f"redis refused the connection set-up: {reply}"))
+        if isinstance(reply, BaseException):  # the connection has failed already
+            return True
+    return False
 
 
 def _error_of(future: asyncio.Future[Any]) -> BaseException | None:

@@ -42,7 +42,7 @@ from redis.commands.core import AsyncScript
 from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
 from switchboard.store import pipelined
-from switchboard.store.base import Candidate, Outcome, ReservationStore, awaited
+from switchboard.store.base import Candidate, Claim, Outcome, ReservationStore, awaited
 from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.memory import check_lease
@@ -184,6 +184,7 @@ class RedisStore(ReservationStore):
         self._timeout_s = timeout_s
         self._try_reserve = pipelined.Script(_load_lua("try_reserve_many"))
         self._release = pipelined.Script(_load_lua("release_many"))
+        self._reassert = pipelined.Script(_load_lua("reassert"))
         # Requests made in the same loop tick share one script call (store/batching.py).
         self._reserve_batch: Batcher[_ReserveRequest, str | None] = Batcher(self._reserve_many)
         self._release_batch: Batcher[tuple[str, str], bool] = Batcher(self._release_many)
@@ -312,6 +313,66 @@ class RedisStore(ReservationStore):
         keys = [self._keys.slots(node_id) for node_id, _ in unique]
         holders = [holder for _, holder in unique]
         return _as_int(await self._run(self._renew, keys, [lease_ms, *holders]))
+
+    # --- leases lost by Redis: re-created before anything new is reserved ------------------
+
+    def reassert_soon(self, claims: Sequence[Claim], *, lease_s: float, done: Outcome[int]) -> None:
+        """On the hot-path connection, in order with reservations and releases: a release
+        sent later drops what this re-creates, and a reservation sent later counts it."""
+        if not claims:
+            asyncio.get_running_loop().call_soon(done, [0, 0, 0], None)
+            return
+        keys, args = self._reassert_call(claims, _lease_ms(lease_s))
+
+        def parse(reply: Any, error: StoreError | None) -> None:
+            if error is None and (not isinstance(reply, list) or len(reply) != 3):
+                error = StoreError(f"unexpected reply from reassert: {reply!r}")
+            if error is not None:
+                done(None, error)
+                return
+            try:
+                done([_as_int(n) for n in reply], None)
+            except StoreError as exc:
+                done(None, exc)
+
+        self._run_hot(self._reassert, keys, args, parse)
+
+    def reassert_on_connect(
+        self,
+        claims: Callable[[], Sequence[Claim]],
+        *,
+        lease_s: float,
+        lost: Callable[[int, int], None],
+    ) -> None:
+        """Every new hot-path connection (the first, and each after a Redis restart or an
+        outage) runs ``reassert`` on ``claims()`` before any command queued on it, so no
+        reservation of this instance can reach a Redis that lost its leases before they
+        are back.  ``lost(recreated, over)`` hears of leases that had to be re-created."""
+        lease_ms = _lease_ms(lease_s)
+        source = self._reassert.source
+
+        def set_up() -> tuple[tuple[pipelined.Arg, ...], Callable[[Any], None]] | None:
+            current = claims()
+            if not current:
+                return None
+            keys, args = self._reassert_call(current, lease_ms)
+            return ("EVAL", source, len(keys), *keys, *args), reassert_reply
+
+        def reassert_reply(reply: Any) -> None:
+            if isinstance(reply, list) and len(reply) == 3 and reply[1]:
+                lost(_as_int(reply[1]), _as_int(reply[2]))
+
+        self._hot.set_up_hook = set_up
+
+    def _reassert_call(
+        self, claims: Sequence[Claim], lease_ms: int
+    ) -> tuple[list[str], list[pipelined.Arg]]:
+        keys = [self._keys.nodes]
+        args: list[pipelined.Arg] = [lease_ms]
+        for node_id, holder, capacity in claims:
+            keys.append(self._keys.slots(node_id))
+            args += [node_id, holder, capacity]
+        return keys, args
 
     async def reserved(self, node_ids: Iterable[str]) -> Mapping[str, int]:
         nodes = list(dict.fromkeys(node_ids))
