@@ -569,6 +569,8 @@ def test_closing_a_session_twice_leaves_its_tenant_once() -> None:
     assert second.session is not None
     sim.perform(sim.core.close_session(second.session))
     assert sim.core.tenants.get("x") is None
+
+
 def test_a_store_found_down_refuses_the_waiting_line_and_new_waiters_at_once() -> None:
     """Contract §3 (refuse within 2 s): a job waiting for a slot this instance's own jobs
     hold would otherwise wait its whole pending timeout while no slot can be reserved."""
