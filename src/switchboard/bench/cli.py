@@ -44,12 +44,26 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return items
 
 
+def _floats(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected comma-separated numbers") from None
+    if not items or min(items) <= 0:
+        raise click.BadParameter("expected comma-separated numbers > 0")
+    return items
+
+
 @click.command()
 @click.option("--quick", is_flag=True, help="Seconds per scenario: a smoke run, not a measurement.")
 @click.option(
     "--scenarios",
-    callback=_csv(("hot", "e1", "e2", "e3", "rss")),
-    help="Subset of hot,e1,e2,e3,rss (hot: E0, the scheduler's own cost).",
+    callback=_csv(("hot", "e1", "e2", "e3", "rss", "e5")),
+    help="Subset of hot,e1,e2,e3,rss,e5 (hot: E0, the scheduler's own cost; e5: saturation).",
 )
 @click.option("--designs", callback=_csv(("snapshot", "global_lock")), help="snapshot,global_lock.")
 @click.option("--stores", callback=_csv(("memory", "redis")), help="memory,redis.")
@@ -86,6 +100,30 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     default=None,
     help="E0: nodes in one generator process, sessions in another.",
 )
+@click.option(
+    "--e5-sessions", type=click.IntRange(2, 50_000), default=None, help="E5 open-loop sessions."
+)
+@click.option(
+    "--e5-levels", callback=_floats, help="E5 offered load, × capacity (default 0.5,1,2,4)."
+)
+@click.option(
+    "--e5-phase-seconds",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    help="E5: how long each run offers its load.",
+)
+@click.option(
+    "--e5-wait-seconds",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="E5: then how long it waits for the answers owed.",
+)
+@click.option(
+    "--e5-capacity",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="E5: capacity in jobs/s, instead of measuring it.",
+)
 @click.option("--rss-sessions", type=click.IntRange(1, 100_000), default=None)
 @click.option(
     "--generators", type=click.IntRange(1, 64), default=None, help="Load-generator processes."
@@ -117,7 +155,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     help="Keep logs here.",
 )
 def bench(**options: Any) -> None:
-    """Benchmarks E0 (issue 9) and E1–E3 (issue 4), both designs on the same load in one run."""
+    """Benchmarks E0 (issue 9), E1–E3 (issue 4) and E5 (issue 14, saturation)."""
     from switchboard.bench import report, runs, sysutil
     from switchboard.bench.orchestrate import BenchError
 
@@ -157,6 +195,11 @@ def _config(options: dict[str, Any]) -> Any:
         "e2_rate": "e2_rate",
         "phase_seconds": "e2_phase_s",
         "rss_sessions": "rss_sessions",
+        "e5_sessions": "e5_sessions",
+        "e5_levels": "e5_levels",
+        "e5_phase_seconds": "e5_phase_s",
+        "e5_wait_seconds": "e5_wait_s",
+        "e5_capacity": "e5_capacity",
         "hot_sessions": "hot_sessions",
         "hot_rate": "hot_rate",
         "hot_phase_seconds": "hot_phase_s",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from switchboard.bench import replay, stats, trace, tracegen
+from switchboard.bench.e5 import E5
 from switchboard.bench.loadgen import GenResult, GenSpec, merged_samples
 from switchboard.bench.orchestrate import LoadOutcome, Progress, RedisProc, ServerProc, run_load
 from switchboard.bench.scenarios import (
@@ -96,6 +97,7 @@ class Bench:
                     "e2": self._e2,
                     "e3": self._e3,
                     "rss": self._rss,
+                    "e5": E5(self).run,
                 }[scenario]()
         return self.result
 
