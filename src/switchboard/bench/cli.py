@@ -176,9 +176,10 @@ def bench(**options: Any) -> None:
     if options["markdown_path"] is not None:
         options["markdown_path"].write_text(text)
     if options["plots_dir"] is not None:
-        from switchboard.bench.plots import write_plots
+        from switchboard.bench.plots import write_e5_plots, write_plots
 
-        for path in write_plots(result.series, options["plots_dir"]):
+        written = write_plots(result.series, options["plots_dir"])
+        for path in written + write_e5_plots(result.rows, options["plots_dir"]):
             click.echo(f"wrote {path}")
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from switchboard.bench import e5report
+
 Row = dict[str, Any]
 
 
@@ -330,8 +332,11 @@ def headline_table(items: Sequence[Headline]) -> str:
 
 def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -> str:
     hot = [r for r in rows if r["scenario"] == "E0"]
-    rows = [r for r in rows if r["scenario"] != "E0"]
+    saturation = [r for r in rows if r["scenario"] == "E5"]
+    rows = [r for r in rows if r["scenario"] not in ("E0", "E5")]
     parts: list[str] = []
+    if saturation:
+        parts += e5report.section(saturation)
     if hot:
         parts += [
             "### E0: the scheduler's own cost (issue 9)",
