@@ -347,6 +347,7 @@ class E5:
             measured_s=round(end - start, 2),
             wait_s=c.e5_wait_s,
             shed_by_reason=shed_by_reason(metrics),
+            metrics_read=bool(metrics),  # False: /metrics did not answer after the run
         )
         if len(groups) > 1 or groups[0].name != EVERYONE:
             row["groups"] = {
