@@ -56,13 +56,25 @@ def _others(entry: Row) -> str:
     return ", ".join(f"{n:,} `{code}`" for code, n in sorted(codes.items())) or "0"
 
 
+def _behind(row: Row) -> bool:
+    """The generator was busy, or skipped more than 1 % of its schedule."""
+    unsent = int(row.get("unsent") or 0)
+    return bool(row.get("generator_bound")) or unsent > 0.01 * (int(row.get("sent") or 0) + unsent)
+
+
 def _gen(row: Row) -> str:
-    value = row.get("generator_cpu_pct")
-    text = _num(value, "{:.0f}")
-    unsent = row.get("unsent") or 0
-    if row.get("generator_bound") or unsent:
-        text += " ⚠"
-    return text
+    text = _num(row.get("generator_cpu_pct"), "{:.0f}")
+    return text + " ⚠" if _behind(row) else text
+
+
+def _accepted(*keys: str) -> Callable[[Row], str]:
+    """Accepted latency; † when answers were still owed at the end, which it cannot include."""
+
+    def get(row: Row) -> str:
+        text = _lat(row, "accepted_latency_ms", *keys)
+        return text + " †" if row.get("unanswered") else text
+
+    return get
 
 
 def _table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
@@ -80,7 +92,7 @@ _LEVEL_COLUMNS: tuple[Column, ...] = (
     ("sent/s", lambda r: _num(r.get("sent_per_s"))),
     ("goodput/s", lambda r: _num(r.get("goodput_per_s"))),
     ("goodput / C", lambda r: _pct(_share(r.get("goodput_per_s"), r.get("capacity_per_s")))),
-    ("**accepted p50 / p99 ms**", lambda r: _lat(r, "accepted_latency_ms", "p50", "p99")),
+    ("**accepted p50 / p99 ms**", _accepted("p50", "p99")),
     ("→ node p50 / p99", lambda r: _lat(r, "external_latency_ms", "p50", "p99")),
     (f"{SHED_CODE} p50 / p99", lambda r: _lat(r, "overloaded_latency_ms", "p50", "p99")),
     ("shed", lambda r: _pct(r.get("shed_fraction"))),
@@ -114,7 +126,7 @@ _TENANT_COLUMNS: tuple[Column, ...] = (
     ("offered/s", lambda r: _num(r.get("offered_per_s"))),
     ("fair share/s", lambda r: _num(r.get("fair_share_per_s"))),
     ("served/s", lambda r: _num(r.get("goodput_per_s"))),
-    ("**accepted p99 ms**", lambda r: _lat(r, "accepted_latency_ms", "p99")),
+    ("**accepted p99 ms**", _accepted("p99")),
     ("alone: p99", lambda r: _lat(r, "solo_accepted_latency_ms", "p99")),
     ("p99 / alone", lambda r: _num(r.get("p99_vs_solo"), "{:,.2f}")),
     ("shed", lambda r: _pct(r.get("shed_fraction"))),
@@ -128,7 +140,7 @@ _PRIORITY_COLUMNS: tuple[Column, ...] = (
     ("sessions", lambda r: _num(r.get("sessions"))),
     ("offered/s", lambda r: _num(r.get("offered_per_s"))),
     ("goodput/s", lambda r: _num(r.get("goodput_per_s"))),
-    ("**accepted p50 / p99 ms**", lambda r: _lat(r, "accepted_latency_ms", "p50", "p99")),
+    ("**accepted p50 / p99 ms**", _accepted("p50", "p99")),
     ("shed", lambda r: _pct(r.get("shed_fraction"))),
     ("other errors", _others),
     ("unanswered", lambda r: _num(r.get("unanswered"))),
@@ -269,10 +281,17 @@ def section(rows: Sequence[Row]) -> list[str]:
     if classes:
         parts += ["#### Two priority classes (`features.priority`), overloaded", ""]
         parts += [_table(classes, _PRIORITY_COLUMNS), ""]
-    if any(r.get("generator_bound") or r.get("unsent") for r in rows):
+    if any(_behind(r) for r in rows):
         parts += [
-            "⚠: a load generator was ≥ 85 % busy or fell behind its schedule (`unsent` in "
-            "the JSON): the offered load was less than asked; *sent/s* is what was offered.",
+            "⚠: a load generator was ≥ 85 % busy or skipped more than 1 % of its schedule "
+            "(`unsent` in the JSON): the offered load was less than asked; *sent/s* is what "
+            "was offered.",
+            "",
+        ]
+    if any(r.get("unanswered") for r in rows):
+        parts += [
+            "†: answers were still owed when the wait ran out; the latency covers the "
+            "answered utterances only, so it understates what the unanswered ones waited.",
             "",
         ]
     return parts
