@@ -172,22 +172,22 @@ def _verdict(measured: str | None, met: bool | None) -> str:
 
 
 def _goodput(rows: Sequence[Row], store: str) -> str | None:
-    one = _find(rows, store, "level", 1.0)
-    base = (one or {}).get("goodput_per_s")
-    if not base:
-        return None
+    """Goodput at 2× and 4× against C, the capacity the 1× level offers (the 1× run's own
+    goodput is no steadier a base: it collapses as soon as a backlog forms)."""
     parts: list[str] = []
     met = True
+    capacity = 0.0
     for level in (2.0, 4.0):
         row = _find(rows, store, "level", level)
-        if row is None:
+        if row is None or not row.get("capacity_per_s"):
             continue
-        ratio = float(row["goodput_per_s"]) / float(base)
+        capacity = float(row["capacity_per_s"])
+        ratio = float(row["goodput_per_s"]) / capacity
         met = met and ratio >= 0.9
         parts.append(f"{level:g}×: {ratio * 100:.0f} %")
     if not parts:
         return None
-    return _verdict("; ".join(parts) + f" of {float(base):,.0f}/s", met)
+    return _verdict("; ".join(parts) + f" of C = {capacity:,.0f}/s", met)
 
 
 def _accepted_2x(rows: Sequence[Row], store: str) -> str | None:
@@ -236,7 +236,7 @@ def _jain(rows: Sequence[Row], store: str) -> str | None:
 
 
 _TARGETS: tuple[tuple[str, str, Callable[[Sequence[Row], str], str | None]], ...] = (
-    ("goodput at 2× and 4× overload", "≥ 90 % of the goodput at 1×", _goodput),
+    ("goodput at 2× and 4× overload", "≥ 90 % of the capacity C", _goodput),
     ("accepted p99 at 2× overload", "≤ 10 ms embedded, ≤ 20 ms Redis", _accepted_2x),
     (f"time to an `{SHED_CODE}` answer, p99", "≤ 5 ms", _overloaded),
     ("utterances unanswered when the load stopped + the wait", "0", _unanswered),
