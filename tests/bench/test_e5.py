@@ -46,6 +46,26 @@ def test_jain_index_is_one_when_equal_and_one_over_n_when_one_takes_all() -> Non
     assert starved is not None and starved < 0.6
 
 
+def test_tenant_fairness_shares_out_c_or_what_was_served_if_more() -> None:
+    """Fair shares come from C; a run that served more than C (C measured low) shares out what
+    it served instead, so serving more is never counted as unfair."""
+    row: dict[str, Any] = {
+        "groups": {
+            "big": {"offered_per_s": 1818.0, "goodput_per_s": 900.0},
+            "small": {"offered_per_s": 182.0, "goodput_per_s": 100.0},
+        }
+    }
+    e5.tenant_fairness(row, 1000.0)
+    assert row["groups"]["small"]["fair_share_per_s"] == 182.0
+    assert row["groups"]["big"]["fair_share_per_s"] == 818.0
+    starved = fairness.jain_index([900 / 818, 100 / 182])
+    assert starved is not None and row["jain_index"] == pytest.approx(starved, abs=1e-4)
+    row["groups"]["big"]["goodput_per_s"] = 1818.0
+    row["groups"]["small"]["goodput_per_s"] = 182.0
+    e5.tenant_fairness(row, 1000.0)  # served 2,000/s: C was measured low
+    assert row["fair_capacity_per_s"] == 2000.0 and row["jain_index"] == 1.0
+
+
 def _pairs(*values: tuple[float, float]) -> array[float]:
     out: array[float] = array("d")
     for sent, took in values:

@@ -375,24 +375,36 @@ class E5:
             )
             solo[group.name]["tenant"] = group.name
         row = self.paced(store, "tenants", groups, capacity, source)
-        fair = fairness.max_min_fair(capacity, dict(offers))
-        served = {name: row["groups"][name]["goodput_per_s"] for name, _ in offers}
-        total_served = sum(served.values())
         for name, _ in offers:
             entry = row["groups"][name]
-            entry["fair_share_per_s"] = round(fair[name], 1)
             entry["solo_accepted_latency_ms"] = solo[name]["accepted_latency_ms"]
             entry["p99_vs_solo"] = _ratio(
                 (entry["accepted_latency_ms"] or {}).get("p99"),
                 (solo[name]["accepted_latency_ms"] or {}).get("p99"),
             )
-        row["weights"] = dict.fromkeys(served, 1.0)
-        row["jain_index"] = _round(fairness.served_vs_fair(served, fair))
-        # The same against the fair split of what this run did serve: fairness alone, with
-        # any loss of throughput under overload taken out.
-        row["jain_index_of_served"] = _round(
-            fairness.served_vs_fair(served, fairness.max_min_fair(total_served, dict(offers)))
-        )
+        tenant_fairness(row, capacity)
+
+
+def tenant_fairness(row: Row, capacity: float) -> None:
+    """Each tenant's fair share and Jain's index, from the run's offers and goodputs.
+
+    The capacity shared out is C, or what the run served when that was more (C was measured
+    low: the machine is shared), so that serving more than C is never counted as unfair.
+    ``jain_index_of_served`` shares out what the run served instead: fairness alone, with any
+    throughput lost to overload taken out."""
+    groups = row["groups"]
+    offers = {name: float(g["offered_per_s"]) for name, g in groups.items()}
+    served = {name: float(g["goodput_per_s"]) for name, g in groups.items()}
+    shared = max(capacity, sum(served.values()))
+    fair = fairness.max_min_fair(shared, offers)
+    for name, share in fair.items():
+        groups[name]["fair_share_per_s"] = round(share, 1)
+    row["weights"] = dict.fromkeys(offers, 1.0)
+    row["fair_capacity_per_s"] = round(shared, 1)
+    row["jain_index"] = _round(fairness.served_vs_fair(served, fair))
+    row["jain_index_of_served"] = _round(
+        fairness.served_vs_fair(served, fairness.max_min_fair(sum(served.values()), offers))
+    )
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:

@@ -24,8 +24,8 @@ _INTRO = (
     f"`{SHED_CODE}`); *→ node*: send → the node receives `job_assign`; *{SHED_CODE}*: send → "
     "that error. *Goodput*: results received while the load was on, per second. *Shed*: "
     f"`{SHED_CODE}` answers / utterances sent. Fair share: the max-min fair allocation of C "
-    "given the tenants' offers (equal weights); Jain's index J = (Σx)² / (n·Σx²) of "
-    "x = served / fair share."
+    "(or of what the run served, if more) given the tenants' offers (equal weights); Jain's "
+    "index J = (Σx)² / (n·Σx²) of x = served / fair share."
 )
 
 
