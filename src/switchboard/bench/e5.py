@@ -266,8 +266,8 @@ class E5:
         )
         start = min(r.started for r in outcome.results) + c.warmup
         end = min(max(r.ended for r in outcome.results), start - c.warmup + c.e5_capacity_s)
-        rtt = merge(r.tally for r in outcome.results).rtt
-        done = stats.completions_between(rtt, start, end)
+        seen = merge(r.tally for r in outcome.results)  # nodes' and sessions' processes
+        done = stats.completions_between(seen.rtt, start, end)
         if end <= start or done == 0:
             raise BenchError(f"E5 capacity on {store}: no job completed in the measured window")
         capacity = round(done / (end - start), 1)
@@ -280,9 +280,7 @@ class E5:
             capacity_per_s=capacity,
             concurrency=c.e5_capacity_sessions * c.hot_max_window,
             latency_ms=stats.summary_ms(stats.values_between(samples, start, end)),
-            external_latency_ms=stats.summary_ms(
-                stats.values_between(merge(r.tally for r in outcome.results).ext, start, end)
-            ),
+            external_latency_ms=stats.summary_ms(stats.values_between(seen.ext, start, end)),
         )
         self._rows().append(row)
         return capacity
