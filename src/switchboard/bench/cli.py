@@ -44,13 +44,27 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return items
 
 
+def _floats(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected comma-separated numbers") from None
+    if not items or min(items) <= 0:
+        raise click.BadParameter("expected comma-separated numbers > 0")
+    return items
+
+
 @click.command()
 @click.option("--quick", is_flag=True, help="Seconds per scenario: a smoke run, not a measurement.")
 @click.option(
     "--scenarios",
-    callback=_csv(("hot", "e1", "e2", "e3", "rss", "e4")),
-    help="Subset of hot,e1,e2,e3,rss,e4 (hot: E0, the scheduler's own cost; e4: instances on"
-    " one Redis).",
+    callback=_csv(("hot", "e1", "e2", "e3", "rss", "e4", "e5")),
+    help="Subset of hot,e1,e2,e3,rss,e4,e5 (hot: E0, the scheduler's own cost; e4: instances"
+    " on one Redis; e5: saturation).",
 )
 @click.option(
     "--designs",
@@ -91,6 +105,30 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     default=None,
     help="E0: nodes in one generator process, sessions in another.",
 )
+@click.option(
+    "--e5-sessions", type=click.IntRange(2, 50_000), default=None, help="E5 open-loop sessions."
+)
+@click.option(
+    "--e5-levels", callback=_floats, help="E5 offered load, × capacity (default 0.5,1,2,4)."
+)
+@click.option(
+    "--e5-phase-seconds",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    help="E5: how long each run offers its load.",
+)
+@click.option(
+    "--e5-wait-seconds",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="E5: then how long it waits for the answers owed.",
+)
+@click.option(
+    "--e5-capacity",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="E5: capacity in jobs/s, instead of measuring it.",
+)
 @click.option("--rss-sessions", type=click.IntRange(1, 100_000), default=None)
 @click.option(
     "--generators", type=click.IntRange(1, 64), default=None, help="Load-generator processes."
@@ -122,7 +160,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     help="Keep logs here.",
 )
 def bench(**options: Any) -> None:
-    """Benchmarks E0 (issue 9) and E1–E3 (issue 4), both designs on the same load in one run."""
+    """Benchmarks E0 (issue 9), E1–E3 (issue 4) and E5 (issue 14, saturation)."""
     from switchboard.bench import report, runs, sysutil
     from switchboard.bench.orchestrate import BenchError
 
@@ -143,9 +181,10 @@ def bench(**options: Any) -> None:
     if options["markdown_path"] is not None:
         options["markdown_path"].write_text(text)
     if options["plots_dir"] is not None:
-        from switchboard.bench.plots import write_plots
+        from switchboard.bench.plots import write_e5_plots, write_plots
 
-        for path in write_plots(result.series, options["plots_dir"]):
+        written = write_plots(result.series, options["plots_dir"])
+        for path in written + write_e5_plots(result.rows, options["plots_dir"]):
             click.echo(f"wrote {path}")
 
 
@@ -162,6 +201,11 @@ def _config(options: dict[str, Any]) -> Any:
         "e2_rate": "e2_rate",
         "phase_seconds": "e2_phase_s",
         "rss_sessions": "rss_sessions",
+        "e5_sessions": "e5_sessions",
+        "e5_levels": "e5_levels",
+        "e5_phase_seconds": "e5_phase_s",
+        "e5_wait_seconds": "e5_wait_s",
+        "e5_capacity": "e5_capacity",
         "hot_sessions": "hot_sessions",
         "hot_rate": "hot_rate",
         "hot_phase_seconds": "hot_phase_s",

@@ -41,6 +41,10 @@ class Tally:
     ext: array[float] = field(default_factory=lambda: array("d"))  # (sent at, → node) pairs
     rtt: array[float] = field(default_factory=lambda: array("d"))  # (sent at, → answer) pairs
     failed: array[float] = field(default_factory=lambda: array("d"))  # sent at, error answers
+    # (sent at, → error answer) pairs per code, for errors in the ordered stream (accepted
+    # utterances) and for refusals outside it: how fast each answer arrives (E5).
+    error_rtt: dict[str, array[float]] = field(default_factory=dict)
+    reject_rtt: dict[str, array[float]] = field(default_factory=dict)
     sent: int = 0
     results: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -50,6 +54,7 @@ class Tally:
     cancels: int = 0
     node_errors: Counter[str] = field(default_factory=Counter)
     dropped_unanswered: int = 0  # pending when its session ended on purpose
+    unsent: int = 0  # paced plan: due by its schedule, skipped because the generator lagged
 
     @property
     def answered(self) -> int:
@@ -324,6 +329,11 @@ class FakeSession:
         sent = self.pending.pop(index, None)
         if kind != "result":
             self.tally.failed.append(sent if sent is not None else now)
+            if sent is not None:
+                by_code = self.tally.reject_rtt if kind == "rejected" else self.tally.error_rtt
+                waited = by_code.setdefault(msg.code or "?", array("d"))
+                waited.append(sent)
+                waited.append(now - sent)
         if kind == "rejected":
             self.tally.rejected[msg.code or "?"] += 1
             if sent is not None:

@@ -8,6 +8,10 @@ Plans:
             second on average (Poisson bursts), whatever the scheduler does; the storm is
             switched on and off by ``phases``.
 ``idle``    (memory) sessions connect, say nothing, and wait for the orchestrator.
+``paced``   (E5) each group of sessions (``groups``: a tenant, a priority class, or everyone)
+            offers its ``rate`` utterances/s for ``duration`` on a fixed schedule, round robin
+            over its sessions, whatever the scheduler answers; then the answers owed are awaited
+            for ``drain_timeout`` and what is still owed is counted.
 
 A process holds nodes, sessions or both (``role``).  E0 can put the nodes and the sessions in
 two processes (``split_roles`` in scenarios.py), as they are different machines in a
@@ -48,6 +52,26 @@ class NodeSpec:
     max_concurrency: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionGroup:
+    """E5: sessions that offer ``rate`` utterances/s together, as one tenant or one priority
+    class (their ``session_init`` carries ``tenant_id`` and ``features.priority`` when set)."""
+
+    name: str
+    pairs: tuple[Pair, ...]  # one session per pair
+    rate: float
+    tenant_id: str | None = None
+    priority: str | None = None
+
+    def init(self, pair: Pair) -> dict[str, Any]:
+        fields: dict[str, Any] = {"src_lang": pair[0], "tgt_lang": pair[1]}
+        if self.tenant_id is not None:
+            fields["tenant_id"] = self.tenant_id
+        if self.priority is not None:
+            fields["features"] = {"priority": self.priority}
+        return fields
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GenSpec:
     host: str
@@ -70,6 +94,7 @@ class GenSpec:
     drain_timeout: float = 20.0
     connect_concurrency: int = 100
     role: str = "both"  # "both", "nodes" (none of the sessions) or "sessions" (none of the nodes)
+    groups: tuple[SessionGroup, ...] = ()  # paced: sessions beyond ``session_pairs``, by group
 
 
 @dataclass(slots=True)
@@ -85,6 +110,7 @@ class GenResult:
     unanswered: int
     connect_failures: Counter[str]
     storm: StormCounts
+    groups: dict[str, Tally] = field(default_factory=dict)  # paced: what each group's sessions saw
 
 
 Queue = Any  # multiprocessing queue / event: untyped in the standard library
@@ -114,6 +140,16 @@ class _Run:
         self.sessions = [
             FakeSession(p, tally=self.tally, audio=self.audio) for p in spec.session_pairs
         ]
+        self.inits: dict[int, dict[str, Any]] = {}  # id(session) → its session_init fields
+        self.group_tallies: dict[str, Tally] = {}
+        self.groups: list[tuple[SessionGroup, list[FakeSession]]] = []
+        for group in spec.groups:
+            tally = self.group_tallies.setdefault(group.name, Tally())
+            members = [FakeSession(p, tally=tally, audio=self.audio) for p in group.pairs]
+            for session, pair in zip(members, group.pairs, strict=True):
+                self.inits[id(session)] = group.init(pair)
+            self.groups.append((group, members))
+            self.sessions += members
         self.phases: list[Phase] = []
         self.storm = Storm(
             self.nodes, spec.storm, make_node=self._churn_node, connect=self._join, rng=self.rng
@@ -150,13 +186,18 @@ class _Run:
 
         host, port = self.spec.host, self.spec.port
         await asyncio.gather(*(one(n.connect(host, port), "node") for n in self.nodes))
-        await asyncio.gather(*(one(s.connect(host, port), "session") for s in self.sessions))
+        await asyncio.gather(
+            *(one(s.connect(host, port, self.inits.get(id(s))), "session") for s in self.sessions)
+        )
         self.sessions = [s for s in self.sessions if s.session_id]
 
     async def report_progress(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            self.queue.put(("progress", self.spec.index, self.tally.sent, self.tally.answered))
+            tallies = [self.tally, *self.group_tallies.values()]
+            sent = sum(t.sent for t in tallies)
+            answered = sum(t.answered for t in tallies)
+            self.queue.put(("progress", self.spec.index, sent, answered))
 
     def unanswered(self) -> int:
         return sum(len(s.pending) for s in self.sessions)
@@ -181,6 +222,8 @@ async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any, sessions_done
             await _closed(run)
         elif spec.plan == "open":
             await _open(run)
+        elif spec.plan == "paced":
+            await _paced(run)
         else:
             await asyncio.to_thread(release.wait)
         if spec.role == "nodes":  # answers may still be owed to another process's sessions
@@ -201,6 +244,7 @@ async def _run(spec: GenSpec, queue: Queue, go: Any, release: Any, sessions_done
         unanswered=run.unanswered(),
         connect_failures=run.failures,
         storm=run.storm.counts,
+        groups=run.group_tallies,
     )
     for session in run.sessions:
         session.close()
@@ -270,6 +314,38 @@ async def _speak(session: FakeSession, rate: float, rng: random.Random, end_at: 
         for _ in range(rng.randint(1, 3)):
             session.send()
         pause = rng.expovariate(burst_rate)
+
+
+# A generator that falls behind its schedule sends at most this much of it at once and skips
+# the rest (counted in ``Tally.unsent``), so its loop still reads the answers in between.
+_MAX_BATCH_S = 0.02
+
+
+async def _paced(run: _Run) -> None:
+    spec = run.spec
+    lines = [
+        (g.rate, [s for s in members if s.session_id], run.group_tallies[g.name])
+        for g, members in run.groups
+    ]
+    lines = [line for line in lines if line[0] > 0 and line[1]]
+    if not lines:  # a nodes-only process: nothing to offer, no ticks to spend
+        return
+    start = time.perf_counter()
+    end = start + spec.duration
+    due_before = [0] * len(lines)
+    turn = [0] * len(lines)
+    while (now := time.perf_counter()) < end:
+        for i, (rate, members, tally) in enumerate(lines):
+            due = int(rate * (now - start))
+            owed, due_before[i] = due - due_before[i], due
+            batch = min(owed, max(1, int(rate * _MAX_BATCH_S)))
+            tally.unsent += owed - batch
+            for _ in range(batch):
+                members[turn[i] % len(members)].send()
+                turn[i] += 1
+        await asyncio.sleep(0.001)
+    run.phases.append(("load", start, time.perf_counter()))
+    await run.drain()
 
 
 def merged_samples(results: Sequence[GenResult], which: str) -> array[float]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from switchboard.bench import e5report
+
 Row = dict[str, Any]
 
 
@@ -331,8 +333,11 @@ def headline_table(items: Sequence[Headline]) -> str:
 def markdown(rows: Sequence[Row], *, machine: dict[str, object], command: str) -> str:
     hot = [r for r in rows if r["scenario"] == "E0"]
     scale = [r for r in rows if r["scenario"] == "E4"]
-    rows = [r for r in rows if r["scenario"] not in ("E0", "E4")]
+    saturation = [r for r in rows if r["scenario"] == "E5"]
+    rows = [r for r in rows if r["scenario"] not in ("E0", "E4", "E5")]
     parts: list[str] = [*e4_markdown(scale)] if scale else []
+    if saturation:
+        parts += e5report.section(saturation)
     if hot:
         parts += [
             "### E0: the scheduler's own cost (issue 9)",

@@ -16,6 +16,9 @@ RSS            10,000 sessions connected and idle: the scheduler's memory per se
 E4 scale-out   (``e4``, issue 10) instances on one Redis: same- against cross-instance
                latency, jobs/s of one and of two instances, Redis commands per job, the
                failover time after an instance is killed, and a sizing on paper (``e4.py``).
+E5 saturation  (``e5``, issue 14) E0's instant nodes; capacity C from a closed loop, then open
+               loops offering 0.5, 1, 2 and 4 × C, two tenants one offering 10× the other,
+               and two priority classes, each run stopped and waited on (``e5.py``).
 
 Every scenario runs each design (``snapshot``, ``global_lock``) on each store, interleaved
 point by point, so every headline figure is a ratio measured in one run.
@@ -31,7 +34,7 @@ from switchboard.bench.loadgen import GenSpec, NodeSpec
 from switchboard.bench.storm import StormSpec
 
 Pair = tuple[str, str]
-SCENARIOS = ("hot", "e1", "e2", "e3", "rss", "e4")
+SCENARIOS = ("hot", "e1", "e2", "e3", "rss", "e4", "e5")
 DESIGNS = ("snapshot", "global_lock")
 STORES = ("memory", "redis")
 # English to and from five languages: ten directed pairs, as a European/Asian deployment.
@@ -95,6 +98,18 @@ class BenchConfig:
     e4_failover_nodes: int = 2  # failover: `switchboard node` agents on the killed instance
     e4_failover_sessions: int = 4  # failover: client sessions on the survivor
     e4_job_s: float = 0.3  # failover: the agents' job latency (median), so jobs are in flight
+    # E5 (issue 14): saturation, from outside, over E0's instant nodes (the snapshot design).
+    e5_sessions: int = 1000  # open-loop sessions, shared by the groups of a run
+    e5_levels: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # offered load, × capacity
+    e5_phase_s: float = 5.0  # how long each run offers its load
+    e5_wait_s: float = 3.0  # then how long it waits for the answers owed
+    e5_capacity: float | None = None  # C given (jobs/s): no capacity run
+    e5_capacity_sessions: int = 300  # the capacity run: a closed loop, E0's ``max`` phase
+    e5_capacity_s: float = 8.0
+    e5_tenant_load: float = 2.0  # the two tenants' offers together, × C
+    e5_tenant_ratio: float = 10.0  # the big tenant offers this many times the small one's
+    e5_priority_load: float = 2.0  # the two classes' offers together (equal halves), × C
+    e5_max_concurrency: int = 64  # slots per node: never the limit
     e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
     e3_speed: float = 8.0
     generators: int = 1
@@ -135,6 +150,13 @@ class BenchConfig:
             e4_failover_nodes=1,
             e4_failover_sessions=2,
             e4_job_s=0.1,
+            e5_sessions=60,
+            e5_phase_s=0.5,
+            # The drain ends as soon as every answer is in; a quick run waits past the default
+            # --pending-timeout (10 s) so that a slow machine cannot leave one owed.
+            e5_wait_s=15.0,
+            e5_capacity_sessions=20,
+            e5_capacity_s=1.0,
             e3_speed=40.0,
             warmup=0.3,
         )
