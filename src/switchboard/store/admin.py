@@ -6,9 +6,11 @@ that needs to ping or pause a server it started asks here instead of importing r
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError as RedisError  # re-exported: the tools catch it
 
 
 async def ping(port: int) -> bool:
@@ -47,3 +49,9 @@ def answers(port: int) -> bool:
             return bool(probe.ping())
     except (RedisError, OSError):
         return False
+
+
+def command(client: SyncClient, *args: str) -> Any:
+    """Any command on a synchronous client: the cluster launcher's ``CLUSTER NODES``,
+    ``CLUSTER FAILOVER``, ``ROLE``, ... (redis-py leaves ``execute_command`` untyped)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
