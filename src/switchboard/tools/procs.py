@@ -638,15 +638,25 @@ class RedisClusterProcess:
         raise ProcessFailed(f"no primary serves slot {slot}")
 
     def replica_of(self, primary: RedisProcess) -> RedisProcess:
-        """A running replica of ``primary``."""
-        with primary.client() as client:
-            my_id = str(admin.command(client, "CLUSTER", "MYID"), "utf-8")
-            for line in _cluster_nodes(client):
-                fields = line.split()
-                if fields[3] == my_id and "slave" in fields[2] and "fail" not in fields[2]:
-                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                    return next(n for n in self.nodes if n.port == port and n.running)
-        raise ProcessFailed(f"primary on port {primary.port} has no running replica")
+        """A running replica of ``primary``, in sync with it (by the replica's own ``ROLE``:
+        a node's view of the others lags after a failover)."""
+        deadline = time.monotonic() + 10 * self.scale
+        while True:
+            for node in self.nodes:
+                if node is primary or not node.running:
+                    continue
+                try:
+                    with node.client() as client:
+                        role = admin.command(client, "ROLE")
+                except admin.RedisError:
+                    continue
+                fields = [f.decode() if isinstance(f, bytes) else f for f in role]
+                in_sync = fields[0] == "slave" and fields[3] == "connected"
+                if in_sync and int(fields[2]) == primary.port:
+                    return node
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"primary on port {primary.port} has no running replica")
+            time.sleep(0.05)
 
     def failover(self, primary: RedisProcess) -> RedisProcess:
         """A manual failover: ``CLUSTER FAILOVER`` on a replica of ``primary``, which becomes

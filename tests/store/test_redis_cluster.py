@@ -1,0 +1,181 @@
+"""The stores on a 3-shard Redis Cluster of real redis-servers (store/redis_cluster.py, the
+sharded layout of keys.py): the URL, keys really spread over the shards, and a shard failover
+(manual, then a primary SIGKILLed and its replica promoted) in the middle of reservations: no
+node over-filled, nothing left held, and the store serves again on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from switchboard.config import ConfigError, load_settings
+from switchboard.errors import StoreError
+from switchboard.store import admin
+from switchboard.store.base import Candidate
+from switchboard.store.cluster import ClusterStore
+from switchboard.store.keys import StoreKeys
+from switchboard.store.redis_cluster import is_cluster_url, parse_cluster_url
+from switchboard.store.redis_store import RedisStore
+from tests.conftest import unique_namespace
+
+if TYPE_CHECKING:
+    from switchboard.tools.procs import RedisClusterProcess
+
+pytestmark = pytest.mark.redis
+
+LONG = 60.0
+
+
+def test_cluster_url_names_its_seeds_and_credentials() -> None:
+    url = "redis+cluster://user:s%40cret@10.0.0.1:7000,10.0.0.2:7001"
+    parsed = parse_cluster_url(url)
+    assert is_cluster_url(url) and not is_cluster_url("redis://10.0.0.1:7000/0")
+    assert parsed.seeds == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+    assert (parsed.username, parsed.password) == ("user", "s@cret")
+    assert "s@cret" not in repr(parsed)
+    assert parse_cluster_url("redis+cluster://pw@h:1").password == "pw"
+    for bad in ("redis+cluster://h", "redis+cluster://h:1/3", "redis+cluster://h:1?x=1"):
+        with pytest.raises(ValueError):
+            parse_cluster_url(bad)
+    with pytest.raises(ConfigError):
+        RedisStore.from_url("redis+cluster://h:99999")
+
+
+def test_the_url_is_a_setting_like_any_other(tmp_path: Path) -> None:
+    url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+    settings = load_settings({"redis_url": url}, environ={})
+    assert settings.redis_url == url and settings.store == "redis"
+    assert load_settings({}, environ={"SWITCHBOARD_REDIS_URL": url}).redis_url == url
+    toml = tmp_path / "switchboard.toml"
+    toml.write_text(f'redis_url = "{url}"\n')
+    assert load_settings({}, environ={}, config_path=str(toml)).redis_url == url
+    with pytest.raises(ConfigError):
+        load_settings({"redis_url": "redis+sentinel://h:1"}, environ={})
+
+
+async def test_leases_and_instance_keys_spread_over_every_shard(
+    redis_cluster: RedisClusterProcess,
+) -> None:
+    """Leases of different nodes land on different primaries (their group's tag), each key
+    really held by the primary CLUSTER KEYSLOT names; an instance's presence and inbox share
+    one slot, and instances spread too."""
+    namespace = unique_namespace()
+    keys = StoreKeys(namespace, sharded=True)
+    store = RedisStore.from_url(redis_cluster.url, namespace=namespace)
+    cluster = ClusterStore.from_url(redis_cluster.url, namespace=namespace)
+    try:
+        nodes = [f"node-{i}" for i in range(12)]
+        for node in nodes:
+            assert await store.try_reserve([Candidate(node, 1)], f"{node}:1", lease_s=LONG)
+        holders = {}
+        for node in nodes:
+            primary = redis_cluster.primary_of(keys.slots(node))
+            with primary.client() as client:
+                assert client.exists(keys.slots(node)) == 1
+            holders[node] = primary.port
+        assert len(set(holders.values())) == 3
+        assert await store.held_total() == len(nodes)
+
+        instances = [f"inst-{i}" for i in range(9)]
+        for instance in instances:
+            await cluster.announce(instance, "{}", ttl_s=LONG)
+            await cluster.open_inbox(instance)
+            presence, inbox = keys.presence(instance), keys.inbox(instance)
+            assert redis_cluster.keyslot(presence) == redis_cluster.keyslot(inbox)
+        ports = {redis_cluster.primary_of(keys.presence(i)).port for i in instances}
+        assert len(ports) == 3
+        assert sorted(await cluster.instances()) == instances
+    finally:
+        await store.close()
+        await cluster.close()
+
+
+async def test_a_shard_failover_during_reservations_overfills_nothing_and_leaks_nothing(
+    own_redis_cluster: RedisClusterProcess, timeout_scale: float
+) -> None:
+    """Workers reserve and release on six nodes (two slots each) while one shard fails over
+    by hand (CLUSTER FAILOVER) and then another loses its primary to SIGKILL (its replica is
+    promoted).  Calls fail meanwhile (StoreUnavailable), never over-fill a node, and the
+    store serves again by itself; releasing every lease whose fate a failed call left unknown
+    leaves nothing held."""
+    cluster = own_redis_cluster
+    namespace = unique_namespace()
+    keys = StoreKeys(namespace, sharded=True)
+    store = RedisStore.from_url(cluster.url, namespace=namespace)
+    nodes = [f"fo-{i}" for i in range(6)]
+    capacity = 2
+    cands = [Candidate(node, capacity) for node in nodes]
+    held: dict[str, set[str]] = defaultdict(set)
+    overfilled: list[tuple[str, int]] = []
+    unsure: set[str] = set()  # holders whose reserve or release failed: fate unknown
+    grants = 0
+    errors = 0
+    stop = asyncio.Event()
+    serial = itertools.count()
+
+    async def worker() -> None:
+        nonlocal grants, errors
+        while not stop.is_set():
+            holder = f"job-{next(serial)}:1"
+            try:
+                node = await store.try_reserve(cands, holder, lease_s=LONG)
+            except StoreError:
+                unsure.add(holder)
+                errors += 1
+                await asyncio.sleep(0.02)
+                continue
+            if node is None:
+                await asyncio.sleep(0)
+                continue
+            grants += 1
+            progress.set()
+            held[node].add(holder)
+            if len(held[node]) > capacity:
+                overfilled.append((node, len(held[node])))
+            await asyncio.sleep(0)
+            held[node].discard(holder)
+            try:
+                await store.release(node, holder)
+            except StoreError:
+                unsure.add(holder)
+                errors += 1
+
+    progress = asyncio.Event()  # set at every grant
+
+    async def served_again(more: int) -> None:
+        target = grants + more
+        async with asyncio.timeout(30 * timeout_scale):
+            while grants < target:
+                progress.clear()
+                await progress.wait()
+
+    workers = [asyncio.create_task(worker()) for _ in range(16)]
+    try:
+        await served_again(200)
+        first = cluster.primary_of(keys.slots(nodes[0]))
+        await asyncio.to_thread(cluster.failover, first)
+        await served_again(200)
+        others = [cluster.primary_of(keys.slots(n)) for n in nodes]
+        victim = next(p for p in others if p.port != first.port and p.running)
+        await asyncio.to_thread(cluster.kill_primary, victim)
+        await served_again(200)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+    try:
+        assert overfilled == []
+        assert errors > 0  # the lost primary was felt: calls failed until the promotion
+        assert not victim.running and len(cluster.primaries()) == 3
+        for holder in unsure:  # what a real instance's lease would do by expiring
+            for node in nodes:
+                await store.release(node, holder)
+        assert await store.held_total() == 0
+        assert await store.reserved(nodes) == dict.fromkeys(nodes, 0)
+    finally:
+        await store.close()
+    assert admin.answers(cluster.primaries()[0].port)
