@@ -336,10 +336,14 @@ class RedisStore(ReservationStore):
         self._reserve_batch.submit(wanted, spread)
 
     def _reserve_many(self, requests: Sequence[_ReserveRequest], done: Outcome[str | None]) -> None:
+        nodes_key = self._keys.nodes
         if self._keys.sharded:
-            _then(self._reserve_rounds(requests), done)
-            return
-        keys, args = self._reserve_call(self._keys.nodes, requests)
+            group = self._one_group(c.node_id for cands, _, _ in requests for c in cands)
+            if group is None:  # candidates in several groups: rounds (groups.py)
+                _then(self._reserve_rounds(requests), done)
+                return
+            nodes_key = self._keys.group_nodes(group)  # one group: one script, as on one Redis
+        keys, args = self._reserve_call(nodes_key, requests)
 
         def parse(reply: Any, error: StoreError | None) -> None:
             if error is None:
@@ -383,6 +387,17 @@ class RedisStore(ReservationStore):
         return await future
 
     # --- Redis Cluster: the same operations over node groups (keys.py, groups.py) -------------
+
+    def _one_group(self, node_ids: Iterable[str]) -> int | None:
+        """The group every one of ``node_ids`` is in, or ``None`` if they span several."""
+        group: int | None = None
+        for node in node_ids:
+            this = self._keys.group_of(node)
+            if group is None:
+                group = this
+            elif this != group:
+                return None
+        return group
 
     def _by_group(self, node_ids: Iterable[str]) -> dict[int, list[int]]:
         """Positions of ``node_ids`` by their node group, groups in order of first appearance."""
@@ -512,7 +527,7 @@ class RedisStore(ReservationStore):
         self._release_batch.submit(leases, done)
 
     def _release_many(self, leases: Sequence[tuple[str, str]], done: Outcome[bool]) -> None:
-        if self._keys.sharded:
+        if self._keys.sharded and self._one_group(node for node, _ in leases) is None:
             _then(self._release_grouped(leases), done)
             return
         keys = [self._keys.slots(node_id) for node_id, _ in leases]
