@@ -369,10 +369,11 @@ class RedisStore(ReservationStore):
                 args += [cand.node_id, cand.capacity, cand.tier]
         return keys, args
 
-    async def _hot_call(
+    def _hot_future(
         self, script: pipelined.Script, keys: Sequence[str], args: Sequence[pipelined.Arg]
-    ) -> Any:
-        """``_run_hot``, awaited (the sharded paths: a task per batch, never per job)."""
+    ) -> asyncio.Future[Any]:
+        """``_run_hot`` as a future (the sharded paths gather these: a future per script
+        call, no task per call, and only one task per batch)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def got(value: Any, error: StoreError | None) -> None:
@@ -384,7 +385,7 @@ class RedisStore(ReservationStore):
                 future.set_result(value)
 
         self._run_hot(script, keys, args, got)
-        return await future
+        return future
 
     # --- Redis Cluster: the same operations over node groups (keys.py, groups.py) -------------
 
@@ -413,48 +414,69 @@ class RedisStore(ReservationStore):
         results: list[str | None] = [None] * len(requests)
         left = {i: grouping.unique(cands) for i, (cands, _, _) in enumerate(requests)}
         group_of = {c.node_id: self._keys.group_of(c.node_id) for cs in left.values() for c in cs}
-        holders = [holder for _, holder, _ in requests]
         try:
             while left:
-                probe = await self._probe_round(left, requests, group_of)
-                sends: dict[int, list[int]] = {}
-                for index, group in grouping.plan(
-                    list(left.items()), group_of, probe, holders
-                ).items():
-                    if group is not None:
-                        sends.setdefault(group, []).append(index)
-                replies = await asyncio.gather(
-                    *(
-                        self._reserve_in(
-                            group,
-                            [
-                                (
-                                    tuple(c for c in left[i] if group_of[c.node_id] == group),
-                                    requests[i][1],
-                                    requests[i][2],
-                                )
-                                for i in indices
-                            ],
-                        )
-                        for group, indices in sends.items()
-                    )
-                )
-                tried_again: dict[int, list[Candidate]] = {}
-                for (group, indices), nodes in zip(sends.items(), replies, strict=True):
-                    for index, node in zip(indices, nodes, strict=True):
-                        if node is not None:
-                            results[index] = node
-                            continue
-                        rest = [c for c in left[index] if group_of[c.node_id] != group]
-                        if rest:  # its group filled since the probe: the others, next round
-                            tried_again[index] = rest
-                left = tried_again
+                left = await self._reserve_round(left, requests, group_of, results)
         except BaseException:
             taken = [(node, requests[i][1]) for i, node in enumerate(results) if node]
             if taken:
                 self.release_soon(taken, done=lambda _results, _error: None)
             raise
         return results
+
+    async def _reserve_round(
+        self,
+        left: Mapping[int, Sequence[Candidate]],
+        requests: Sequence[_ReserveRequest],
+        group_of: Mapping[str, int],
+        results: list[str | None],
+    ) -> dict[int, list[Candidate]]:
+        """Probe, plan, reserve: fills ``results`` with what was granted and returns the
+        requests to try again, each with the candidates of the groups it has not tried."""
+        probe = await self._probe_round(left, requests, group_of)
+        holders = [holder for _, holder, _ in requests]
+        sends: dict[int, list[int]] = {}
+        for index, group in grouping.plan(list(left.items()), group_of, probe, holders).items():
+            if group is not None:
+                sends.setdefault(group, []).append(index)
+        calls = [
+            self._hot_future(
+                self._try_reserve,
+                *self._reserve_call(
+                    self._keys.group_nodes(group),
+                    [
+                        (
+                            tuple(c for c in left[i] if group_of[c.node_id] == group),
+                            requests[i][1],
+                            requests[i][2],
+                        )
+                        for i in indices
+                    ],
+                ),
+            )
+            for group, indices in sends.items()
+        ]
+        # Every reply is read, errors included: what the other groups granted must be counted
+        # (and released) before the first error is raised.
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        tried_again: dict[int, list[Candidate]] = {}
+        failure: BaseException | None = None
+        for (group, indices), reply in zip(sends.items(), replies, strict=True):
+            try:
+                if isinstance(reply, BaseException):
+                    raise reply
+                nodes = _nodes_of(reply, len(indices))
+            except BaseException as exc:
+                failure = failure or exc
+                continue
+            for index, node in zip(indices, nodes, strict=True):
+                results[index] = node
+                rest = [c for c in left[index] if group_of[c.node_id] != group]
+                if node is None and rest:  # its group filled since the probe: try the others
+                    tried_again[index] = rest
+        if failure is not None:
+            raise failure
+        return tried_again
 
     async def _probe_round(
         self,
@@ -473,7 +495,7 @@ class RedisStore(ReservationStore):
             return grouping.Probe({}, frozenset())
         replies = await asyncio.gather(
             *(
-                self._hot_call(
+                self._hot_future(
                     self._probe,
                     [self._keys.slots(node) for _, node in pairs],
                     [requests[index][1] for index, _ in pairs],
@@ -493,17 +515,11 @@ class RedisStore(ReservationStore):
                     live[node] = _as_int(count)
         return grouping.Probe(live, frozenset(held))
 
-    async def _reserve_in(
-        self, group: int, requests: Sequence[_ReserveRequest]
-    ) -> list[str | None]:
-        keys, args = self._reserve_call(self._keys.group_nodes(group), requests)
-        return _nodes_of(await self._hot_call(self._try_reserve, keys, args), len(requests))
-
     async def _release_grouped(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
         groups = self._by_group(node for node, _ in leases)
         replies = await asyncio.gather(
             *(
-                self._hot_call(
+                self._hot_future(
                     self._release,
                     [self._keys.slots(leases[i][0]) for i in indices],
                     [leases[i][1] for i in indices],
