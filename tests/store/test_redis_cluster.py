@@ -24,7 +24,7 @@ from switchboard.store.redis_store import RedisStore
 from tests.conftest import unique_namespace
 
 if TYPE_CHECKING:
-    from switchboard.tools.procs import RedisClusterProcess
+    from switchboard.tools.procs import RedisClusterProcess, RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -179,3 +179,67 @@ async def test_a_shard_failover_during_reservations_overfills_nothing_and_leaks_
     finally:
         await store.close()
     assert admin.answers(cluster.primaries()[0].port)
+
+
+async def test_the_hot_path_follows_a_slot_migration_ask_then_moved(
+    own_redis_cluster: RedisClusterProcess,
+) -> None:
+    """While a node group's slot migrates, a call whose key has not reached the source is sent
+    to the importing node (ASK: ASKING, then the script) and a call on keys the source still
+    holds stays there; once the slot has moved, the old primary's MOVED sends the call to the
+    new one and the slot map is reloaded.  (A multi-key script on keys in neither place gets
+    TRYAGAIN meanwhile, by Redis' rules: StoreUnavailable for that call.)"""
+    cluster = own_redis_cluster
+    namespace = unique_namespace()
+    keys = StoreKeys(namespace, sharded=True)
+    store = RedisStore.from_url(cluster.url, namespace=namespace)
+    node = "migrating"
+    slot = cluster.keyslot(keys.slots(node))
+    names = [f"n-{i}" for i in range(2000)]
+    other = next(n for n in names if cluster.keyslot(keys.slots(n)) != slot)
+    mate = next(n for n in names if keys.group_of(n) == keys.group_of(node))
+    source = cluster.primary_of(keys.slots(node))
+    target = next(p for p in cluster.primaries() if p.port != source.port)
+
+    def node_id(server: RedisProcess) -> str:
+        with server.client() as client:
+            return str(admin.command(client, "CLUSTER", "MYID"), "utf-8")
+
+    def setslot(server: RedisProcess, *args: str) -> None:
+        with server.client() as client:
+            admin.command(client, "CLUSTER", "SETSLOT", str(slot), *args)
+
+    try:
+        assert await store.try_reserve([Candidate(other, 1)], "warm:1", lease_s=LONG) == other
+        assert await store.try_reserve([Candidate(node, 3)], "j1:1", lease_s=LONG) == node
+        setslot(target, "IMPORTING", node_id(source))
+        setslot(source, "MIGRATING", node_id(target))
+        assert await store.release(mate, "nobody:1") is False  # ASK: answered by the target
+        assert await store.try_reserve([Candidate(node, 3)], "j2:1", lease_s=LONG) == node
+        with source.client() as client:
+            moving = admin.command(client, "CLUSTER", "GETKEYSINSLOT", str(slot), "100")
+            assert moving
+            admin.command(
+                client,
+                "MIGRATE",
+                "127.0.0.1",
+                str(target.port),
+                "",
+                "0",
+                "5000",
+                "KEYS",
+                *(k.decode() for k in moving),
+            )
+        for server in cluster.primaries():
+            setslot(server, "NODE", node_id(target))
+        assert await store.try_reserve([Candidate(node, 3)], "j3:1", lease_s=LONG) == node
+        assert await store.try_reserve([Candidate(node, 3)], "j4:1", lease_s=LONG) is None
+        with target.client() as client:
+            assert client.zcard(keys.slots(node)) == 3  # all on the new primary
+        assert await store.reserved([node]) == {node: 3}
+        for holder in ("j1:1", "j2:1", "j3:1"):
+            assert await store.release(node, holder)
+        assert await store.release(other, "warm:1")
+        assert await store.held_total() == 0
+    finally:
+        await store.close()

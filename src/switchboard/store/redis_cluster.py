@@ -252,9 +252,14 @@ class _Routed:
         client = self._router.client_at(host, int(port))
         if code == "MOVED":
             self._router.reload()  # the map is stale; meanwhile go where we are told
-        else:  # a slot in migration: this one call goes to the importing node
-            client.command_then(("ASKING",), _ignored)
-        client.evalsha_then(self._script, self._keys, self._args, self._answered)
+            client.evalsha_then(self._script, self._keys, self._args, self._answered)
+            return
+        # A slot in migration: this one call goes to the importing node, right after ASKING
+        # (which holds for the next command only), as EVAL: an EVALSHA the node has no script
+        # for would be retried without ASKING and sent back.
+        client.command_then(("ASKING",), _ignored)
+        command = ("EVAL", self._script.source, len(self._keys), *self._keys, *self._args)
+        client.command_then(command, self._answered)
 
 
 def _ignored(value: Any, error: BaseException | None) -> None:
