@@ -12,7 +12,7 @@ import pytest
 from switchboard.store.keys import StoreKeys
 from switchboard.store.redis_store import RedisStore
 from tests.e2e.conftest import Peers, ServerFactory
-from tests.e2e.harness import FakeNode, ServerProcess, eventually
+from tests.e2e.harness import FakeNode, NodeBehaviour, ServerProcess, eventually, is_error
 
 if TYPE_CHECKING:
     from switchboard.tools.procs import RedisClusterProcess
@@ -77,3 +77,43 @@ async def test_three_instances_on_a_three_shard_cluster_answer_every_utterance(
         assert await store.held_total() == 0
     finally:
         await store.close()
+
+
+async def test_on_the_cluster_a_killed_instance_is_forgotten_and_its_jobs_fail_over(
+    server_factory: ServerFactory, redis_cluster: RedisClusterProcess, namespace: str, peers: Peers
+) -> None:
+    """The split scripts in real processes: a job crosses to A's silent node, a job_cancel
+    crosses after the job timeout, and once A is SIGKILLed its presence expires, B forgets it
+    (its node leaves B's view, A leaves the instance list) and B's next job goes elsewhere."""
+    on_cluster = ("--redis-url", redis_cluster.url, "--redis-namespace", namespace)
+    a = await server_factory(*on_cluster, "--instance-id", "rc-a", instance_ttl=1.0)
+    b = await server_factory(
+        *on_cluster, "--instance-id", "rc-b", instance_ttl=1.0, job_timeout=0.5, max_attempts=1
+    )
+    remote = await peers.node(a, behaviour=NodeBehaviour(mode="none"))
+    await all_listed(b, {remote.node_id or ""})
+    session = await peers.session(b)
+    await session.utter(0)
+    assign = await remote.wait_assign()
+    (answer,) = await session.wait_answers(1, within=3)
+    assert is_error("JOB_TIMEOUT", utterance_index=0)(answer), answer
+
+    async def cancelled() -> bool:
+        return assign["job_id"] in remote.cancelled
+
+    await eventually(cancelled, "job_cancel crossed to A's node", within=2)
+
+    await asyncio.to_thread(a.kill)
+
+    async def forgotten() -> bool:
+        body = await b.get_json("/api/v1/cluster")
+        rows: list[dict[str, Any]] = await b.get_json("/api/v1/nodes")
+        gone = all(r["node_id"] != remote.node_id for r in rows)
+        return gone and [i["instance_id"] for i in body["instances"]] == ["rc-b"]
+
+    await eventually(forgotten, "A forgotten by B", within=6)
+    backup = await peers.node(b)
+    await session.utter(1)
+    (answer,) = (await session.wait_answers(2))[1:]
+    assert answer["type"] == "translation_result" and answer["node_id"] == backup.node_id
+    await b.wait_idle()
