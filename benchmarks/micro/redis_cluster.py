@@ -113,14 +113,12 @@ def script_call(
     return call
 
 
-async def clients(cluster_url: str, plain_url: str, iterations: int) -> list[dict[str, Any]]:
-    sharded = StoreKeys(NAMESPACE, sharded=True)
-    nodes = group_mates(sharded, 4, same=True)
-    rc = cluster_client_from_url(cluster_url, max_connections=32, timeout_s=2.0)
-    await rc.initialize()
-    router = ShardRouter(rc, username=None, password=None, connect_timeout_s=2.0, stall_s=6.0)
+def awaited(
+    evalsha_then: Callable[[pipelined.Script, list[str], list[Any], pipelined.Reply], None],
+) -> Callable[[pipelined.Script, list[str], list[Any]], Awaitable[Any]]:
+    """The callback face every client is timed through, as ``RedisStore`` calls it."""
 
-    async def routed(script: pipelined.Script, keys: list[str], args: list[Any]) -> Any:
+    async def call(script: pipelined.Script, keys: list[str], args: list[Any]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def reply(value: Any, error: BaseException | None) -> None:
@@ -129,8 +127,20 @@ async def clients(cluster_url: str, plain_url: str, iterations: int) -> list[dic
             else:
                 future.set_result(value)
 
-        router.evalsha_then(script, keys, args, reply)
+        evalsha_then(script, keys, args, reply)
         return await future
+
+    return call
+
+
+async def clients(cluster_url: str, plain_url: str, iterations: int) -> list[dict[str, Any]]:
+    sharded = StoreKeys(NAMESPACE, sharded=True)
+    nodes = group_mates(sharded, 4, same=True)
+    rc = cluster_client_from_url(cluster_url, max_connections=32, timeout_s=2.0)
+    await rc.initialize()
+    router = ShardRouter(rc, username=None, password=None, connect_timeout_s=2.0, stall_s=6.0)
+
+    routed = awaited(router.evalsha_then)
 
     scripts: dict[str, Any] = {}
 
@@ -157,8 +167,12 @@ async def clients(cluster_url: str, plain_url: str, iterations: int) -> list[dic
         return [
             await timed("routed", iterations, script_call(routed, sharded, nodes)),
             await timed("rediscluster", iterations, script_call(via_redis_cluster, sharded, nodes)),
-            await timed("direct", iterations, script_call(direct.evalsha, sharded, nodes)),
-            await timed("plain", iterations, script_call(plain.evalsha, plain_keys, nodes)),
+            await timed(
+                "direct", iterations, script_call(awaited(direct.evalsha_then), sharded, nodes)
+            ),
+            await timed(
+                "plain", iterations, script_call(awaited(plain.evalsha_then), plain_keys, nodes)
+            ),
         ]
     finally:
         await router.close()
