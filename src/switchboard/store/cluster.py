@@ -1,6 +1,8 @@
 """The Redis side of a cluster of instances on one namespace (docs/scale-out.md).
 
-Three things, all under the namespace's hash tag (``keys.py``):
+Three things, all under the namespace's hash tag (``keys.py``) on one Redis; on a Redis Cluster
+an instance's presence and inbox live under its own tag, so sending and forgetting run there
+as one-slot steps (``_send_apart``, ``_forget_apart``, docs/scale-out.md "Redis Cluster"):
 
 * **Presence**: each instance writes its presence key with a TTL and refreshes it; a listing
   of instances is the sorted set of ids plus one ``MGET`` of their presence keys.  An id whose

@@ -5,12 +5,13 @@ more of its nodes (seeds).  The stores then use redis-py's ``RedisCluster`` for 
 the hot path: it discovers the slot map from the seeds and follows ``MOVED`` and ``ASK`` by
 itself.  The hot path (the batched reserve and release scripts, the cross-instance send) keeps
 the pipelined client of ``pipelined.py``, one per primary, chosen by the slot map that
-``RedisCluster`` keeps (``ShardRouter``): the same ~70 µs of client CPU per call as on one
-Redis, where ``RedisCluster`` spends about four times that (docs/scale-out.md has the figures).
+``RedisCluster`` keeps (``ShardRouter``): the client CPU per call of one Redis plus about 7 µs
+of routing, where ``RedisCluster`` spends about four times as much (docs/scale-out.md has the
+figures, ``benchmarks/micro/redis_cluster.py`` measures them).
 
 The router follows the cluster as it changes: a ``MOVED`` reply sends the call where it says
-and reloads the slot map; an ``ASK`` reply sends ``ASKING`` and the call to the node it names
-(a slot being migrated); a lost connection, ``CLUSTERDOWN`` or ``TRYAGAIN`` reloads the slot map
+and reloads the slot map; an ``ASK`` reply sends ``ASKING`` and the call (as ``EVAL``) to the
+node it names (a slot being migrated); a lost connection, ``CLUSTERDOWN`` or ``TRYAGAIN`` reloads the slot map
 in the background (a failover: the replica promoted is the next call's primary) and the error
 goes to the caller, whose policy (one retry, then ``StoreUnavailable``) is the one of a single
 Redis.  Reloads are coalesced: one at a time, however many calls ask for one.

@@ -21,6 +21,11 @@ Whatever either client or the socket raises is translated here, in ``_translate`
 error); no redis-py or pipelined-client exception leaves this module.  A connection error is
 retried once at once on a fresh connection: after a restart the old connection is dead but a
 new one works, and every script is idempotent per holder, so repeating it is safe.
+
+On a Redis Cluster (``redis+cluster://``, ``redis_cluster.py``) the same scripts run per node
+group: leases are spread over groups (``keys.py``), the hot path is routed to the primary of
+each group's slot, and a reservation whose candidates span groups is a probe, then the script
+in the chosen group (``groups.py``).  A batch in one group is one script, as on one Redis.
 """
 
 from __future__ import annotations
