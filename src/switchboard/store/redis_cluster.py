@@ -11,8 +11,9 @@ figures, ``benchmarks/micro/redis_cluster.py`` measures them).
 
 The router follows the cluster as it changes: a ``MOVED`` reply sends the call where it says
 and reloads the slot map; an ``ASK`` reply sends ``ASKING`` and the call (as ``EVAL``) to the
-node it names (a slot being migrated); a lost connection, ``CLUSTERDOWN`` or ``TRYAGAIN`` reloads the slot map
-in the background (a failover: the replica promoted is the next call's primary) and the error
+node it names (a slot being migrated); a lost connection, ``CLUSTERDOWN`` or ``TRYAGAIN``
+reloads the slot map in the background (a failover: the replica promoted is the next call's
+primary) and the error
 goes to the caller, whose policy (one retry, then ``StoreUnavailable``) is the one of a single
 Redis.  Reloads are coalesced: one at a time, however many calls ask for one.
 
