@@ -570,19 +570,20 @@ class RedisClusterProcess:
             self.stop()
             raise
 
-    def wait_ok(self, *, timeout_s: float = 30.0) -> None:
-        """Until every running node says ``cluster_state:ok`` and agrees on ``shards``
-        primaries that serve every slot."""
+    def wait_ok(self, *, timeout_s: float = 30.0, primary: int | None = None) -> None:
+        """Until every running node says ``cluster_state:ok`` and all of them agree on the same
+        ``shards`` primaries serving every slot (``primary``'s port among them, if given)."""
         deadline = time.monotonic() + timeout_s * self.scale
         while True:
-            if self._all_ok():
+            if self._all_ok(primary):
                 return
             if time.monotonic() > deadline:
                 raise ProcessFailed(f"redis cluster in {self.workdir} never became ok")
             time.sleep(0.05)
 
-    def _all_ok(self) -> bool:
+    def _all_ok(self, primary: int | None) -> bool:
         running = [n for n in self.nodes if n.running]
+        views: set[tuple[int, ...]] = set()
         try:
             for node in running:
                 with node.client() as client:
@@ -590,11 +591,13 @@ class RedisClusterProcess:
                     text = info.decode() if isinstance(info, bytes) else str(info)
                     if "cluster_state:ok" not in text:
                         return False
-                    if len(self._primary_ports(client)) != self.shards:
-                        return False
+                    views.add(tuple(self._primary_ports(client)))
         except admin.RedisError:
             return False
-        return True
+        if len(views) != 1:
+            return False
+        (ports,) = views
+        return len(ports) == self.shards and (primary is None or primary in ports)
 
     def _primary_ports(self, client: admin.SyncClient) -> list[int]:
         """The ports of the primaries that serve slots, as ``client``'s node sees them."""
@@ -688,7 +691,7 @@ class RedisClusterProcess:
             if time.monotonic() > deadline:
                 raise ProcessFailed(f"redis on port {node.port} was never promoted")
             time.sleep(0.05)
-        self.wait_ok()
+        self.wait_ok(primary=node.port)
 
     def stop(self) -> None:
         for node in self.nodes:
