@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from switchboard.config import ConfigError, load_settings
-from switchboard.errors import StoreError
+from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.store import admin
 from switchboard.store.base import Candidate
 from switchboard.store.cluster import ClusterStore
 from switchboard.store.keys import StoreKeys
 from switchboard.store.redis_cluster import is_cluster_url, parse_cluster_url
 from switchboard.store.redis_store import RedisStore
+from switchboard.tools.procs import free_port
 from tests.conftest import unique_namespace
 
 if TYPE_CHECKING:
@@ -243,3 +244,23 @@ async def test_the_hot_path_follows_a_slot_migration_ask_then_moved(
         assert await store.held_total() == 0
     finally:
         await store.close()
+
+
+async def test_an_unreachable_cluster_is_store_unavailable(timeout_scale: float) -> None:
+    """No seed answers: every call, hot path included, is StoreUnavailable within its
+    timeout, never another exception; ping says False."""
+    url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    store = RedisStore.from_url(url, namespace=unique_namespace(), timeout_s=0.5)
+    cluster = ClusterStore.from_url(url, namespace=unique_namespace(), timeout_s=0.5)
+    try:
+        async with asyncio.timeout(10 * timeout_scale):
+            with pytest.raises(StoreUnavailable):
+                await store.try_reserve([Candidate("a", 1)], "j:1", lease_s=LONG)
+            with pytest.raises(StoreUnavailable):
+                await store.held_total()
+            with pytest.raises(StoreUnavailable):
+                await cluster.instances()
+            assert await store.ping() is False
+    finally:
+        await store.close()
+        await cluster.close()
