@@ -12,7 +12,14 @@ import pytest
 from switchboard.store.keys import StoreKeys
 from switchboard.store.redis_store import RedisStore
 from tests.e2e.conftest import Peers, ServerFactory
-from tests.e2e.harness import FakeNode, NodeBehaviour, ServerProcess, eventually, is_error
+from tests.e2e.harness import (
+    FakeNode,
+    NodeBehaviour,
+    ServerProcess,
+    eventually,
+    is_error,
+    scaled,
+)
 
 if TYPE_CHECKING:
     from switchboard.tools.procs import RedisClusterProcess
@@ -22,6 +29,9 @@ pytestmark = pytest.mark.redis
 INSTANCES = ("rc-a", "rc-b", "rc-c")
 NODES_EACH = 2
 UTTERANCES = 12
+# --instance-ttl is not scaled by the fixtures: on a loaded machine an unscaled second could
+# let an instance's presence lapse between two refreshes and have it forgotten while alive.
+TTL = scaled(1.0)
 
 
 async def all_listed(server: ServerProcess, node_ids: set[str]) -> None:
@@ -37,7 +47,7 @@ async def test_three_instances_on_a_three_shard_cluster_answer_every_utterance(
 ) -> None:
     on_cluster = ("--redis-url", redis_cluster.url, "--redis-namespace", namespace)
     servers = [
-        await server_factory(*on_cluster, "--instance-id", instance, instance_ttl=2.0)
+        await server_factory(*on_cluster, "--instance-id", instance, instance_ttl=2 * TTL)
         for instance in INSTANCES
     ]
     owner: dict[str, str] = {}
@@ -86,9 +96,9 @@ async def test_on_the_cluster_a_killed_instance_is_forgotten_and_its_jobs_fail_o
     crosses after the job timeout, and once A is SIGKILLed its presence expires, B forgets it
     (its node leaves B's view, A leaves the instance list) and B's next job goes elsewhere."""
     on_cluster = ("--redis-url", redis_cluster.url, "--redis-namespace", namespace)
-    a = await server_factory(*on_cluster, "--instance-id", "rc-a", instance_ttl=1.0)
+    a = await server_factory(*on_cluster, "--instance-id", "rc-a", instance_ttl=TTL)
     b = await server_factory(
-        *on_cluster, "--instance-id", "rc-b", instance_ttl=1.0, job_timeout=0.5, max_attempts=1
+        *on_cluster, "--instance-id", "rc-b", instance_ttl=TTL, job_timeout=0.5, max_attempts=1
     )
     remote = await peers.node(a, behaviour=NodeBehaviour(mode="none"))
     await all_listed(b, {remote.node_id or ""})
