@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
@@ -27,7 +28,7 @@ import pytest
 from switchboard.store.base import ReservationStore
 from switchboard.store.memory import MemoryStore
 from switchboard.store.redis_store import RedisStore
-from switchboard.tools.procs import RedisProcess, free_port
+from switchboard.tools.procs import RedisClusterProcess, RedisProcess, free_port
 
 TIMEOUT_SCALE_ENV = "SWITCHBOARD_TEST_TIMEOUT_SCALE"
 REDIS_BINARY = "redis-server"
@@ -116,6 +117,44 @@ def own_redis_server(
         server.stop()
 
 
+def _launch_cluster(tmp_path_factory: pytest.TempPathFactory, scale: float) -> RedisClusterProcess:
+    if shutil.which(REDIS_BINARY) is None:
+        pytest.fail(MISSING_REDIS, pytrace=False)
+    for _ in range(3):  # a free port can be taken between probing and binding
+        cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"), scale=scale)
+        try:
+            cluster.start()
+        except (RuntimeError, subprocess.SubprocessError):
+            continue
+        return cluster
+    pytest.fail("could not start a redis cluster on free loopback ports (3 tries)")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory, timeout_scale: float
+) -> Iterator[RedisClusterProcess]:
+    """A shared 3-shard Redis Cluster (3 primaries, 3 replicas); never fail it over (use
+    ``own_redis_cluster`` for that)."""
+    cluster = _launch_cluster(tmp_path_factory, timeout_scale)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory, timeout_scale: float
+) -> Iterator[RedisClusterProcess]:
+    """A private 3-shard cluster for one test, free to fail over or lose a primary."""
+    cluster = _launch_cluster(tmp_path_factory, timeout_scale)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 def unique_namespace() -> str:
     """A namespace no other test uses, so tests sharing one server never see each other."""
     return f"test-{uuid.uuid4().hex[:12]}"
@@ -148,15 +187,23 @@ def manual_clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 async def store(
     request: pytest.FixtureRequest, manual_clock: ManualClock
 ) -> AsyncIterator[ReservationStore]:
-    """A fresh, empty store of each kind (Redis: a unique namespace on the shared server)."""
+    """A fresh, empty store of each kind (Redis and Redis Cluster: a unique namespace on the
+    shared server or cluster)."""
     if request.param == "memory":
         yield MemoryStore(clock=manual_clock)
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
+    fixture = "redis_cluster" if request.param == "redis-cluster" else "redis_server"
+    server: RedisServer | RedisClusterProcess = request.getfixturevalue(fixture)
     redis_store = RedisStore.from_url(server.url, namespace=unique_namespace())
     try:
         yield redis_store

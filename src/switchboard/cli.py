@@ -33,7 +33,12 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("host", "HOST", "Address to listen on."),
     ("port", "PORT", "Port to listen on (0 picks a free one)."),
     ("store", "memory|redis", "Reservation store."),
-    ("redis_url", "URL", "Redis (or Redis Cluster) to use; implies --store redis."),
+    (
+        "redis_url",
+        "URL",
+        "Redis to use (redis+cluster://HOST:PORT[,HOST:PORT...] for a Redis Cluster);"
+        " implies --store redis.",
+    ),
     ("heartbeat_interval", "SECONDS", "Expected node heartbeat period; offline after 3 missed."),
     ("job_timeout", "SECONDS", "No result by then: cancel and retry elsewhere."),
     ("pending_timeout", "SECONDS", "How long an utterance may wait for a free node."),

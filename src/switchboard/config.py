@@ -602,8 +602,11 @@ def _check_redis_url(value: Any) -> str | None:
         scheme = urlsplit(value).scheme
     except ValueError:
         scheme = ""
-    if scheme not in ("redis", "rediss", "unix"):
-        return f"expected a redis://, rediss:// or unix:// URL, got {redact_url(value)!r}"
+    if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+        return (
+            "expected a redis://, rediss://, unix:// or redis+cluster:// URL,"
+            f" got {redact_url(value)!r}"
+        )
     return None
 
 

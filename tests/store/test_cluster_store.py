@@ -22,6 +22,7 @@ from switchboard.tools.procs import free_port
 from tests.conftest import unique_namespace
 
 if TYPE_CHECKING:
+    from switchboard.tools.procs import RedisClusterProcess
     from tests.conftest import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -29,9 +30,12 @@ pytestmark = pytest.mark.redis
 TTL = 30.0  # long: nothing here expires unless a test withdraws it
 
 
-@pytest.fixture
-async def cluster(redis_server: RedisServer) -> AsyncIterator[ClusterStore]:
-    store = ClusterStore.from_url(redis_server.url, namespace=unique_namespace(), block_s=0.2)
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[ClusterStore]:
+    """The cluster store on one Redis and on a 3-shard Redis Cluster (its sharded layout)."""
+    fixture = "redis_cluster" if request.param == "redis-cluster" else "redis_server"
+    server: RedisServer | RedisClusterProcess = request.getfixturevalue(fixture)
+    store = ClusterStore.from_url(server.url, namespace=unique_namespace(), block_s=0.2)
     try:
         yield store
     finally:

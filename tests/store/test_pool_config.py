@@ -21,19 +21,27 @@ from switchboard.tools.procs import free_port
 from tests.conftest import unique_namespace
 
 if TYPE_CHECKING:
+    from switchboard.tools.procs import RedisClusterProcess
     from tests.conftest import RedisServer
 
 EURO = Pool(10, "euro", frozenset({"en", "de"}), frozenset({"asr"}))
 CJK = Pool(11, "cjk", frozenset({"zh-cn", "en"}), frozenset())
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 async def config(request: pytest.FixtureRequest) -> AsyncIterator[PoolConfigStore]:
-    """An empty pool configuration store of each kind."""
+    """An empty pool configuration store of each kind (Redis: one server, and a Cluster)."""
     if request.param == "memory":
         yield MemoryPoolConfig()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
+    fixture = "redis_cluster" if request.param == "redis-cluster" else "redis_server"
+    server: RedisServer | RedisClusterProcess = request.getfixturevalue(fixture)
     store = RedisPoolConfig.from_url(server.url, namespace=unique_namespace())
     try:
         yield store

@@ -14,6 +14,7 @@ from switchboard.tools.procs import (
     LISTENING,
     ChildProcess,
     ProcessFailed,
+    RedisClusterProcess,
     RedisProcess,
     SchedulerProcess,
     child_env,
@@ -98,3 +99,26 @@ def test_redis_restarts_empty_on_the_same_port(tmp_path: Path, timeout_scale: fl
     finally:
         server.stop()
     assert not server.running
+
+
+@pytest.mark.redis
+def test_redis_cluster_serves_every_slot_and_fails_over_by_hand(
+    tmp_path: Path, timeout_scale: float
+) -> None:
+    """Three primaries with a replica each; a key is held by the primary serving its slot;
+    CLUSTER FAILOVER makes the replica that primary; stop() leaves no server running."""
+    cluster = RedisClusterProcess(tmp_path, scale=timeout_scale)
+    cluster.start()
+    try:
+        assert len(cluster.nodes) == 6 and len(cluster.primaries()) == 3
+        assert cluster.url.startswith("redis+cluster://127.0.0.1:")
+        old = cluster.primary_of("{k}a")
+        with old.client() as client:
+            client.set("{k}a", "v")
+        new = cluster.failover(old)
+        assert cluster.primary_of("{k}a").port == new.port != old.port
+        with new.client() as client:
+            assert client.get("{k}a") == b"v"
+    finally:
+        cluster.stop()
+    assert not any(node.running for node in cluster.nodes)

@@ -7,12 +7,13 @@ that needs to ping or pause a server it started asks here instead of importing r
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from redis import Redis
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError as RedisError  # re-exported: the tools catch it
 
 
 async def ping(port: int) -> bool:
@@ -91,3 +92,9 @@ def fail_over_shard(url: str, namespace: str, *, within: float = 30.0) -> str:
                 return f"{host}:{port}"
             time.sleep(0.05)
     raise TimeoutError(f"replica {host}:{port} was not promoted within {within:g} s")
+
+
+def command(client: SyncClient, *args: str) -> Any:
+    """Any command on a synchronous client: the cluster launcher's ``CLUSTER NODES``,
+    ``CLUSTER FAILOVER``, ``ROLE``, ... (redis-py leaves ``execute_command`` untyped)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]

@@ -1,6 +1,8 @@
 """The Redis side of a cluster of instances on one namespace (docs/scale-out.md).
 
-Three things, all under the namespace's hash tag (``keys.py``):
+Three things, all under the namespace's hash tag (``keys.py``) on one Redis; on a Redis Cluster
+an instance's presence and inbox live under its own tag, so sending and forgetting run there
+as one-slot steps (``_send_apart``, ``_forget_apart``, docs/scale-out.md "Redis Cluster"):
 
 * **Presence**: each instance writes its presence key with a TTL and refreshes it; a listing
   of instances is the sorted set of ids plus one ``MGET`` of their presence keys.  An id whose
@@ -25,26 +27,28 @@ socket timeout covers the block.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from redis import exceptions as rexc
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from switchboard.errors import StoreError
 from switchboard.store import pipelined
-from switchboard.store.base import Outcome, awaited
+from switchboard.store.base import Outcome, _then, awaited
 from switchboard.store.batching import Batcher
 from switchboard.store.cluster_values import DeadLetter, InboxEntry, NodeChange, Outgoing
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.redis_store import (
-    _STALL_TIMEOUTS,
+    AnyRedis,
     _config_errors,
     _HotCall,
     _load_lua,
     bounded,
     client_from_url,
+    hot_client,
 )
 
 T = TypeVar("T")
@@ -59,8 +63,8 @@ class ClusterStore:
 
     def __init__(
         self,
-        client: Redis,
-        blocking: Redis,
+        client: AnyRedis,
+        blocking: AnyRedis,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 1.0,
@@ -69,14 +73,16 @@ class ClusterStore:
         timeout must exceed the longest block); both ``decode_responses=True``."""
         self._client = client
         self._blocking = blocking
-        self._keys = StoreKeys(namespace)
+        self._keys = StoreKeys(namespace, sharded=isinstance(client, RedisCluster))
         self._timeout_s = timeout_s
-        self._hot = pipelined.PipelinedClient(
-            pipelined.Endpoint.of_pool(client.connection_pool),
-            connect_timeout_s=timeout_s,
-            stall_s=_STALL_TIMEOUTS * timeout_s,
-        )
+        self._hot = hot_client(client, timeout_s=timeout_s)
         self._send_script = pipelined.Script(_load_lua("cluster_send"))
+        # Redis Cluster: an instance's presence and inbox live under its own hash tag, the
+        # view and the dead letters under the namespace's (keys.py), so sending and forgetting
+        # are split into one-slot steps.
+        self._send_to = pipelined.Script(_load_lua("cluster_send_to"))
+        self._forget_inbox = client.register_script(_load_lua("cluster_forget_inbox"))
+        self._forget_view = client.register_script(_load_lua("cluster_forget_view"))
         self._sender: Batcher[Outgoing, bool] = Batcher(self._send_many)
         self._put = client.register_script(_load_lua("cluster_put_node"))
         self._drop = client.register_script(_load_lua("cluster_drop_node"))
@@ -106,7 +112,12 @@ class ClusterStore:
         return self._keys
 
     async def _call(self, op: Callable[[], Awaitable[T]], extra_s: float = 0.0) -> T:
-        return await bounded(op, self._timeout_s + extra_s)
+        async def ready_then() -> T:
+            if isinstance(self._blocking, RedisCluster):  # as ``bounded`` does for the other
+                await self._blocking.initialize()
+            return await op()
+
+        return await bounded(ready_then, self._timeout_s + extra_s, client=self._client)
 
     # --- presence ---------------------------------------------------------------------------
 
@@ -116,6 +127,8 @@ class ClusterStore:
         keys = self._keys
 
         async def run() -> Any:
+            if self._keys.sharded:  # the presence and the list live in different slots
+                return await self._announce_apart(instance_id, presence, ttl_s=ttl_s)
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.set(
                     keys.presence(instance_id), presence, px=max(1, int(ttl_s * 1000)), get=True
@@ -127,6 +140,15 @@ class ClusterStore:
                 return old
 
         return await self._call(run) is not None
+
+    async def _announce_apart(self, instance_id: str, presence: str, *, ttl_s: float) -> Any:
+        keys = self._keys
+        old = await self._client.set(
+            keys.presence(instance_id), presence, px=max(1, int(ttl_s * 1000)), get=True
+        )
+        seconds, micros = await self._client.time()
+        await self._client.zadd(keys.instances, {instance_id: seconds * 1000 + micros // 1000})
+        return old
 
     async def withdraw(self, instance_id: str) -> None:
         """A clean exit: presence gone now rather than at its TTL."""
@@ -140,7 +162,12 @@ class ClusterStore:
             ids: Any = await self._client.zrange(keys.instances, 0, -1)
             if not ids:
                 return {}
-            values: Any = await self._client.mget([keys.presence(i) for i in ids])
+            presences = [keys.presence(i) for i in ids]
+            values: Any
+            if isinstance(self._client, RedisCluster):  # one slot per instance
+                values = await self._client.mget_nonatomic(presences)
+            else:
+                values = await self._client.mget(presences)
             return {str(i): v for i, v in zip(ids, values, strict=True)}
 
         return await self._call(run)
@@ -148,6 +175,8 @@ class ClusterStore:
     async def forget(self, instance_id: str) -> tuple[int, int] | None:
         """Forget an instance whose presence expired: ``(nodes dropped, frames
         dead-lettered)``, or ``None`` if it is present after all."""
+        if self._keys.sharded:
+            return await self._forget_apart(instance_id)
         k = self._keys
         keys = [
             k.presence(instance_id),
@@ -163,6 +192,34 @@ class ClusterStore:
         )
         dropped, dead = int(reply[0]), int(reply[1])
         return None if dropped < 0 else (dropped, dead)
+
+    async def _forget_apart(self, instance_id: str) -> tuple[int, int] | None:
+        """``forget`` on Redis Cluster, in three one-slot steps: read its inbox if its presence
+        is still gone (its tag); drop its nodes, dead-letter the inbox's entries and unlist it
+        unless it announced since its score was read (the namespace's tag); delete its inbox
+        unless it is present again (its tag).  A survivor that dies between steps leaves
+        work that the next survivor's ``forget`` does again; entries dead-lettered twice, or
+        both dead-lettered and delivered to an instance that came back, are duplicates, which
+        the relay ignores (docs/scale-out.md)."""
+        k = self._keys
+        own = [k.presence(instance_id), k.inbox(instance_id)]
+
+        async def run() -> tuple[int, int] | None:
+            score = await self._client.zscore(k.instances, instance_id)
+            entries: Any = await self._forget_inbox(keys=own, args=["read"])
+            if entries == -1:
+                return None
+            args: list[Any] = [instance_id, DEAD_BOUND, "" if score is None else repr(score)]
+            for _entry_id, fields in entries:
+                args += [len(fields), *fields]
+            view = [k.instances, k.node_owners, k.node_records, k.changes, k.dead_letters]
+            reply: Any = await self._forget_view(keys=view, args=args)
+            if int(reply[0]) < 0:
+                return None
+            await self._forget_inbox(keys=own, args=["delete"])
+            return int(reply[0]), int(reply[1])
+
+        return await self._call(run, extra_s=1.0)
 
     # --- the node view ------------------------------------------------------------------------
 
@@ -243,6 +300,9 @@ class ClusterStore:
         return [bool(ok) for ok in await awaited(self.send_soon, frames)]
 
     def _send_many(self, frames: Sequence[Outgoing], done: Outcome[bool]) -> None:
+        if self._keys.sharded:
+            _then(self._send_apart(frames), done)
+            return
         k = self._keys
         keys = [k.dead_letters]
         args: list[pipelined.Arg] = [len(frames), INBOX_BOUND]
@@ -256,6 +316,60 @@ class ClusterStore:
             done(None if error else [bool(r) for r in reply], error)
 
         _HotCall(self._hot, self._send_script, keys, args, parse, timeout_s=self._timeout_s).start()
+
+    async def _send_apart(self, frames: Sequence[Outgoing]) -> list[bool]:
+        """``_send_many`` on Redis Cluster: one script per target instance (its presence and
+        inbox share its tag), all at once; the frames of a target that is not present are
+        then dead-lettered with one ``XADD`` each (the dead-letter stream is in another
+        slot).  A task per batch of a loop tick, never per frame."""
+        k = self._keys
+        targets: dict[str, list[int]] = {}
+        for i, f in enumerate(frames):
+            targets.setdefault(f.target, []).append(i)
+
+        def call(target: str, indices: list[int]) -> asyncio.Future[Any]:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            def got(value: Any, error: StoreError | None) -> None:
+                if not future.done():
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(value)
+
+            args: list[pipelined.Arg] = [INBOX_BOUND]
+            for i in indices:
+                f = frames[i]
+                args += [f.kind, f.node_id, f.origin, f.frame]
+            keys = [k.presence(target), k.inbox(target)]
+            _HotCall(self._hot, self._send_to, keys, args, got, timeout_s=self._timeout_s).start()
+            return future
+
+        replies = await asyncio.gather(*(call(t, idx) for t, idx in targets.items()))
+        out = [False] * len(frames)
+        for (target, indices), reply in zip(targets.items(), replies, strict=True):
+            if reply == 1:
+                for i in indices:
+                    out[i] = True
+                continue
+            for i in indices:
+                await self._dead(frames[i], to=target, reason="no_instance")
+        return out
+
+    async def _dead(self, frame: Outgoing, *, to: str, reason: str) -> None:
+        fields: dict[Any, Any] = {
+            "reason": reason,
+            "to": to,
+            "kind": frame.kind,
+            "node": frame.node_id,
+            "origin": frame.origin,
+            "frame": frame.frame,
+        }
+        await self._call(
+            lambda: self._client.xadd(
+                self._keys.dead_letters, fields, maxlen=DEAD_BOUND, approximate=True
+            )
+        )
 
     async def receive(
         self, instance_id: str, *, block_s: float, count: int = 512, pending: bool = False

@@ -317,6 +317,12 @@ class PipelinedClient:
 
         self._send(_pack(("EVALSHA", script.sha, len(keys), *keys, *args))).add_done_callback(first)
 
+    def command_then(self, command: Sequence[Arg], reply: Reply) -> None:
+        """Send any one command now (or queued while the connection opens); ``reply`` as in
+        ``evalsha_then``.  Commands sent one after another in the same call go out on the
+        same connection in that order (Redis Cluster's ``ASKING`` before a redirected call)."""
+        self._send(_pack(tuple(command))).add_done_callback(lambda done: _deliver(done, reply))
+
     def _send(self, command: bytes) -> asyncio.Future[Any]:
         """Send on the current connection; a future already failed if it cannot be sent."""
         try:

@@ -21,14 +21,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import msgspec
-from redis.asyncio import Redis
 
 from switchboard.errors import StoreError
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pools_body, pool_specs
 from switchboard.runtime.values import Pool
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.pool_config import PoolConfigStore, StoredPools
-from switchboard.store.redis_store import _config_errors, _load_lua, bounded, client_from_url
+from switchboard.store.redis_store import (
+    AnyRedis,
+    _config_errors,
+    _load_lua,
+    bounded,
+    client_from_url,
+)
 
 T = TypeVar("T")
 _CONNECTIONS: Final = 2  # a poll and a PUT at once, at most
@@ -45,7 +50,7 @@ class RedisPoolConfig(PoolConfigStore):
     shared = True
 
     def __init__(
-        self, client: Redis, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
+        self, client: AnyRedis, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
     ) -> None:
         """Wrap ``client`` (``decode_responses=True``); prefer :meth:`from_url`."""
         self._client = client
@@ -73,7 +78,7 @@ class RedisPoolConfig(PoolConfigStore):
         return self._key
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        return await bounded(op, self._timeout_s)
+        return await bounded(op, self._timeout_s, client=self._client)
 
     def _parse(self, value: str) -> StoredPools:
         """The stored value as pools, checked by the pool parser; a value already parsed is

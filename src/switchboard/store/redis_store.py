@@ -21,6 +21,11 @@ Whatever either client or the socket raises is translated here, in ``_translate`
 error); no redis-py or pipelined-client exception leaves this module.  A connection error is
 retried once at once on a fresh connection: after a restart the old connection is dead but a
 new one works, and every script is idempotent per holder, so repeating it is safe.
+
+On a Redis Cluster (``redis+cluster://``, ``redis_cluster.py``) the same scripts run per node
+group: leases are spread over groups (``keys.py``), the hot path is routed to the primary of
+each group's slot, and a reservation whose candidates span groups is a probe, then the script
+in the chosen group (``groups.py``).  A batch in one group is one script, as on one Redis.
 """
 
 from __future__ import annotations
@@ -35,19 +40,26 @@ from typing import Any, Final, TypeVar
 
 from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
+from switchboard.store import groups as grouping
 from switchboard.store import pipelined
-from switchboard.store.base import Candidate, Claim, Outcome, ReservationStore, awaited
+from switchboard.store.base import Candidate, Claim, Outcome, ReservationStore, _then, awaited
 from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.memory import check_lease
+from switchboard.store.redis_cluster import ShardRouter, cluster_client_from_url, is_cluster_url
 
 T = TypeVar("T")
+# Either client: one Redis (redis://, rediss://, unix://) or a Redis Cluster (redis+cluster://).
+AnyRedis = Redis | RedisCluster
+# The hot path: one pipelined connection, or one per primary of a Cluster.
+HotClient = pipelined.PipelinedClient | ShardRouter
 _ReserveRequest = tuple[tuple[Candidate, ...], str, int]  # candidates, holder, lease ms
 
 # Redis errors that mean "the server cannot serve us right now" rather than "the request was
@@ -62,6 +74,8 @@ _UNAVAILABLE: Final = (
     rexc.ClusterDownError,
     rexc.TryAgainError,
     rexc.OutOfMemoryError,
+    rexc.ClusterError,  # Cluster: redirects or retries exhausted (a failover under way)
+    rexc.SlotNotCoveredError,  # Cluster: a slot without a primary (mid-failover)
     TimeoutError,  # asyncio.timeout() and socket timeouts (asyncio.TimeoutError is this in 3.11)
     OSError,
 )
@@ -86,9 +100,19 @@ def _load_lua(name: str) -> str:
 def _translate(exc: BaseException) -> StoreError:
     """Map any failure of a Redis call onto the Switchboard exception tree."""
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, _UNAVAILABLE) or _reply_code(exc) in _UNAVAILABLE_REPLIES:
+    if (
+        isinstance(exc, _UNAVAILABLE)
+        or _reply_code(exc) in _UNAVAILABLE_REPLIES
+        or _no_cluster_node(exc)
+    ):
         return StoreUnavailable(f"redis unavailable ({detail})")
     return StoreError(f"redis error ({detail})")
+
+
+def _no_cluster_node(exc: BaseException) -> bool:
+    """redis-py's cluster client reached none of its seeds: an outage, though its class (the
+    one it also raises for a misconfigured cluster) says nothing more."""
+    return isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc)
 
 
 def _reply_code(exc: BaseException) -> str | None:
@@ -96,6 +120,13 @@ def _reply_code(exc: BaseException) -> str | None:
     if isinstance(exc, rexc.ResponseError | pipelined.ReplyError):
         return str(exc).split(" ", 1)[0]
     return None
+
+
+def _nodes_of(reply: Any, count: int) -> list[str | None]:
+    """``try_reserve_many``'s reply: a node id per request, ``''`` for no room."""
+    if not isinstance(reply, list) or len(reply) != count:
+        raise StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
+    return [node or None for node in reply]
 
 
 def _lease_ms(lease_s: float) -> int:
@@ -116,14 +147,17 @@ def _as_int(value: object) -> int:
     raise StoreError(f"unexpected reply from redis script: {value!r}")
 
 
-def client_from_url(url: str, *, max_connections: int, timeout_s: float) -> Redis:
-    """A redis-py client on its own blocking pool for ``url`` (nothing connects yet).
+def client_from_url(url: str, *, max_connections: int, timeout_s: float) -> AnyRedis:
+    """A redis-py client on its own blocking pool for ``url`` (nothing connects yet); for a
+    ``redis+cluster://`` URL, redis-py's cluster client (``redis_cluster.py``).
 
     A blocking pool: past its size a call waits (bounded by the caller's timeout) instead of
     failing at once, which redis-py's default pool would report as an outage.  One immediate
     retry on a connection error: enough to replace a pooled connection that died with a Redis
     restart, short enough to fail fast.  (It must be redis.asyncio.retry.Retry: the sync class
     silently never retries.)  A bad URL raises; wrap the call in ``_config_errors``."""
+    if is_cluster_url(url):
+        return cluster_client_from_url(url, max_connections=max_connections, timeout_s=timeout_s)
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -144,11 +178,20 @@ def _config_errors(url: str, make: Callable[[], T]) -> T:
         raise ConfigError(f"bad redis url {redact_url(url)!r}: {type(exc).__name__}") from None
 
 
-async def bounded(op: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+async def bounded(
+    op: Callable[[], Awaitable[T]], timeout_s: float, *, client: AnyRedis | None = None
+) -> T:
     """Run one redis-py operation within ``timeout_s`` (a paused Redis accepts bytes but never
-    answers); translate every failure onto the Switchboard exception tree."""
+    answers); translate every failure onto the Switchboard exception tree.
+
+    A ``RedisCluster`` ``client`` is initialized first (its slot map loaded, once): redis-py
+    8.1's cluster client, used by several calls at once before its first load, fails some of
+    them (``AttributeError`` inside its connection set-up); one load before any call avoids
+    it."""
     try:
         async with asyncio.timeout(timeout_s):
+            if isinstance(client, RedisCluster):
+                await client.initialize()  # a no-op once loaded
             return await op()
     except StoreError:
         raise
@@ -158,39 +201,68 @@ async def bounded(op: Callable[[], Awaitable[T]], timeout_s: float) -> T:
         raise _translate(exc) from exc
 
 
+def hot_client(client: AnyRedis, *, timeout_s: float) -> HotClient:
+    """The hot path's client to the server(s) ``client`` talks to: one pipelined connection
+    (``Endpoint.of_pool``: the two can never point at different servers), or on a Cluster one
+    per primary, routed by ``client``'s slot map (``redis_cluster.ShardRouter``)."""
+    stall_s = _STALL_TIMEOUTS * timeout_s
+    if isinstance(client, RedisCluster):
+        kwargs = client.get_connection_kwargs()
+        if not kwargs.get("decode_responses"):
+            raise ConfigError("RedisStore needs a client with decode_responses=True")
+        return ShardRouter(
+            client,
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            connect_timeout_s=timeout_s,
+            stall_s=stall_s,
+        )
+    if not client.connection_pool.connection_kwargs.get("decode_responses"):
+        raise ConfigError("RedisStore needs a client with decode_responses=True")
+    return pipelined.PipelinedClient(
+        pipelined.Endpoint.of_pool(client.connection_pool),
+        connect_timeout_s=timeout_s,
+        stall_s=stall_s,
+    )
+
+
 class RedisStore(ReservationStore):
     """Leases as sorted sets in Redis; see ``keys.py`` for the layout."""
 
     name = "redis"
 
     def __init__(
-        self, client: Redis, *, namespace: str = DEFAULT_NAMESPACE, timeout_s: float = 1.0
+        self,
+        client: AnyRedis,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_s: float = 1.0,
+        hot: HotClient | None = None,
     ) -> None:
         """Wrap ``client``, which must use ``decode_responses=True`` (node ids come back as str);
-        the hot path gets its own connection to the same server (``Endpoint.of_pool``).
+        the hot path gets its own connection to the same server (``Endpoint.of_pool``), or on
+        a Cluster ``hot`` (a ``ShardRouter``), and the keys spread over shards.
 
         Prefer ``from_url``, which also sets the socket timeouts and the retry policy.
         """
         _check_timeout(timeout_s)
-        if not client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ConfigError("RedisStore needs a client with decode_responses=True")
         self._client = client
-        self._hot = pipelined.PipelinedClient(
-            pipelined.Endpoint.of_pool(client.connection_pool),
-            connect_timeout_s=timeout_s,
-            stall_s=_STALL_TIMEOUTS * timeout_s,
-        )
-        self._keys = StoreKeys(namespace)
+        self._hot = hot or hot_client(client, timeout_s=timeout_s)
+        self._keys = StoreKeys(namespace, sharded=isinstance(client, RedisCluster))
         self._timeout_s = timeout_s
         self._try_reserve = pipelined.Script(_load_lua("try_reserve_many"))
         self._release = pipelined.Script(_load_lua("release_many"))
         self._reassert = pipelined.Script(_load_lua("reassert"))
         # Requests made in the same loop tick share one script call (store/batching.py).
-        self._reserve_batch: Batcher[_ReserveRequest, str | None] = Batcher(self._reserve_many)
+        # On a Cluster one batch at a time: a batch's probe must see the batch before it.
+        self._reserve_batch: Batcher[_ReserveRequest, str | None] = Batcher(
+            self._reserve_many, max_in_flight=1 if self._keys.sharded else 2
+        )
         self._release_batch: Batcher[tuple[str, str], bool] = Batcher(self._release_many)
         self._renew = self._script("renew")
         self._reserved = self._script("reserved")
         self._held_total = self._script("held_total")
+        self._probe = pipelined.Script(_load_lua("probe"))
 
     @classmethod
     def from_url(
@@ -198,16 +270,19 @@ class RedisStore(ReservationStore):
     ) -> RedisStore:
         """A store on its own connections to ``url``; nothing connects until the first call."""
         _check_timeout(timeout_s)
+
         # The hot path's TLS context is built in __init__, so a bad ssl_* option (an unreadable
         # ssl_ca_certs, say) is a ConfigError at start-up, not an outage at the first call.
-        return _config_errors(
-            url,
-            lambda: cls(
-                client_from_url(url, max_connections=32, timeout_s=timeout_s),
+        def make() -> RedisStore:
+            client = client_from_url(url, max_connections=32, timeout_s=timeout_s)
+            return cls(
+                client,
                 namespace=namespace,
                 timeout_s=timeout_s,
-            ),
-        )
+                hot=hot_client(client, timeout_s=timeout_s),
+            )
+
+        return _config_errors(url, make)
 
     @property
     def namespace(self) -> str:
@@ -217,7 +292,7 @@ class RedisStore(ReservationStore):
         return self._client.register_script(_load_lua(name))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        return await bounded(op, self._timeout_s)
+        return await bounded(op, self._timeout_s, client=self._client)
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._call(lambda: script(keys=keys, args=args))
@@ -267,20 +342,204 @@ class RedisStore(ReservationStore):
         self._reserve_batch.submit(wanted, spread)
 
     def _reserve_many(self, requests: Sequence[_ReserveRequest], done: Outcome[str | None]) -> None:
-        keys = [self._keys.nodes]
+        nodes_key = self._keys.nodes
+        if self._keys.sharded:
+            group = self._one_group(c.node_id for cands, _, _ in requests for c in cands)
+            if group is None:  # candidates in several groups: rounds (groups.py)
+                _then(self._reserve_rounds(requests), done)
+                return
+            nodes_key = self._keys.group_nodes(group)  # one group: one script, as on one Redis
+        keys, args = self._reserve_call(nodes_key, requests)
+
+        def parse(reply: Any, error: StoreError | None) -> None:
+            if error is None:
+                try:
+                    done(_nodes_of(reply, len(requests)), None)
+                except StoreError as exc:
+                    done(None, exc)
+            else:
+                done(None, error)
+
+        self._run_hot(self._try_reserve, keys, args, parse)
+
+    def _reserve_call(
+        self, nodes_key: str, requests: Sequence[_ReserveRequest]
+    ) -> tuple[list[str], list[pipelined.Arg]]:
+        """``try_reserve_many``'s keys and arguments for ``requests``."""
+        keys = [nodes_key]
         args: list[pipelined.Arg] = [len(requests)]
         for candidates, holder, lease_ms in requests:
             args += [holder, lease_ms, len(candidates)]
             for cand in candidates:
                 keys.append(self._keys.slots(cand.node_id))
                 args += [cand.node_id, cand.capacity, cand.tier]
+        return keys, args
 
-        def parse(reply: Any, error: StoreError | None) -> None:
-            if error is None and (not isinstance(reply, list) or len(reply) != len(requests)):
-                error = StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
-            done(None if error else [node or None for node in reply], error)
+    def _hot_future(
+        self, script: pipelined.Script, keys: Sequence[str], args: Sequence[pipelined.Arg]
+    ) -> asyncio.Future[Any]:
+        """``_run_hot`` as a future (the sharded paths gather these: a future per script
+        call, no task per call, and only one task per batch)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-        self._run_hot(self._try_reserve, keys, args, parse)
+        def got(value: Any, error: StoreError | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+        self._run_hot(script, keys, args, got)
+        return future
+
+    # --- Redis Cluster: the same operations over node groups (keys.py, groups.py) -------------
+
+    def _one_group(self, node_ids: Iterable[str]) -> int | None:
+        """The group every one of ``node_ids`` is in, or ``None`` if they span several."""
+        group: int | None = None
+        for node in node_ids:
+            this = self._keys.group_of(node)
+            if group is None:
+                group = this
+            elif this != group:
+                return None
+        return group
+
+    def _by_group(self, node_ids: Iterable[str]) -> dict[int, list[int]]:
+        """Positions of ``node_ids`` by their node group, groups in order of first appearance."""
+        out: dict[int, list[int]] = {}
+        for i, node in enumerate(node_ids):
+            out.setdefault(self._keys.group_of(node), []).append(i)
+        return out
+
+    async def _reserve_rounds(self, requests: Sequence[_ReserveRequest]) -> list[str | None]:
+        """A batch of reservations over node groups, in rounds (``groups.py``).  If a round
+        fails, the leases the batch already took are released before the error is raised, so
+        a failed batch holds nothing."""
+        results: list[str | None] = [None] * len(requests)
+        left = {i: grouping.unique(cands) for i, (cands, _, _) in enumerate(requests)}
+        group_of = {c.node_id: self._keys.group_of(c.node_id) for cs in left.values() for c in cs}
+        try:
+            while left:
+                left = await self._reserve_round(left, requests, group_of, results)
+        except BaseException:
+            taken = [(node, requests[i][1]) for i, node in enumerate(results) if node]
+            if taken:
+                self.release_soon(taken, done=lambda _results, _error: None)
+            raise
+        return results
+
+    async def _reserve_round(
+        self,
+        left: Mapping[int, Sequence[Candidate]],
+        requests: Sequence[_ReserveRequest],
+        group_of: Mapping[str, int],
+        results: list[str | None],
+    ) -> dict[int, list[Candidate]]:
+        """Probe, plan, reserve: fills ``results`` with what was granted and returns the
+        requests to try again, each with the candidates of the groups it has not tried."""
+        probe = await self._probe_round(left, requests, group_of)
+        holders = [holder for _, holder, _ in requests]
+        sends: dict[int, list[int]] = {}
+        for index, group in grouping.plan(list(left.items()), group_of, probe, holders).items():
+            if group is not None:
+                sends.setdefault(group, []).append(index)
+        calls = [
+            self._hot_future(
+                self._try_reserve,
+                *self._reserve_call(
+                    self._keys.group_nodes(group),
+                    [
+                        (
+                            tuple(c for c in left[i] if group_of[c.node_id] == group),
+                            requests[i][1],
+                            requests[i][2],
+                        )
+                        for i in indices
+                    ],
+                ),
+            )
+            for group, indices in sends.items()
+        ]
+        # Every reply is read, errors included: what the other groups granted must be counted
+        # (and released) before the first error is raised.
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        tried_again: dict[int, list[Candidate]] = {}
+        failure: BaseException | None = None
+        for (group, indices), reply in zip(sends.items(), replies, strict=True):
+            try:
+                if isinstance(reply, BaseException):
+                    raise reply
+                nodes = _nodes_of(reply, len(indices))
+            except BaseException as exc:
+                failure = failure or exc
+                continue
+            for index, node in zip(indices, nodes, strict=True):
+                results[index] = node
+                rest = [c for c in left[index] if group_of[c.node_id] != group]
+                if node is None and rest:  # its group filled since the probe: try the others
+                    tried_again[index] = rest
+        if failure is not None:
+            raise failure
+        return tried_again
+
+    async def _probe_round(
+        self,
+        left: Mapping[int, Sequence[Candidate]],
+        requests: Sequence[_ReserveRequest],
+        group_of: Mapping[str, int],
+    ) -> grouping.Probe:
+        """Live counts of the candidates of the requests that span several groups: one probe
+        script per group, all at once; nothing is asked when no request spans groups."""
+        asks: dict[int, list[tuple[int, str]]] = {}
+        for index, cands in left.items():
+            if len({group_of[c.node_id] for c in cands}) > 1:
+                for cand in cands:
+                    asks.setdefault(group_of[cand.node_id], []).append((index, cand.node_id))
+        if not asks:
+            return grouping.Probe({}, frozenset())
+        replies = await asyncio.gather(
+            *(
+                self._hot_future(
+                    self._probe,
+                    [self._keys.slots(node) for _, node in pairs],
+                    [requests[index][1] for index, _ in pairs],
+                )
+                for pairs in asks.values()
+            )
+        )
+        live: dict[str, int] = {}
+        held: set[tuple[int, str]] = set()
+        for pairs, reply in zip(asks.values(), replies, strict=True):
+            if not isinstance(reply, list) or len(reply) != len(pairs):
+                raise StoreError(f"unexpected reply from probe: {reply!r}")
+            for (index, node), count in zip(pairs, reply, strict=True):
+                if _as_int(count) == grouping.HELD:
+                    held.add((index, node))
+                else:
+                    live[node] = _as_int(count)
+        return grouping.Probe(live, frozenset(held))
+
+    async def _release_grouped(self, leases: Sequence[tuple[str, str]]) -> list[bool]:
+        groups = self._by_group(node for node, _ in leases)
+        replies = await asyncio.gather(
+            *(
+                self._hot_future(
+                    self._release,
+                    [self._keys.slots(leases[i][0]) for i in indices],
+                    [leases[i][1] for i in indices],
+                )
+                for indices in groups.values()
+            )
+        )
+        out = [False] * len(leases)
+        for indices, reply in zip(groups.values(), replies, strict=True):
+            if not isinstance(reply, list) or len(reply) != len(indices):
+                raise StoreError(f"unexpected reply from release_many: {reply!r}")
+            for i, released in zip(indices, reply, strict=True):
+                out[i] = _as_int(released) > 0
+        return out
 
     async def release(self, node_id: str, holder: str) -> bool:
         (released,) = await awaited(self.release_soon, [(node_id, holder)])
@@ -290,6 +549,9 @@ class RedisStore(ReservationStore):
         self._release_batch.submit(leases, done)
 
     def _release_many(self, leases: Sequence[tuple[str, str]], done: Outcome[bool]) -> None:
+        if self._keys.sharded and self._one_group(node for node, _ in leases) is None:
+            _then(self._release_grouped(leases), done)
+            return
         keys = [self._keys.slots(node_id) for node_id, _ in leases]
 
         def parse(reply: Any, error: StoreError | None) -> None:
@@ -310,9 +572,18 @@ class RedisStore(ReservationStore):
         unique = list(dict.fromkeys(leases))  # a lease listed twice is still one lease
         if not unique:
             return 0
-        keys = [self._keys.slots(node_id) for node_id, _ in unique]
-        holders = [holder for _, holder in unique]
-        return _as_int(await self._run(self._renew, keys, [lease_ms, *holders]))
+        groups = self._by_group(node for node, _ in unique).values()
+        counts = await asyncio.gather(
+            *(
+                self._run(
+                    self._renew,
+                    [self._keys.slots(unique[i][0]) for i in indices],
+                    [lease_ms, *(unique[i][1] for i in indices)],
+                )
+                for indices in groups
+            )
+        )
+        return sum(_as_int(count) for count in counts)
 
     # --- leases lost by Redis: re-created before anything new is reserved ------------------
 
@@ -322,20 +593,37 @@ class RedisStore(ReservationStore):
         if not claims:
             asyncio.get_running_loop().call_soon(done, [0, 0, 0], None)
             return
-        keys, args = self._reassert_call(claims, _lease_ms(lease_s))
+        lease_ms = _lease_ms(lease_s)
+        if self._keys.sharded and self._one_group(node for node, _, _ in claims) is None:
+            _then(self._reassert_grouped(claims, lease_ms), done)  # one script per node group
+            return
+        keys, args = self._reassert_call(claims, lease_ms)
 
         def parse(reply: Any, error: StoreError | None) -> None:
-            if error is None and (not isinstance(reply, list) or len(reply) != 3):
-                error = StoreError(f"unexpected reply from reassert: {reply!r}")
             if error is not None:
                 done(None, error)
                 return
             try:
-                done([_as_int(n) for n in reply], None)
+                done(_reassert_counts(reply), None)
             except StoreError as exc:
                 done(None, exc)
 
         self._run_hot(self._reassert, keys, args, parse)
+
+    async def _reassert_grouped(self, claims: Sequence[Claim], lease_ms: int) -> list[int]:
+        groups = self._by_group(node for node, _, _ in claims).values()
+        replies = await asyncio.gather(
+            *(
+                self._hot_future(
+                    self._reassert, *self._reassert_call([claims[i] for i in indices], lease_ms)
+                )
+                for indices in groups
+            )
+        )
+        totals = [0, 0, 0]
+        for reply in replies:
+            totals = [a + b for a, b in zip(totals, _reassert_counts(reply), strict=True)]
+        return totals
 
     def reassert_on_connect(
         self,
@@ -348,6 +636,12 @@ class RedisStore(ReservationStore):
         outage) runs ``reassert`` on ``claims()`` before any command queued on it, so no
         reservation of this instance can reach a Redis that lost its leases before they
         are back.  ``lost(recreated, over)`` hears of leases that had to be re-created."""
+        hot = self._hot
+        if not isinstance(hot, pipelined.PipelinedClient):
+            # A Cluster's hot path is one connection per primary (``ShardRouter``), each
+            # holding some node groups' leases: there the renewal and the re-assert ahead of
+            # the first reservation after an outage re-create them (docs/scale-out.md).
+            return
         lease_ms = _lease_ms(lease_s)
         source = self._reassert.source
 
@@ -362,12 +656,13 @@ class RedisStore(ReservationStore):
             if isinstance(reply, list) and len(reply) == 3 and reply[1]:
                 lost(_as_int(reply[1]), _as_int(reply[2]))
 
-        self._hot.set_up_hook = set_up
+        hot.set_up_hook = set_up
 
     def _reassert_call(
         self, claims: Sequence[Claim], lease_ms: int
     ) -> tuple[list[str], list[pipelined.Arg]]:
-        keys = [self._keys.nodes]
+        """One script's keys and arguments: every claim in one node group (one slot)."""
+        keys = [self._keys.group_nodes(self._keys.group_of(claims[0][0]))]
         args: list[pipelined.Arg] = [lease_ms]
         for node_id, holder, capacity in claims:
             keys.append(self._keys.slots(node_id))
@@ -378,14 +673,32 @@ class RedisStore(ReservationStore):
         nodes = list(dict.fromkeys(node_ids))
         if not nodes:
             return {}
-        reply = await self._run(self._reserved, [self._keys.slots(n) for n in nodes], [])
-        if not isinstance(reply, list) or len(reply) != len(nodes):
-            raise StoreError(f"unexpected reply from reserved: {reply!r}")
-        return {node: _as_int(count) for node, count in zip(nodes, reply, strict=True)}
+        groups = list(self._by_group(nodes).values())
+        replies = await asyncio.gather(
+            *(
+                self._run(self._reserved, [self._keys.slots(nodes[i]) for i in g], [])
+                for g in groups
+            )
+        )
+        out: dict[str, int] = {}
+        for indices, reply in zip(groups, replies, strict=True):
+            if not isinstance(reply, list) or len(reply) != len(indices):
+                raise StoreError(f"unexpected reply from reserved: {reply!r}")
+            for i, count in zip(indices, reply, strict=True):
+                out[nodes[i]] = _as_int(count)
+        return {node: out[node] for node in nodes}
 
     async def held_total(self) -> int:
-        keys, args = [self._keys.nodes], [self._keys.slots_prefix]
-        return _as_int(await self._run(self._held_total, keys, args))
+        """One script per node group (one on a single Redis): on a Cluster the total is a sum
+        of per-group reads, exact for each group, not one atomic read of all."""
+        keys = self._keys
+        totals = await asyncio.gather(
+            *(
+                self._run(self._held_total, [keys.group_nodes(g)], [keys.group_slots_prefix(g)])
+                for g in range(keys.groups)
+            )
+        )
+        return sum(_as_int(total) for total in totals)
 
     async def ping(self) -> bool:
         try:
@@ -417,7 +730,7 @@ class _HotCall:
 
     def __init__(
         self,
-        client: pipelined.PipelinedClient,
+        client: HotClient,
         script: pipelined.Script,
         keys: Sequence[str],
         args: Sequence[pipelined.Arg],
@@ -463,3 +776,10 @@ class _HotCall:
             timer.cancel()
         if done is not None:
             done(value, error)
+
+
+def _reassert_counts(reply: Any) -> list[int]:
+    """``reassert.lua``'s ``{renewed, recreated, over}``."""
+    if not isinstance(reply, list) or len(reply) != 3:
+        raise StoreError(f"unexpected reply from reassert: {reply!r}")
+    return [_as_int(n) for n in reply]

@@ -14,6 +14,9 @@ nothing here polls the event loop's clock.
   comes back on the same port when started again, so peers reconnect to the same URL.
 - :class:`RedisProcess`: a private ``redis-server`` on a free loopback port, no persistence; a
   fault may stop, restart, pause or freeze it.
+- :class:`RedisClusterProcess`: a Redis Cluster of such servers (3 primaries and 3 replicas by
+  default) made one by ``redis-cli --cluster create``; a fault may fail a shard over by hand or
+  SIGKILL its primary and wait for the replica's promotion.
 
 Every child gets SIGTERM if the tool dies without cleaning up (``PR_SET_PDEATHSIG``, Linux), so
 an interrupted run leaves no scheduler or redis-server behind, and its environment has no
@@ -484,3 +487,218 @@ class RedisProcess:
     def thaw(self) -> None:
         if self._proc is not None:
             self._proc.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no goodbye to clients or to a cluster's other nodes."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _cluster_port() -> int:
+    """A free port for a cluster node's bus (``cluster-port``): its own, rather than Redis'
+    default of port + 10000, which may be taken or beyond 65535."""
+    return free_port()
+
+
+class RedisClusterProcess:
+    """A Redis Cluster of real ``redis-server`` processes on loopback: ``shards`` primaries,
+    each with ``replicas`` replicas, made one cluster by ``redis-cli --cluster create``.
+
+    For the store's cluster tests and faults: which primary holds a key, a manual failover
+    (``CLUSTER FAILOVER`` on a replica), a primary SIGKILLed and its replica promoted.  The
+    node timeout is short (``node_timeout_ms``) so that a killed primary is replaced within
+    seconds; no persistence, as :class:`RedisProcess`."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        shards: int = 3,
+        replicas: int = 1,
+        scale: float = 1.0,
+        node_timeout_ms: int = 1000,
+    ) -> None:
+        self.workdir = workdir
+        self.scale = scale
+        self.shards = shards
+        self.replicas = replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.nodes: list[RedisProcess] = []
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise ProcessFailed("redis-cli not found on PATH (apt-get install redis-tools)")
+        self.cli = cli
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every primary the cluster started with as a seed."""
+        seeds = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[: self.shards])
+        return f"redis+cluster://{seeds}"
+
+    def start(self) -> None:
+        """Start every node, create the cluster and wait until every slot is served."""
+        try:
+            for i in range(self.shards * (1 + self.replicas)):
+                node_dir = self.workdir / f"node{i}"
+                node_dir.mkdir(parents=True, exist_ok=True)
+                args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+                args += ["--cluster-node-timeout", str(int(self.node_timeout_ms * self.scale))]
+                args += ["--cluster-port", str(_cluster_port())]
+                node = RedisProcess(node_dir, scale=self.scale, extra_args=args)
+                self.nodes.append(node)
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run(
+                [
+                    self.cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=60 * self.scale,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ok(self, *, timeout_s: float = 30.0, primary: int | None = None) -> None:
+        """Until every running node says ``cluster_state:ok`` and all of them agree on the same
+        ``shards`` primaries serving every slot (``primary``'s port among them, if given)."""
+        deadline = time.monotonic() + timeout_s * self.scale
+        while True:
+            if self._all_ok(primary):
+                return
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"redis cluster in {self.workdir} never became ok")
+            time.sleep(0.05)
+
+    def _all_ok(self, primary: int | None) -> bool:
+        running = [n for n in self.nodes if n.running]
+        views: set[tuple[int, ...]] = set()
+        try:
+            for node in running:
+                with node.client() as client:
+                    info = admin.command(client, "CLUSTER", "INFO")
+                    text = info.decode() if isinstance(info, bytes) else str(info)
+                    if "cluster_state:ok" not in text:
+                        return False
+                    views.add(tuple(self._primary_ports(client)))
+        except admin.RedisError:
+            return False
+        if len(views) != 1:
+            return False
+        (ports,) = views
+        return len(ports) == self.shards and (primary is None or primary in ports)
+
+    def _primary_ports(self, client: admin.SyncClient) -> list[int]:
+        """The ports of the primaries that serve slots, as ``client``'s node sees them."""
+        ports = []
+        for line in _cluster_nodes(client):
+            fields = line.split()
+            flags = fields[2].split(",")
+            if "master" in flags and "fail" not in flags and len(fields) > 8:
+                ports.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+        return sorted(ports)
+
+    def _any(self) -> RedisProcess:
+        for node in self.nodes:
+            if node.running:
+                return node
+        raise ProcessFailed("no node of the cluster is running")
+
+    def primaries(self) -> list[RedisProcess]:
+        """The running nodes that are primaries serving slots now."""
+        with self._any().client() as client:
+            ports = set(self._primary_ports(client))
+        return [n for n in self.nodes if n.port in ports and n.running]
+
+    def keyslot(self, key: str) -> int:
+        with self._any().client() as client:
+            return int(admin.command(client, "CLUSTER", "KEYSLOT", key))
+
+    def primary_of(self, key: str) -> RedisProcess:
+        """The primary that serves ``key``'s hash slot now."""
+        slot = self.keyslot(key)
+        with self._any().client() as client:
+            for line in _cluster_nodes(client):
+                fields = line.split()
+                if "master" not in fields[2].split(",") or "fail" in fields[2]:
+                    continue
+                for spec in fields[8:]:
+                    low, _, high = spec.partition("-")
+                    if low.isdigit() and int(low) <= slot <= int(high or low):
+                        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise ProcessFailed(f"no primary serves slot {slot}")
+
+    def replica_of(self, primary: RedisProcess) -> RedisProcess:
+        """A running replica of ``primary``, in sync with it (by the replica's own ``ROLE``:
+        a node's view of the others lags after a failover)."""
+        deadline = time.monotonic() + 10 * self.scale
+        while True:
+            for node in self.nodes:
+                if node is primary or not node.running:
+                    continue
+                try:
+                    with node.client() as client:
+                        role = admin.command(client, "ROLE")
+                except admin.RedisError:
+                    continue
+                fields = [f.decode() if isinstance(f, bytes) else f for f in role]
+                in_sync = fields[0] == "slave" and fields[3] == "connected"
+                if in_sync and int(fields[2]) == primary.port:
+                    return node
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"primary on port {primary.port} has no running replica")
+            time.sleep(0.05)
+
+    def failover(self, primary: RedisProcess) -> RedisProcess:
+        """A manual failover: ``CLUSTER FAILOVER`` on a replica of ``primary``, which becomes
+        the primary once the old one has handed over; returns the new primary."""
+        replica = self.replica_of(primary)
+        with replica.client() as client:
+            admin.command(client, "CLUSTER", "FAILOVER")
+        self._wait_primary(replica)
+        return replica
+
+    def kill_primary(self, primary: RedisProcess) -> RedisProcess:
+        """SIGKILL ``primary``; its replica is promoted once the others mark it failed (the
+        node timeout); returns the new primary."""
+        replica = self.replica_of(primary)
+        primary.kill()
+        self._wait_primary(replica)
+        return replica
+
+    def _wait_primary(self, node: RedisProcess) -> None:
+        deadline = time.monotonic() + 30 * self.scale
+        while True:
+            try:
+                with node.client() as client:
+                    role = admin.command(client, "ROLE")
+                if role and role[0] in (b"master", "master"):
+                    break
+            except admin.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"redis on port {node.port} was never promoted")
+            time.sleep(0.05)
+        self.wait_ok(primary=node.port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_nodes(client: admin.SyncClient) -> list[str]:
+    reply = admin.command(client, "CLUSTER", "NODES")
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return [line for line in text.splitlines() if line.strip()]
