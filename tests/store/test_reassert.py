@@ -15,6 +15,7 @@ from switchboard.store.memory import MemoryStore
 from switchboard.store.redis_store import RedisStore
 
 if TYPE_CHECKING:
+    from switchboard.tools.procs import RedisClusterProcess
     from tests.conftest import RedisServer
 
 LONG = 60.0
@@ -116,3 +117,29 @@ async def test_after_a_restart_the_leases_come_back_without_waiting_for_a_call(
         assert await other.try_reserve(ONE, "other:1", lease_s=LONG) is None
     finally:
         await other.close()
+
+
+@pytest.mark.redis
+async def test_reassert_on_a_cluster_goes_one_script_per_node_group(
+    own_redis_cluster: RedisClusterProcess, namespace: str
+) -> None:
+    """On a Redis Cluster the leases of running jobs sit in several node groups (slots): a
+    re-assert spanning them is one script per group, and re-creates every lost lease."""
+    store = RedisStore.from_url(own_redis_cluster.url, namespace=namespace)
+    try:
+        nodes = [f"node-{i}" for i in range(12)]
+        claims = [(node, f"j{i}:1", 1) for i, node in enumerate(nodes)]
+        for node, holder, _ in claims:
+            assert await store.try_reserve([Candidate(node, 1)], holder, lease_s=LONG) == node
+        assert len({store._keys.group_of(node) for node in nodes}) > 1  # spans groups
+        for primary in own_redis_cluster.primaries():
+            with primary.client() as admin:
+                admin.flushall()
+        assert await store.held_total() == 0  # lost: any holder could take those slots
+        assert await reassert(store, claims) == [0, len(claims), 0]
+        assert await store.held_total() == len(claims)
+        taken = [await store.try_reserve([Candidate(n, 1)], "other:1", lease_s=LONG) for n in nodes]
+        assert taken == [None] * len(nodes)  # every slot counted again
+        assert await reassert(store, claims) == [len(claims), 0, 0]  # live now: renewed
+    finally:
+        await store.close()
