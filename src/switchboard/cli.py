@@ -72,6 +72,22 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("record", "FILE", "Append session events to FILE as JSON lines (switchboard replay)."),
     ("instance_id", "ID", "This instance's name in a cluster on one Redis (default: generated)."),
     ("instance_ttl", "SECONDS", "Presence lifetime: an instance silent this long is gone."),
+    (
+        "overload_loop_lag",
+        "SECONDS",
+        "Refuse new utterances OVERLOADED past this loop lag; 0: off.",
+    ),
+    (
+        "overload_store_backlog",
+        "N",
+        "Refuse new utterances OVERLOADED past this many store calls owed; 0: off.",
+    ),
+    (
+        "overload_queue_age",
+        "SECONDS",
+        "Refuse new utterances OVERLOADED once a job has waited this long; 0: off.",
+    ),
+    ("overload_retry_after", "SECONDS", "Least retry_after_ms an OVERLOADED answer suggests."),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}

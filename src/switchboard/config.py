@@ -76,6 +76,14 @@ settable the same three ways:
     the lifetime of an instance's presence key, refreshed every third of it; an instance
     silent that long is gone: its nodes leave every view, and jobs other instances placed on
     them fail over.  Redis only.
+``overload_loop_lag`` (0.1 s), ``overload_store_backlog`` (2000), ``overload_queue_age`` (0: off)
+    when the scheduler itself is saturated a new utterance is refused at once with
+    ``OVERLOADED`` (protocol.md §3): the event loop runs this late, this many reservation-store
+    calls are owed an answer, or the waiting line's oldest job has waited this long.  Overload
+    ends once every signal is below half its bound.  0 turns a signal off
+    (``dispatch/overload.py``).
+``overload_retry_after`` (0.25 s)
+    the least ``details.retry_after_ms`` an ``OVERLOADED`` answer suggests.
 ``pools`` (none; the config file only)
     the configured pools, as ``[[pools]]`` tables with the fields of the ``PUT /api/v1/pools``
     body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
@@ -181,6 +189,10 @@ class Settings:
     streaming_asr: bool = True
     instance_id: str | None = None
     instance_ttl: float = 5.0
+    overload_loop_lag: float = 0.1
+    overload_store_backlog: int = 2000
+    overload_queue_age: float = 0.0
+    overload_retry_after: float = 0.25
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -618,4 +630,8 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "streaming_asr": _Spec(_parse_bool, _check_bool),
     "instance_id": _Spec(_parse_text, _check_instance_id),
     "instance_ttl": _SECONDS,
+    "overload_loop_lag": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: off
+    "overload_store_backlog": _Spec(_parse_int, _int_range(0)),  # 0: off
+    "overload_queue_age": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: off
+    "overload_retry_after": _SECONDS,
 }

@@ -43,6 +43,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from switchboard import __version__
+from switchboard.dispatch.overload import REASONS as SHED_REASONS
 from switchboard.protocol.codes import ErrorCode
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
@@ -64,6 +65,7 @@ ANSWER_KINDS = (
     ErrorCode.JOB_TIMEOUT.value,
     ErrorCode.NODE_ERROR.value,
     ErrorCode.SCHEDULER_DEPENDENCY_DOWN.value,
+    ErrorCode.OVERLOADED.value,
     ErrorCode.SESSION_CLOSED.value,
     ErrorCode.INTERNAL_ERROR.value,
 )
@@ -124,6 +126,7 @@ class DispatchStats:
         "refusals",
         "rejections",
         "reserved",
+        "shed",
         "store_down",
         "utterance_error",
         "utterance_result",
@@ -141,6 +144,7 @@ class DispatchStats:
         self.failovers = dict.fromkeys(FAILOVER_REASONS, 0)  # by reason
         self.rejections: dict[str, int] = {}  # by error code
         self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
+        self.shed = dict.fromkeys(SHED_REASONS, 0)  # utterances refused OVERLOADED, by reason
         self.job_time = FastHistogram(_SLOW)
         self.node_jobs: dict[str, list[float]] = {}  # node_id → [count, seconds]
 
@@ -157,6 +161,11 @@ class DispatchStats:
 
     def rejected(self, code: str) -> None:
         self.rejections[code] = self.rejections.get(code, 0) + 1
+
+    def shed_one(self, reason: str) -> None:
+        """A new utterance refused ``OVERLOADED`` (dispatch/overload.py says why)."""
+        self.shed[reason] += 1
+        self.rejected("OVERLOADED")
 
     def refused(self, code: str) -> None:
         """A connection refused at its handshake, or cut for its frame rate."""
@@ -222,6 +231,12 @@ class _DispatchCollector(Collector):
             "Utterances refused at once (never accepted), by error code",
             "code",
             s.rejections,
+        )
+        yield _counter(
+            "switchboard_shed",
+            "New utterances refused OVERLOADED because the scheduler was saturated, by reason",
+            "reason",
+            s.shed,
         )
         yield _counter(
             "switchboard_refused_connections",

@@ -31,6 +31,7 @@ from switchboard.dispatch.actions import (
 )
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.jobs import Session, Timer
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.selection import ALL_SERVICES
 from switchboard.management.builder import build_snapshot
 from switchboard.management.pools import GeneratedPoolIds
@@ -74,7 +75,12 @@ class Sim:
     """The core plus a synchronous driver: every action is performed at once."""
 
     def __init__(
-        self, capacities: list[int], *, max_attempts: int = 3, streaming_asr: bool = True
+        self,
+        capacities: list[int],
+        *,
+        max_attempts: int = 3,
+        streaming_asr: bool = True,
+        overload: OverloadBounds | None = None,
     ) -> None:
         self.now = 0.0
         self.store = MemoryStore(clock=lambda: self.now)
@@ -84,6 +90,7 @@ class Sim:
         self.nodes = {f"n{i}": SimNode(f"n{i}", c) for i, c in enumerate(capacities)}
         self.live: set[str] = set()
         self.version = 0
+        self.metrics = Metrics()
         self.core = DispatchCore(
             self.holder,
             SessionManager(),
@@ -94,11 +101,14 @@ class Sim:
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
                 streaming_asr=streaming_asr,
+                # Off unless a test asks: the sim has no loop to lag and no store backlog.
+                overload=overload or OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0),
             ),
-            metrics=Metrics(),
+            metrics=self.metrics,
         )
         self.timers: dict[Timer, float] = {}
         self.violations: list[str] = []
+        self.sessions: list[SimSession] = []
         self.held_rounds: list[ReserveMany] | None = None  # a list: wake rounds are held here
         self._queue: list[Action] | None = None
         for node_id in self.nodes:
@@ -348,6 +358,12 @@ def _close(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
         s.closed = True
 
 
+def _backlog_flip(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    """The store's backlog (the driver's signal) jumps past its bound or drains."""
+    overload = sim.core.overload
+    overload.store_owed = 0 if overload.store_owed else data.draw(st.integers(11, 100))
+
+
 STEPS: list[tuple[int, Step]] = [
     (6, _utter),
     (5, _answer),
@@ -357,6 +373,24 @@ STEPS: list[tuple[int, Step]] = [
     (1, _break_send),
     (1, _close),
 ]
+
+
+def _utter_shed(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    """As ``_utter``; with the backlog past its bound, the utterance must be refused."""
+    open_ = [s for s in sessions if not s.closed]
+    if not open_:
+        return
+    s = data.draw(st.sampled_from(open_))
+    accepted = len(s.accepted)
+    backlogged = sim.core.overload.store_owed > SHEDDING.store_backlog
+    sim.utter(s, len(s.accepted) + len([m for m in s.out if _refused(m)]))
+    if backlogged:
+        assert len(s.accepted) == accepted, "accepted while the store was backlogged"
+        assert s.out[-1]["code"] in ("OVERLOADED", "TOO_MANY_PENDING")  # the session's own first
+
+
+SHEDDING_STEPS = [(6, _utter_shed), *STEPS[1:], (2, _backlog_flip)]
+SHEDDING = OverloadBounds(loop_lag=0, store_backlog=10, queue_age=2.0, retry_after=0.1)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -371,11 +405,40 @@ def test_one_answer_each_in_order_within_capacity_and_no_slot_leaked(
 ) -> None:
     """Random interleavings of every event: the core's three invariants hold."""
     sim = Sim(capacities)
-    sims = [sim.open(f"s{i}") for i in range(sessions)]
-    weights = [w for w, _ in STEPS]
+    _check_invariants(sim, sessions, steps, data, STEPS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    capacities=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    sessions=st.integers(1, 4),
+    steps=st.integers(0, 60),
+    data=st.data(),
+)
+def test_shedding_keeps_the_invariants(
+    capacities: list[int], sessions: int, steps: int, data: st.DataObject
+) -> None:
+    """The same interleavings with the store's backlog jumping past its bound and the
+    waiting line ageing past its own: an utterance refused OVERLOADED is never accepted (no
+    job_id, a retry hint, a reason), and every accepted one still gets its one answer in order."""
+    sim = Sim(capacities, overload=SHEDDING)
+    _check_invariants(sim, sessions, steps, data, SHEDDING_STEPS)
+    for s in sim.sessions:
+        for message in s.out:
+            if message["type"] == "error" and message["code"] == "OVERLOADED":
+                details = message["details"]
+                assert details["retry_after_ms"] >= 100
+                assert details["reason"] in ("store_backlog", "queue_age")
+
+
+def _check_invariants(
+    sim: Sim, sessions: int, steps: int, data: st.DataObject, table: list[tuple[int, Step]]
+) -> None:
+    sims = sim.sessions = [sim.open(f"s{i}") for i in range(sessions)]
+    weights = [w for w, _ in table]
     for _ in range(steps):
         choice = data.draw(st.integers(0, sum(weights) - 1))
-        for weight, step in STEPS:
+        for weight, step in table:
             if choice < weight:
                 step(sim, sims, data)
                 break

@@ -48,6 +48,9 @@ from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
 from switchboard.store.base import InlineStore, ReservationStore
 
 log = logging.getLogger("switchboard.dispatch")
+# How often the loop-lag probe runs (overload.py): cheap enough to be always on, often enough
+# that a lagging loop is seen within a few tens of milliseconds.
+PROBE_INTERVAL = 0.025
 
 
 class DispatchDriver:
@@ -72,6 +75,9 @@ class DispatchDriver:
         self.dispatched_total = 0
         self._queue: deque[Action] | None = None  # what run() is performing, while it is
         self._wake_soon = False  # a wake for a new snapshot is scheduled
+        # Saturation's signals (overload.py): a loop-lag probe and the store calls owed.
+        self._overload = core.overload
+        self._probe: asyncio.TimerHandle | None = None
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -99,8 +105,21 @@ class DispatchDriver:
 
     def start(self) -> None:
         self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
+        if self._overload.bounds.loop_lag:
+            self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        self._overload.probe_started(time.monotonic() + PROBE_INTERVAL)
+        self._probe = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probed)
+
+    def _probed(self) -> None:
+        self._overload.probe_fired(time.monotonic())
+        self._schedule_probe()
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +279,7 @@ class DispatchDriver:
 
     def _reserve(self, action: Reserve, queue: deque[Action]) -> None:
         if self._inline is None:
+            self._overload.store_owed += 1
             self._store.reserve_soon(
                 [(action.candidates, action.holder)],
                 lease_s=self._lease,
@@ -274,13 +294,16 @@ class DispatchDriver:
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
         requests = [(r.candidates, r.holder) for r in action.items]
         if self._inline is None:
-            self._store.reserve_soon(requests, lease_s=self._lease, done=self._round_reserved)
+            self._overload.store_owed += len(requests)
+            done = functools.partial(self._round_reserved, len(requests))
+            self._store.reserve_soon(requests, lease_s=self._lease, done=done)
             return
         results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
         self._follow(queue, self.core.round_reserved(results, now=time.monotonic()))
 
     def _release(self, action: Release, queue: deque[Action]) -> None:
         if self._inline is None:
+            self._overload.store_owed += 1
             self._store.release_soon(
                 [(action.node_id, action.holder)], done=functools.partial(self._released, action)
             )
@@ -293,6 +316,7 @@ class DispatchDriver:
     def _reserved(
         self, action: Reserve, results: Sequence[str | None] | None, error: BaseException | None
     ) -> None:
+        self._overload.store_owed -= 1
         if error is None and results is not None:
             actions = self.core.reserved(action, results[0], now=time.monotonic())
         elif isinstance(error, StoreUnavailable):
@@ -303,8 +327,9 @@ class DispatchDriver:
         self.run(actions)
 
     def _round_reserved(
-        self, results: Sequence[str | None] | None, error: BaseException | None
+        self, count: int, results: Sequence[str | None] | None, error: BaseException | None
     ) -> None:
+        self._overload.store_owed -= count
         now = time.monotonic()
         if error is None and results is not None:
             actions = self.core.round_reserved(list(results), now=now)
@@ -319,6 +344,7 @@ class DispatchDriver:
         self, action: Release, _results: Sequence[bool] | None, error: BaseException | None
     ) -> None:
         # Unreachable: the lease expires anyway, and the core retries it sooner.
+        self._overload.store_owed -= 1
         self.run(self.core.released(action, ok=error is None, now=time.monotonic()))
 
     def _check_idle(self) -> None:

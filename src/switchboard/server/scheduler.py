@@ -17,6 +17,7 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
 from switchboard.metrics import Metrics
@@ -123,6 +124,12 @@ class Scheduler:
             reservation_lease=settings.reservation_lease,
             max_pending_per_session=settings.max_pending_per_session,
             streaming_asr=settings.streaming_asr,
+            overload=OverloadBounds(
+                loop_lag=settings.overload_loop_lag,
+                store_backlog=settings.overload_store_backlog,
+                queue_age=settings.overload_queue_age,
+                retry_after=settings.overload_retry_after,
+            ),
         )
         # ``--record``: session events to a file (switchboard replay); None costs nothing.
         self.observer = None if observe is None else observe(self.snapshots)
