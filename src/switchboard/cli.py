@@ -350,6 +350,14 @@ def node(**options: Any) -> None:
     help="Seconds allowed for connecting, sending and the answer.",
 )
 @click.option(
+    "--overload-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Resend an utterance refused OVERLOADED this often, after the server's retry_after_ms"
+    " with jitter (0: never).",
+)
+@click.option(
     "--stream",
     is_flag=True,
     help="Stream the audio as audio_chunk frames; print one answer per utterance.",
