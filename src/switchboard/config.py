@@ -76,7 +76,7 @@ settable the same three ways:
     the lifetime of an instance's presence key, refreshed every third of it; an instance
     silent that long is gone: its nodes leave every view, and jobs other instances placed on
     them fail over.  Redis only.
-``overload_loop_lag`` (0.1 s), ``overload_store_backlog`` (2000), ``overload_queue_age`` (0: off)
+``overload_loop_lag`` (0.25 s), ``overload_store_backlog`` (2000), ``overload_queue_age`` (0: off)
     when the scheduler itself is saturated a new utterance is refused at once with
     ``OVERLOADED`` (protocol.md §3): the event loop runs this late, this many reservation-store
     calls are owed an answer, or the waiting line's oldest job has waited this long.  Overload
@@ -189,7 +189,7 @@ class Settings:
     streaming_asr: bool = True
     instance_id: str | None = None
     instance_ttl: float = 5.0
-    overload_loop_lag: float = 0.1
+    overload_loop_lag: float = 0.25
     overload_store_backlog: int = 2000
     overload_queue_age: float = 0.0
     overload_retry_after: float = 0.25

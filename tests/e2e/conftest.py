@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "pending_timeout": 1.0,
     # The product's default, scaled like the times: a loaded test machine's stalls are not
     # what these tests are about (tests/e2e/test_overload.py forces overload on purpose).
-    "overload_loop_lag": 0.1,
+    "overload_loop_lag": 0.25,
 }
 SCALED_OPTIONS = frozenset(
     {
