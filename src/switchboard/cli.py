@@ -448,6 +448,13 @@ def translate(
     default=False,
     help="Sessions talk in rooms of three (en, de, fr): each utterance fans out to the others.",
 )
+@click.option(
+    "--saturate",
+    is_flag=True,
+    default=False,
+    help="Offer more speech than the nodes serve: the scheduler sheds it (OVERLOADED), the"
+    " SDK backs off and resends; the view counts the sheds.",
+)
 def demo(**options: Any) -> None:
     """Run a scheduler, local stand-in nodes and client sessions; show it live."""
     from switchboard.demo import DemoOptions, run_demo

@@ -119,11 +119,12 @@ class PendingTranslation:
     exception of its error code.  Awaiting it from a task that is then cancelled does not
     cancel the utterance."""
 
-    __slots__ = ("_future", "sent_at", "utterance_index")
+    __slots__ = ("_future", "resends", "sent_at", "utterance_index")
 
     def __init__(self, utterance_index: int, future: asyncio.Future[Translation]) -> None:
         self.utterance_index = utterance_index
         self.sent_at = time.perf_counter()
+        self.resends = 0  # times the SDK sent it again after OVERLOADED: it answers later
         self._future = future
 
     def done(self) -> bool:
@@ -537,6 +538,7 @@ class Session:
         if retries >= self._overload_retries:
             return False
         self._unanswered[index] = (frame, retries + 1)
+        self._pending[index][0].resends = retries + 1
         hint = error.retry_after_ms
         base = DEFAULT_RETRY_AFTER_S if hint is None else hint / 1000
         delay = min(base * 2**retries, MAX_BACKOFF_S) * (1 + JITTER * self._rng.random())
