@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
@@ -44,6 +45,7 @@ from prometheus_client.registry import Collector
 
 from switchboard import __version__
 from switchboard.dispatch.overload import REASONS as SHED_REASONS
+from switchboard.dispatch.overload import Overload
 from switchboard.protocol.codes import ErrorCode
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
@@ -256,6 +258,32 @@ class _DispatchCollector(Collector):
             "switchboard_job_time_seconds",
             "job_assign sent to the node's job_result, every node together",
             s.job_time,
+        )
+
+
+class OverloadCollector(Collector):
+    """The saturation gauge's signals at scrape time (dispatch/overload.py), so an operator
+    sees how close each is to its bound before anything is shed."""
+
+    def __init__(self, overload: Overload) -> None:
+        self._overload = overload
+
+    def collect(self) -> Iterator[Metric]:
+        overload = self._overload
+        yield GaugeMetricFamily(
+            "switchboard_loop_lag_seconds",
+            "How late the event loop runs (the probe's moving average, or more while late now)",
+            value=overload.loop_lag(time.monotonic()),
+        )
+        yield GaugeMetricFamily(
+            "switchboard_store_calls_owed",
+            "Reservation-store calls (reservations and releases) sent and not yet answered",
+            value=overload.store_owed,
+        )
+        yield GaugeMetricFamily(
+            "switchboard_overloaded",
+            "1 while new utterances are refused OVERLOADED (as of the last check), else 0",
+            value=0 if overload.state is None else 1,
         )
 
 

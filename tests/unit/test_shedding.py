@@ -5,6 +5,7 @@ synchronously, with no loop, by the property tests' simulation."""
 from __future__ import annotations
 
 from switchboard.dispatch.overload import OverloadBounds
+from switchboard.metrics import OverloadCollector
 from switchboard.protocol.cuts import MANUAL_CUT
 from tests.unit.test_core_properties import Sim
 
@@ -149,3 +150,16 @@ def test_shed_counter_is_exported_with_every_reason_from_the_start() -> None:
     text = sim.metrics.render().decode()
     assert 'switchboard_shed_total{reason="store_backlog"} 1.0' in text
     assert 'switchboard_rejections_total{code="OVERLOADED"} 1.0' in text
+
+
+def test_the_gauge_signals_are_exported_at_scrape_time() -> None:
+    """Loop lag, store calls owed and the verdict, read when scraped (OverloadCollector)."""
+    sim = Sim([1], overload=BOUNDS)
+    sim.metrics.register(OverloadCollector(sim.core.overload))
+    s = sim.open("s")
+    sim.core.overload.store_owed = 50
+    sim.utter(s, 0)
+    text = sim.metrics.render().decode()
+    assert "switchboard_store_calls_owed 50.0" in text
+    assert "switchboard_overloaded 1.0" in text
+    assert "switchboard_loop_lag_seconds 0.0" in text

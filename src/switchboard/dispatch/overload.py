@@ -91,6 +91,11 @@ class Overload:
     def bounds(self) -> OverloadBounds:
         return self._bounds
 
+    @property
+    def state(self) -> Reason | None:
+        """The verdict of the last check, without checking again."""
+        return self._reason
+
     # --- signals in ------------------------------------------------------------------------
 
     def probe_started(self, due: float) -> None:

@@ -20,7 +20,7 @@ from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
-from switchboard.metrics import Metrics
+from switchboard.metrics import Metrics, OverloadCollector
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
@@ -146,6 +146,7 @@ class Scheduler:
                 spans=spans,
             )
         )
+        self.metrics.register(OverloadCollector(self.dispatcher.core.overload))
         self.metrics.register(
             ClusterCollector(
                 nodes=self.registry.node_states,
