@@ -308,10 +308,23 @@ class DispatchCore:
     def _shed(self, session: Session, index: int, now: float, out: list[Action]) -> bool:
         """Refuse a new utterance at once while the scheduler is saturated (protocol.md §3
         ``OVERLOADED``): outside the ordered stream, like ``TOO_MANY_PENDING``.  O(1): the
-        gauge reads a few numbers the driver keeps."""
-        reason = self.overload.overloaded(now)
-        if reason is None:
+        gauge reads a few numbers the driver keeps.  A room's lane is never shed here: its
+        speaker's utterance was checked once for all its languages (``shed_refusal``)."""
+        if not session.sheddable:
             return False
+        frame = self.shed_refusal(index, now)
+        if frame is None:
+            return False
+        out.append(Push(session.peer, frame))
+        return True
+
+    def shed_refusal(self, index: int, now: float) -> bytes | None:
+        """The ``OVERLOADED`` answer to new utterance ``index`` if the scheduler is saturated
+        now (then counted as shed), else ``None``; for admission paths beside ``accept`` that
+        answer someone else than the job's session (a room's fan-out)."""
+        reason = self.overloaded(now)
+        if reason is None:
+            return None
         self._stats.shed_one(reason)
         details = {
             "utterance_index": index,
@@ -319,8 +332,7 @@ class DispatchCore:
             "reason": reason.value,
         }
         message = "the scheduler is saturated: retry after details.retry_after_ms"
-        out.append(Push(session.peer, codec.error(ErrorCode.OVERLOADED, message, details)))
-        return True
+        return codec.error(ErrorCode.OVERLOADED, message, details)
 
     def overloaded(self, now: float) -> Reason | None:
         """Whether new work should be refused now, and why (for admission policies beside
