@@ -105,7 +105,7 @@ class DispatchDriver:
 
     def start(self) -> None:
         self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
-        if self._overload.bounds.loop_lag:
+        if self._overload.bounds.enabled:
             self._schedule_probe()
 
     def _schedule_probe(self) -> None:
@@ -113,7 +113,11 @@ class DispatchDriver:
         self._probe = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probed)
 
     def _probed(self) -> None:
-        self._overload.probe_fired(time.monotonic())
+        now = time.monotonic()
+        self._overload.probe_fired(now)
+        # A verdict every probe as well as at every utterance: a spell of backlog between two
+        # arrivals is still seen, and a wait through it is not blamed on the nodes.
+        self._overload.overloaded(now)
         self._schedule_probe()
 
     async def stop(self) -> None:

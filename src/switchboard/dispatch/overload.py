@@ -103,7 +103,8 @@ class Overload:
         self._probe_due = due
 
     def probe_fired(self, now: float) -> None:
-        """The probe fired at ``now``: its lateness is one sample of the loop's lag."""
+        """The probe fired at ``now``: its lateness is one sample of the loop's lag (with
+        ``loop_lag`` off the probe still runs, so the verdict is refreshed between arrivals)."""
         due = self._probe_due
         if due is None:
             return
