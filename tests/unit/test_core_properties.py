@@ -44,6 +44,7 @@ from switchboard.sessions.manager import SessionManager
 from switchboard.store.memory import MemoryStore
 
 PAIR = ("zh", "en")
+NO_SHEDDING = OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0)
 
 
 @dataclass(eq=False)
@@ -80,7 +81,7 @@ class Sim:
         *,
         max_attempts: int = 3,
         streaming_asr: bool = True,
-        overload: OverloadBounds | None = None,
+        overload: OverloadBounds = NO_SHEDDING,
     ) -> None:
         self.now = 0.0
         self.store = MemoryStore(clock=lambda: self.now)
@@ -101,8 +102,7 @@ class Sim:
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
                 streaming_asr=streaming_asr,
-                # Off unless a test asks: the sim has no loop to lag and no store backlog.
-                overload=overload or OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0),
+                overload=overload,
             ),
             metrics=self.metrics,
         )

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any, cast
 
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.protocol import codec
 from switchboard.protocol.cuts import Cut, CutKind
 from switchboard.protocol.messages import Utterance
@@ -141,7 +142,7 @@ async def test_a_saturated_scheduler_refuses_the_speaker_once_for_every_language
     """OVERLOADED (protocol.md §3 "Saturation") goes to the speaker, once, before any
     language's job is made; no listener hears of it; a streamed one uses its index up.
     A lane is never shed on its own: a fan-out is to every language or to none."""
-    rig = Rig()
+    rig = Rig(overload=OverloadBounds(loop_lag=0, store_backlog=10, queue_age=0))
     await rig.start()
     try:
         node = await rig.add_node("n-1", [("en", "de"), ("en", "fr")], capacity=8)

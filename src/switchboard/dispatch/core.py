@@ -75,7 +75,8 @@ _OUR_CODES = frozenset(c.value for c in ErrorCode)
 # Waiting jobs one wake round reserves for at most (one store call's worth).
 WAKE_BATCH = 64
 _SHUTTING_DOWN = "the scheduler is shutting down"
-_NO_BOUNDS_GIVEN = OverloadBounds()
+# A core built without bounds never sheds; the server passes --overload-* (config.py).
+_NO_BOUNDS_GIVEN = OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +87,7 @@ class DispatchSettings:
     reservation_lease: float
     max_pending_per_session: int = 64
     streaming_asr: bool = True  # job_assign asks nodes for asr_partial (lingua-parity §2)
-    # When new utterances get OVERLOADED (overload.py); frozen, so one shared default is safe.
+    # When new utterances get OVERLOADED (overload.py); none by default.
     overload: OverloadBounds = _NO_BOUNDS_GIVEN
 
 
