@@ -4,7 +4,13 @@ synchronously, with no loop, by the property tests' simulation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from switchboard.config import Settings, load_settings
 from switchboard.dispatch.overload import OverloadBounds
+from switchboard.errors import ConfigError
 from switchboard.metrics import OverloadCollector
 from switchboard.protocol.cuts import MANUAL_CUT
 from tests.unit.test_core_properties import Sim
@@ -163,3 +169,24 @@ def test_the_gauge_signals_are_exported_at_scrape_time() -> None:
     assert "switchboard_store_calls_owed 50.0" in text
     assert "switchboard_overloaded 1.0" in text
     assert "switchboard_loop_lag_seconds 0.0" in text
+
+
+def test_the_bounds_come_from_flag_environment_and_file_alike(tmp_path: Path) -> None:
+    """--overload-* (protocol.md §6): each from any source, 0 turns a signal off, a negative
+    or non-number is refused; defaults 0.25 s, 2000, off, 0.25 s."""
+    defaults = Settings()
+    assert (defaults.overload_loop_lag, defaults.overload_store_backlog) == (0.25, 2000)
+    assert (defaults.overload_queue_age, defaults.overload_retry_after) == (0.0, 0.25)
+    toml = tmp_path / "switchboard.toml"
+    toml.write_text("overload_store_backlog = 10\noverload_queue_age = 0.5\n")
+    settings = load_settings(
+        {"overload_queue_age": "1.5"},
+        environ={"SWITCHBOARD_OVERLOAD_LOOP_LAG": "0"},
+        config_path=str(toml),
+    )
+    assert settings.overload_loop_lag == 0.0  # the environment: off
+    assert settings.overload_store_backlog == 10  # the file
+    assert settings.overload_queue_age == 1.5  # the flag beats the file
+    for bad in ({"overload_store_backlog": "-1"}, {"overload_retry_after": "0"}):
+        with pytest.raises(ConfigError):
+            load_settings(bad, environ={})
