@@ -14,7 +14,7 @@ import pytest
 
 from switchboard.client import Overloaded, Session
 from tests.e2e.conftest import Peers
-from tests.e2e.harness import NodeBehaviour, ServerProcess, is_error, of_type
+from tests.e2e.harness import NodeBehaviour, ServerProcess, eventually, is_error, of_type
 
 QUEUE_AGE = 0.2  # seconds: the bound this suite forces (not scaled: it is what is tested)
 WAIT = 0.3  # longer than QUEUE_AGE: the waiting line's oldest job is past it
@@ -52,6 +52,12 @@ async def test_overloaded_refuses_new_utterances_at_once_and_answers_the_accepte
     status, metrics = await server.http("GET", "/metrics")
     assert status == 200
     assert 'switchboard_shed_total{reason="queue_age"} 1.0' in metrics
+
+    async def nothing_owed() -> bool:  # the store-call count comes back to zero when idle
+        _, page = await server.http("GET", "/metrics")
+        return "\nswitchboard_store_calls_owed 0.0\n" in page
+
+    await eventually(nothing_owed, "no store call owed")
 
 
 @pytest.mark.server(pending_timeout=10, overload_queue_age=QUEUE_AGE)
