@@ -45,6 +45,7 @@ from switchboard.store.memory import MemoryStore
 
 PAIR = ("zh", "en")
 NO_SHEDDING = OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0)
+PENDING_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -66,10 +67,14 @@ class SimSession:
     closed: bool = False
     accepted: list[int] = field(default_factory=list)
     session: Session | None = None
+    accepted_at: dict[int, float] = field(default_factory=dict)  # index → the sim's time
+    pushed_at: list[float] = field(default_factory=list)  # the sim's time of each frame in out
+    clock: Callable[[], float] = float
 
     def push(self, frame: bytes) -> None:
         assert not self.closed, "a frame was pushed to a session after it closed"
         self.out.append(json.loads(frame))
+        self.pushed_at.append(self.clock())
 
 
 class Sim:
@@ -97,7 +102,7 @@ class Sim:
             SessionManager(),
             settings=DispatchSettings(
                 job_timeout=5.0,
-                pending_timeout=3.0,
+                pending_timeout=PENDING_TIMEOUT,
                 max_attempts=max_attempts,
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
@@ -109,6 +114,7 @@ class Sim:
         self.timers: dict[Timer, float] = {}
         self.violations: list[str] = []
         self.sessions: list[SimSession] = []
+        self.spells: list[list[float]] = []  # [start, end] of store-backlog spells (end: inf)
         self.held_rounds: list[ReserveMany] | None = None  # a list: wake rounds are held here
         self._queue: list[Action] | None = None
         for node_id in self.nodes:
@@ -150,7 +156,7 @@ class Sim:
         self._publish()
 
     def open(self, session_id: str) -> SimSession:
-        sim = SimSession(session_id)
+        sim = SimSession(session_id, clock=lambda: self.now)
         sim.session = self.core.open_session(session_id, sim)
         return sim
 
@@ -173,6 +179,7 @@ class Sim:
         self.perform(self.core.accept(sim.session, msg, frame, received_at=0.0, now=self.now))
         if sum(map(_refused, sim.out)) == refused:
             sim.accepted.append(index)
+            sim.accepted_at[index] = self.now
 
     def answer(self, node: SimNode, job_id: str, *, success: bool) -> None:
         assign = node.running.pop(job_id)
@@ -361,7 +368,13 @@ def _close(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
 def _backlog_flip(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
     """The store's backlog (the driver's signal) jumps past its bound or drains."""
     overload = sim.core.overload
-    overload.store_owed = 0 if overload.store_owed else data.draw(st.integers(11, 100))
+    if overload.store_owed:
+        overload.store_owed = 0
+        sim.spells[-1][1] = sim.now
+    else:
+        overload.store_owed = data.draw(st.integers(11, 100))
+        sim.spells.append([sim.now, float("inf")])
+    sim.core.overloaded(sim.now)  # as the driver's probe does, between arrivals
 
 
 STEPS: list[tuple[int, Step]] = [
@@ -424,11 +437,25 @@ def test_shedding_keeps_the_invariants(
     sim = Sim(capacities, overload=SHEDDING)
     _check_invariants(sim, sessions, steps, data, SHEDDING_STEPS)
     for s in sim.sessions:
-        for message in s.out:
-            if message["type"] == "error" and message["code"] == "OVERLOADED":
-                details = message["details"]
+        for message, pushed in zip(s.out, s.pushed_at, strict=True):
+            if message["type"] != "error":
+                continue
+            details = message["details"]
+            if message["code"] == "OVERLOADED":
                 assert details["retry_after_ms"] >= 100
                 assert details["reason"] in ("store_backlog", "queue_age")
+            if "job_id" not in details or s.closed:
+                continue
+            # A timed-out wait (decided at or after its deadline, pushed at or after that):
+            # blamed on the nodes only if no backlog spell overlapped it, on us only if one did.
+            accepted = s.accepted_at[details["utterance_index"]]
+            deadline = accepted + PENDING_TIMEOUT
+            spells = sim.spells
+            if message["code"] == "NO_AVAILABLE_NODE":
+                assert not any(a < deadline and b > accepted for a, b in spells), message
+            if message["code"] == "OVERLOADED":
+                assert details["reason"] == "store_backlog"
+                assert any(a <= pushed and b >= accepted for a, b in spells), message
 
 
 def _check_invariants(
