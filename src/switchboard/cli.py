@@ -89,6 +89,22 @@ _VALUED_OPTIONS: tuple[tuple[str, str, str], ...] = (
         "N",
         "Run N instances behind one port (SO_REUSEPORT), each a cluster member; needs Redis.",
     ),
+    (
+        "overload_loop_lag",
+        "SECONDS",
+        "Refuse new utterances OVERLOADED past this loop lag; 0: off.",
+    ),
+    (
+        "overload_store_backlog",
+        "N",
+        "Refuse new utterances OVERLOADED past this many store calls owed; 0: off.",
+    ),
+    (
+        "overload_queue_age",
+        "SECONDS",
+        "Refuse new utterances OVERLOADED once a job has waited this long; 0: off.",
+    ),
+    ("overload_retry_after", "SECONDS", "Least retry_after_ms an OVERLOADED answer suggests."),
 )
 
 _DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Settings)}
@@ -398,6 +414,14 @@ def node(**options: Any) -> None:
     help="Seconds allowed for connecting, sending and the answer.",
 )
 @click.option(
+    "--overload-retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Resend an utterance refused OVERLOADED this often, after the server's retry_after_ms"
+    " with jitter (0: never).",
+)
+@click.option(
     "--stream",
     is_flag=True,
     help="Stream the audio as audio_chunk frames; print one answer per utterance.",
@@ -487,6 +511,13 @@ def translate(
     is_flag=True,
     default=False,
     help="Sessions talk in rooms of three (en, de, fr): each utterance fans out to the others.",
+)
+@click.option(
+    "--saturate",
+    is_flag=True,
+    default=False,
+    help="Offer more speech than the nodes serve: the scheduler sheds it (OVERLOADED), the"
+    " SDK backs off and resends; the view counts the sheds.",
 )
 def demo(**options: Any) -> None:
     """Run a scheduler, local stand-in nodes and client sessions; show it live."""

@@ -81,6 +81,14 @@ settable the same three ways:
     process, event loop and cluster member (``<instance_id>-w<k>``), supervised by the parent
     (``server/workers.py``).  More than one needs the Redis store: the embedded store lives in
     one process's memory, so workers on it could not share slots and would over-fill nodes.
+``overload_loop_lag`` (0.25 s), ``overload_store_backlog`` (2000), ``overload_queue_age`` (0: off)
+    when the scheduler itself is saturated a new utterance is refused at once with
+    ``OVERLOADED`` (protocol.md §3): the event loop runs this late, this many reservation-store
+    calls are owed an answer, or the waiting line's oldest job has waited this long.  Overload
+    ends once every signal is below half its bound.  0 turns a signal off
+    (``dispatch/overload.py``).
+``overload_retry_after`` (0.25 s)
+    the least ``details.retry_after_ms`` an ``OVERLOADED`` answer suggests.
 ``pools`` (none; the config file only)
     the configured pools, as ``[[pools]]`` tables with the fields of the ``PUT /api/v1/pools``
     body (``pool_id``, ``name``, ``languages``, ``required_services``), checked by the same
@@ -205,6 +213,10 @@ class Settings:
     max_tenants: int = 1000
     priority_aging: float = 1.0
     workers: int = 1
+    overload_loop_lag: float = 0.25
+    overload_store_backlog: int = 2000
+    overload_queue_age: float = 0.0
+    overload_retry_after: float = 0.25
 
     def __post_init__(self) -> None:
         # Validate here, not only in load_settings, so a Settings built directly in code or a
@@ -689,6 +701,10 @@ _SPECS: Final[Mapping[str, _Spec]] = {
     "max_tenants": _COUNT,
     "priority_aging": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: strict priority
     "workers": _Spec(_parse_int, _int_range(1, 256)),
+    "overload_loop_lag": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: off
+    "overload_store_backlog": _Spec(_parse_int, _int_range(0)),  # 0: off
+    "overload_queue_age": _Spec(_parse_seconds, _seconds(allow_zero=True)),  # 0: off
+    "overload_retry_after": _SECONDS,
 }
 # How an error names a key that only the config file can give.
 _FILE_NAMES: Final = {"pools": "[[pools]]", "tenants": "[tenants]"}

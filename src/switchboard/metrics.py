@@ -44,12 +44,15 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
 from switchboard import __version__
+from switchboard.dispatch.overload import REASONS as SHED_REASONS
+from switchboard.dispatch.overload import Overload
 from switchboard.protocol.codes import ErrorCode
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
@@ -73,6 +76,7 @@ ANSWER_KINDS = (
     ErrorCode.JOB_TIMEOUT.value,
     ErrorCode.NODE_ERROR.value,
     ErrorCode.SCHEDULER_DEPENDENCY_DOWN.value,
+    ErrorCode.OVERLOADED.value,
     ErrorCode.SESSION_CLOSED.value,
     ErrorCode.INTERNAL_ERROR.value,
 )
@@ -133,6 +137,7 @@ class DispatchStats:
         "refusals",
         "rejections",
         "reserved",
+        "shed",
         "store_down",
         "utterance_error",
         "utterance_result",
@@ -150,6 +155,7 @@ class DispatchStats:
         self.failovers = dict.fromkeys(FAILOVER_REASONS, 0)  # by reason
         self.rejections: dict[str, int] = {}  # by error code
         self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
+        self.shed = dict.fromkeys(SHED_REASONS, 0)  # utterances refused OVERLOADED, by reason
         self.job_time = FastHistogram(_SLOW)
         self.node_jobs: dict[str, list[float]] = {}  # node_id → [count, seconds]
 
@@ -166,6 +172,11 @@ class DispatchStats:
 
     def rejected(self, code: str) -> None:
         self.rejections[code] = self.rejections.get(code, 0) + 1
+
+    def shed_one(self, reason: str) -> None:
+        """A new utterance refused ``OVERLOADED`` (dispatch/overload.py says why)."""
+        self.shed[reason] += 1
+        self.rejected("OVERLOADED")
 
     def refused(self, code: str) -> None:
         """A connection refused at its handshake, or cut for its frame rate."""
@@ -233,6 +244,12 @@ class _DispatchCollector(Collector):
             s.rejections,
         )
         yield _counter(
+            "switchboard_shed",
+            "New utterances refused OVERLOADED because the scheduler was saturated, by reason",
+            "reason",
+            s.shed,
+        )
+        yield _counter(
             "switchboard_refused_connections",
             "WebSocket connections refused at the handshake or cut for their frame rate, by code",
             "code",
@@ -250,6 +267,32 @@ class _DispatchCollector(Collector):
             "switchboard_job_time_seconds",
             "job_assign sent to the node's job_result, every node together",
             s.job_time,
+        )
+
+
+class OverloadCollector(Collector):
+    """The saturation gauge's signals at scrape time (dispatch/overload.py), so an operator
+    sees how close each is to its bound before anything is shed."""
+
+    def __init__(self, overload: Overload) -> None:
+        self._overload = overload
+
+    def collect(self) -> Iterator[Metric]:
+        overload = self._overload
+        yield GaugeMetricFamily(
+            "switchboard_loop_lag_seconds",
+            "How late the event loop runs (the probe's moving average, or more while late now)",
+            value=overload.loop_lag(time.monotonic()),
+        )
+        yield GaugeMetricFamily(
+            "switchboard_store_calls_owed",
+            "Reservation-store calls (reservations and releases) sent and not yet answered",
+            value=overload.store_owed,
+        )
+        yield GaugeMetricFamily(
+            "switchboard_overloaded",
+            "1 while new utterances are refused OVERLOADED (as of the last check), else 0",
+            value=0 if overload.state is None else 1,
         )
 
 

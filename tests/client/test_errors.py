@@ -25,6 +25,7 @@ from switchboard.protocol.codes import ErrorCode
         (ErrorCode.INTERNAL_ERROR, errors.InternalError),
         (ErrorCode.PAYLOAD_TOO_LARGE, errors.PayloadTooLarge),
         (ErrorCode.RATE_LIMITED, errors.RateLimited),
+        (ErrorCode.OVERLOADED, errors.Overloaded),
     ],
 )
 def test_every_scheduler_code_has_its_exception(code: str, cls: type[errors.ServerError]) -> None:
@@ -47,6 +48,20 @@ def test_node_codes_are_node_errors_that_keep_their_code() -> None:
     assert exc.code == "ASR_FAILED" and exc.utterance_index == 4
     assert exc.details["node_id"] == "gpu-1"
     assert str(exc) == "ASR_FAILED: no speech"
+
+
+def test_overloaded_carries_the_retry_hint_and_reason() -> None:
+    frame = {
+        "type": "error",
+        "code": "OVERLOADED",
+        "message": "saturated",
+        "details": {"utterance_index": 3, "retry_after_ms": 250, "reason": "loop_lag"},
+    }
+    exc = errors.error_from_frame(frame)
+    assert isinstance(exc, errors.Overloaded)
+    assert exc.retry_after_ms == 250 and exc.reason == "loop_lag" and exc.utterance_index == 3
+    bare = errors.error_from_frame({"code": "OVERLOADED", "details": {"retry_after_ms": "soon"}})
+    assert isinstance(bare, errors.Overloaded) and bare.retry_after_ms is None
 
 
 def test_missing_fields_do_not_break_the_mapping() -> None:

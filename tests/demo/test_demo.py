@@ -91,6 +91,23 @@ async def test_demo_in_rooms_delivers_every_utterance_to_every_listener() -> Non
     assert match["lost"] == "0" and "answers out of order: 0" in out
 
 
+async def test_saturated_demo_sheds_and_still_answers_every_utterance() -> None:
+    """--saturate: more speech than one node serves; the scheduler sheds (OVERLOADED, counted
+    in the view), the SDK resends, and still every utterance is answered, in order, none lost,
+    exit 0."""
+    proc = _demo("--saturate", "--duration", "3", "--nodes", "1", "--sessions", "20")
+    out, _ = await asyncio.to_thread(proc.communicate, timeout=scaled(120))
+    assert proc.returncode == 0, out
+    match = SUMMARY.search(out)
+    assert match is not None, out
+    assert int(match["sent"]) > 0 and match["lost"] == "0", out
+    assert "answers out of order: 0" in out
+    shed = re.search(r"shed by the scheduler \(OVERLOADED, resent by the SDK\): (\d+)", out)
+    assert shed is not None and int(shed[1]) > 0, out
+    errors = re.search(r"errors by code: (.*)", out)
+    assert errors is not None and re.fullmatch(r"none|OVERLOADED=\d+", errors[1]), out
+
+
 async def test_ctrl_c_ends_the_demo_cleanly() -> None:
     """SIGINT mid-run: sessions stop, nodes and scheduler are stopped, the summary is
     printed, nothing lost, nothing left running."""

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from switchboard.demo.app import _failed
 from switchboard.demo.load import Tally
-from switchboard.demo.monitor import NodeRow, Reading
+from switchboard.demo.monitor import NodeRow, Reading, shed_counts
 from switchboard.demo.view import Frame, plain_line, render, summary_lines
 
 READING = Reading(
@@ -51,7 +51,34 @@ def test_summary_reports_counts_rates_and_percentiles() -> None:
         " scheduling p50 0.200 ms p90 0.400 ms p99 1.000 ms"
     )
     assert lines[1] == "errors by code: NO_AVAILABLE_NODE=1"
-    assert lines[3] == "exit statuses: node-1=0"
+    assert lines[2] == "shed by the scheduler (OVERLOADED, resent by the SDK): none"
+    assert lines[4] == "exit statuses: node-1=0"
+
+
+def test_a_saturated_run_may_end_overloaded_but_nothing_else() -> None:
+    """--saturate: an utterance whose resends were all refused OVERLOADED is the expected
+    outcome, not a failure; any other error, a loss or a disorder still is."""
+    overloaded = _tally(results=3, errors=Counter({"OVERLOADED": 1}))
+    assert _failed(overloaded, {"scheduler": 0}, saturate=True) is False
+    assert _failed(overloaded, {"scheduler": 0}) is True
+    other = _tally(results=3, errors=Counter({"NO_AVAILABLE_NODE": 1}))
+    assert _failed(other, {"scheduler": 0}, saturate=True) is True
+
+
+def test_sheds_are_read_from_metrics_and_shown() -> None:
+    metrics = (
+        "# TYPE switchboard_shed_total counter\n"
+        'switchboard_shed_total{reason="loop_lag"} 0.0\n'
+        'switchboard_shed_total{reason="queue_age"} 12.0\n'
+    )
+    shed = shed_counts(metrics)
+    assert shed == {"loop_lag": 0, "queue_age": 12}
+    tally = _tally()
+    lines = summary_lines(tally, seconds=1.0, scheduling=READING.scheduling, exits={}, shed=shed)
+    assert lines[2] == "shed by the scheduler (OVERLOADED, resent by the SDK): 12 (queue_age 12)"
+    reading = Reading(nodes=READING.nodes, shed=shed, ok=True)
+    frame = Frame(elapsed=1, duration=2, reading=reading, rate=None, tally=tally, open_sessions=1)
+    assert " shed=12 " in plain_line(frame)
 
 
 def test_plain_line_and_live_view() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.jobs import Job, Session
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.selection import ALL_SERVICES
 from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
@@ -93,6 +94,7 @@ class Rig:
         max_attempts: int = 3,
         min_rebuild_interval: float = 0.0,
         spans: JobSpans | None = None,
+        overload: OverloadBounds | None = None,
     ) -> None:
         self.metrics = Metrics()
         self.holder = SnapshotHolder()
@@ -114,6 +116,7 @@ class Rig:
                 pending_timeout=pending_timeout,
                 max_attempts=max_attempts,
                 reservation_lease=30,
+                **({} if overload is None else {"overload": overload}),
             ),
             spans=spans,
         )

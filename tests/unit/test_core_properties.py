@@ -32,6 +32,7 @@ from switchboard.dispatch.actions import (
 )
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.jobs import Session, Timer
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.selection import ALL_SERVICES
 from switchboard.dispatch.tenants import TenantSpec
 from switchboard.management.builder import build_snapshot
@@ -46,6 +47,8 @@ from switchboard.sessions.manager import SessionManager
 from switchboard.store.memory import MemoryStore
 
 PAIR = ("zh", "en")
+NO_SHEDDING = OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0)
+PENDING_TIMEOUT = 3.0
 
 
 @dataclass(eq=False)
@@ -67,10 +70,14 @@ class SimSession:
     closed: bool = False
     accepted: list[int] = field(default_factory=list)
     session: Session | None = None
+    accepted_at: dict[int, float] = field(default_factory=dict)  # index → the sim's time
+    pushed_at: list[float] = field(default_factory=list)  # the sim's time of each frame in out
+    clock: Callable[[], float] = float
 
     def push(self, frame: bytes) -> None:
         assert not self.closed, "a frame was pushed to a session after it closed"
         self.out.append(json.loads(frame))
+        self.pushed_at.append(self.clock())
 
 
 class Sim:
@@ -84,6 +91,7 @@ class Sim:
         streaming_asr: bool = True,
         tenants: tuple[TenantSpec, ...] = (),
         priority_aging: float = 1.0,
+        overload: OverloadBounds = NO_SHEDDING,
     ) -> None:
         self.now = 0.0
         self.store = MemoryStore(clock=lambda: self.now)
@@ -93,23 +101,27 @@ class Sim:
         self.nodes = {f"n{i}": SimNode(f"n{i}", c) for i, c in enumerate(capacities)}
         self.live: set[str] = set()
         self.version = 0
+        self.metrics = Metrics()
         self.core = DispatchCore(
             self.holder,
             SessionManager(),
             settings=DispatchSettings(
                 job_timeout=5.0,
-                pending_timeout=3.0,
+                pending_timeout=PENDING_TIMEOUT,
                 max_attempts=max_attempts,
                 reservation_lease=1000.0,
                 max_pending_per_session=6,
                 streaming_asr=streaming_asr,
                 tenants=tenants,
                 priority_aging=priority_aging,
+                overload=overload,
             ),
-            metrics=Metrics(),
+            metrics=self.metrics,
         )
         self.timers: dict[Timer, float] = {}
         self.violations: list[str] = []
+        self.sessions: list[SimSession] = []
+        self.spells: list[list[float]] = []  # [start, end] of store-backlog spells (end: inf)
         self.held_rounds: list[ReserveMany] | None = None  # a list: wake rounds are held here
         self._queue: list[Action] | None = None
         for node_id in self.nodes:
@@ -153,7 +165,7 @@ class Sim:
     def open(
         self, session_id: str, *, tenant: str | None = None, priority: int | None = None
     ) -> SimSession:
-        sim = SimSession(session_id)
+        sim = SimSession(session_id, clock=lambda: self.now)
         profile = SessionProfile(
             trace_id="t", src_lang="", tgt_lang="", tenant_id=tenant, priority=priority
         )
@@ -179,6 +191,7 @@ class Sim:
         self.perform(self.core.accept(sim.session, msg, frame, received_at=0.0, now=self.now))
         if sum(map(_refused, sim.out)) == refused:
             sim.accepted.append(index)
+            sim.accepted_at[index] = self.now
 
     def answer(self, node: SimNode, job_id: str, *, success: bool) -> None:
         assign = node.running.pop(job_id)
@@ -364,6 +377,18 @@ def _close(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
         s.closed = True
 
 
+def _backlog_flip(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    """The store's backlog (the driver's signal) jumps past its bound or drains."""
+    overload = sim.core.overload
+    if overload.store_owed:
+        overload.store_owed = 0
+        sim.spells[-1][1] = sim.now
+    else:
+        overload.store_owed = data.draw(st.integers(11, 100))
+        sim.spells.append([sim.now, float("inf")])
+    sim.core.overloaded(sim.now)  # as the driver's probe does, between arrivals
+
+
 STEPS: list[tuple[int, Step]] = [
     (6, _utter),
     (5, _answer),
@@ -373,6 +398,24 @@ STEPS: list[tuple[int, Step]] = [
     (1, _break_send),
     (1, _close),
 ]
+
+
+def _utter_shed(sim: Sim, sessions: list[SimSession], data: st.DataObject) -> None:
+    """As ``_utter``; with the backlog past its bound, the utterance must be refused."""
+    open_ = [s for s in sessions if not s.closed]
+    if not open_:
+        return
+    s = data.draw(st.sampled_from(open_))
+    accepted = len(s.accepted)
+    backlogged = sim.core.overload.store_owed > SHEDDING.store_backlog
+    sim.utter(s, len(s.accepted) + len([m for m in s.out if _refused(m)]))
+    if backlogged:
+        assert len(s.accepted) == accepted, "accepted while the store was backlogged"
+        assert s.out[-1]["code"] in ("OVERLOADED", "TOO_MANY_PENDING")  # the session's own first
+
+
+SHEDDING_STEPS = [(6, _utter_shed), *STEPS[1:], (2, _backlog_flip)]
+SHEDDING = OverloadBounds(loop_lag=0, store_backlog=10, queue_age=2.0, retry_after=0.1)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -387,7 +430,7 @@ def test_one_answer_each_in_order_within_capacity_and_no_slot_leaked(
 ) -> None:
     """Random interleavings of every event: the core's three invariants hold."""
     sim = Sim(capacities)
-    _run_and_check(sim, [sim.open(f"s{i}") for i in range(sessions)], steps, data)
+    _check_invariants(sim, [sim.open(f"s{i}") for i in range(sessions)], steps, data, STEPS)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -417,15 +460,60 @@ def test_the_invariants_hold_with_tenants_and_classes(
         sim.open(f"s{i}", tenant=tenant, priority=priority)
         for i, (tenant, priority) in enumerate(owners)
     ]
-    _run_and_check(sim, sims, steps, data)
+    _check_invariants(sim, sims, steps, data, STEPS)
     assert sim.core.tenants.total_held == 0
 
 
-def _run_and_check(sim: Sim, sims: list[SimSession], steps: int, data: st.DataObject) -> None:
-    weights = [w for w, _ in STEPS]
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    capacities=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    sessions=st.integers(1, 4),
+    steps=st.integers(0, 60),
+    data=st.data(),
+)
+def test_shedding_keeps_the_invariants(
+    capacities: list[int], sessions: int, steps: int, data: st.DataObject
+) -> None:
+    """The same interleavings with the store's backlog jumping past its bound and the
+    waiting line ageing past its own: an utterance refused OVERLOADED is never accepted (no
+    job_id, a retry hint, a reason), and every accepted one still gets its one answer in order."""
+    sim = Sim(capacities, overload=SHEDDING)
+    sims = [sim.open(f"s{i}") for i in range(sessions)]
+    _check_invariants(sim, sims, steps, data, SHEDDING_STEPS)
+    for s in sim.sessions:
+        for message, pushed in zip(s.out, s.pushed_at, strict=True):
+            if message["type"] != "error":
+                continue
+            details = message["details"]
+            if message["code"] == "OVERLOADED":
+                assert details["retry_after_ms"] >= 100
+                assert details["reason"] in ("store_backlog", "queue_age")
+            if "job_id" not in details or s.closed:
+                continue
+            # A timed-out wait (decided at or after its deadline, pushed at or after that):
+            # blamed on the nodes only if no backlog spell overlapped it, on us only if one did.
+            accepted = s.accepted_at[details["utterance_index"]]
+            deadline = accepted + PENDING_TIMEOUT
+            spells = sim.spells
+            if message["code"] == "NO_AVAILABLE_NODE":
+                assert not any(a < deadline and b > accepted for a, b in spells), message
+            if message["code"] == "OVERLOADED":
+                assert details["reason"] == "store_backlog"
+                assert any(a <= pushed and b >= accepted for a, b in spells), message
+
+
+def _check_invariants(
+    sim: Sim,
+    sims: list[SimSession],
+    steps: int,
+    data: st.DataObject,
+    table: list[tuple[int, Step]],
+) -> None:
+    sim.sessions = sims
+    weights = [w for w, _ in table]
     for _ in range(steps):
         choice = data.draw(st.integers(0, sum(weights) - 1))
-        for weight, step in STEPS:
+        for weight, step in table:
             if choice < weight:
                 step(sim, sims, data)
                 break

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any, cast
 
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.protocol import codec
 from switchboard.protocol.cuts import Cut, CutKind
 from switchboard.protocol.messages import Utterance
@@ -133,5 +134,63 @@ async def test_streamed_and_framed_speech_share_the_speakers_index_sequence_in_e
             assert {f["session_id"] for f in got} == {"s-a"}
         assert links["s-a"].out == []
         assert reg.get(room.code) is room
+    finally:
+        await rig.stop()
+
+
+async def test_a_saturated_scheduler_refuses_the_speaker_once_for_every_language() -> None:
+    """OVERLOADED (protocol.md §3 "Saturation") goes to the speaker, once, before any
+    language's job is made; no listener hears of it; a streamed one uses its index up.
+    A lane is never shed on its own: a fan-out is to every language or to none."""
+    rig = Rig(overload=OverloadBounds(loop_lag=0, store_backlog=10, queue_age=0))
+    await rig.start()
+    try:
+        node = await rig.add_node("n-1", [("en", "de"), ("en", "fr")], capacity=8)
+        _, room, _ = make_room()
+        links = {sid: LinkSession(sid) for sid in ("s-a", "s-b", "s-c")}
+        profile = SessionProfile(trace_id="t-a", src_lang="en", tgt_lang="de")
+        links["s-a"].session = rig.dispatcher.open_session("s-a", links["s-a"], profile)
+        conns = cast(dict[str, SessionConnection], links)
+        lanes = Lanes(rig.dispatcher, conns, lambda _room: None, max_pending=8)
+        speaker = conns["s-a"]
+        frame = json.dumps(
+            {
+                "type": "utterance",
+                "session_id": "s-a",
+                "utterance_index": 3,
+                "src_lang": "en",
+                "tgt_lang": "de",
+                "audio": "",
+                "audio_format": "pcm16",
+                "sample_rate": 16000,
+            }
+        ).encode()
+        msg = codec.decode_session(frame)
+        assert isinstance(msg, Utterance)
+        rig.core.overload.store_owed = 10**6  # the driver's signal: the store is far behind
+        await lanes.utter(speaker, room, msg, frame, time.perf_counter(), closing=False)
+        lanes.admit_streamed(
+            speaker,
+            room,
+            "AAAA",
+            audio_format="pcm16",
+            sample_rate=16000,
+            cut=Cut(CutKind.MANUAL),
+            received=time.perf_counter(),
+            closing=False,
+        )
+        refusals = links["s-a"].out
+        assert [(f["code"], f["details"]["utterance_index"]) for f in refusals] == [
+            ("OVERLOADED", 3),
+            ("OVERLOADED", 0),  # the refused 3 moved nothing; the streamed one used 0 up
+        ]
+        assert links["s-a"].session.next_index == 1
+        assert all(f["details"]["reason"] == "store_backlog" for f in refusals)
+        assert links["s-b"].out == [] and links["s-c"].out == []
+        assert node.assigned.empty()
+        rig.core.overload.store_owed = 0
+        await lanes.utter(speaker, room, msg, frame, time.perf_counter(), closing=False)
+        assigns = [await node.assigned.get() for _ in range(2)]
+        assert sorted(a["tgt_lang"] for a in assigns) == ["de", "fr"]
     finally:
         await rig.stop()

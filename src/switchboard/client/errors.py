@@ -16,6 +16,7 @@
             ├── NodeUnavailable      NODE_UNAVAILABLE
             ├── JobTimeout           JOB_TIMEOUT
             ├── DependencyDown       SCHEDULER_DEPENDENCY_DOWN
+            ├── Overloaded           OVERLOADED: the scheduler is saturated; ``retry_after_ms``
             ├── PayloadTooLarge      PAYLOAD_TOO_LARGE
             ├── LimitReached         TOO_MANY_SESSIONS, TOO_MANY_CONNECTIONS (retry later)
             │   └── RateLimited          RATE_LIMITED: this client sent frames too fast
@@ -51,6 +52,7 @@ __all__ = [
     "NoAvailableNode",
     "NodeError",
     "NodeUnavailable",
+    "Overloaded",
     "PayloadTooLarge",
     "RateLimited",
     "RoomRefused",
@@ -132,6 +134,22 @@ class DependencyDown(ServerError):
     """SCHEDULER_DEPENDENCY_DOWN: the scheduler's reservation store is unreachable."""
 
 
+class Overloaded(ServerError):
+    """OVERLOADED: the scheduler itself was saturated (protocol.md §3).  The SDK resends the
+    utterance after ``retry_after_ms`` (with jitter) up to its ``overload_retries``; this is
+    raised once they run out."""
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        hint = self.details.get("retry_after_ms")
+        return hint if isinstance(hint, int) and hint >= 0 else None
+
+    @property
+    def reason(self) -> str | None:
+        reason = self.details.get("reason")
+        return reason if isinstance(reason, str) else None
+
+
 class PayloadTooLarge(ServerError):
     """PAYLOAD_TOO_LARGE: a frame above the scheduler's ``--max-frame-bytes``."""
 
@@ -172,6 +190,7 @@ _BY_CODE: Final[Mapping[str, type[ServerError]]] = {
     ErrorCode.NODE_UNAVAILABLE: NodeUnavailable,
     ErrorCode.JOB_TIMEOUT: JobTimeout,
     ErrorCode.SCHEDULER_DEPENDENCY_DOWN: DependencyDown,
+    ErrorCode.OVERLOADED: Overloaded,
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLarge,
     ErrorCode.TOO_MANY_SESSIONS: LimitReached,
     ErrorCode.TOO_MANY_CONNECTIONS: LimitReached,

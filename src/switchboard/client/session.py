@@ -22,6 +22,12 @@ too long), answering each like any other::
         await stream.send(chunk)
     await stream.end()                       # this utterance is over
     print((await stream.answer()).text_translated)
+
+A scheduler that is saturated refuses a new utterance with ``OVERLOADED`` and a
+``retry_after_ms`` hint (protocol.md §3).  The SDK then resends it by itself, after the hint
+stretched by random jitter and doubled at each retry, up to ``overload_retries`` times
+(:meth:`Session.connect`); only then does the handle raise :class:`Overloaded`.  Streamed
+utterances are not resent (the SDK does not keep their audio).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import base64
 import contextlib
 import logging
 import platform
+import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +52,7 @@ from switchboard.client.errors import (
     ConnectFailed,
     ConnectionLost,
     InvalidMessage,
+    Overloaded,
     ServerError,
     SessionClosed,
     error_from_frame,
@@ -57,6 +65,11 @@ log = logging.getLogger("switchboard.client")
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, aiohttp.ClientError)
+# Back-off after OVERLOADED: the server's hint (or this, without one), doubled at each retry,
+# stretched by up to half again at random so refused clients do not come back in step.
+DEFAULT_RETRY_AFTER_S: Final = 0.25
+MAX_BACKOFF_S: Final = 10.0
+JITTER: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +119,12 @@ class PendingTranslation:
     exception of its error code.  Awaiting it from a task that is then cancelled does not
     cancel the utterance."""
 
-    __slots__ = ("_future", "sent_at", "utterance_index")
+    __slots__ = ("_future", "resends", "sent_at", "utterance_index")
 
     def __init__(self, utterance_index: int, future: asyncio.Future[Translation]) -> None:
         self.utterance_index = utterance_index
         self.sent_at = time.perf_counter()
+        self.resends = 0  # times the SDK sent it again after OVERLOADED: it answers later
         self._future = future
 
     def done(self) -> bool:
@@ -232,6 +246,7 @@ class Session:
         src_lang: str,
         tgt_lang: str,
         heartbeat_interval: float | None,
+        overload_retries: int = 3,
     ) -> None:
         self.session_id: str = str(ack["session_id"])
         self.trace_id: str = str(ack.get("trace_id") or "")
@@ -244,6 +259,11 @@ class Session:
         self._http = http
         self._ws = ws
         self._pending: dict[int, tuple[PendingTranslation, asyncio.Future[Translation]]] = {}
+        # Kept only while resending is on: an utterance refused OVERLOADED is sent again.
+        self._overload_retries = overload_retries
+        self._unanswered: dict[int, tuple[dict[str, Any], int]] = {}  # index → (frame, retries)
+        self._resends: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
         self._next_index = 0
         self._streams: set[PartialStream] = set()
         self._audio: AudioStream | None = None  # made by stream()
@@ -271,6 +291,7 @@ class Session:
         trace_id: str | None = None,
         heartbeat_interval: float | None = 10.0,
         connect_timeout: float = 10.0,
+        overload_retries: int = 3,
         **init_fields: Any,
     ) -> SessionOpener:
         """Open a session: ``async with Session.connect(...) as s`` or ``await``.
@@ -278,8 +299,13 @@ class Session:
         ``url`` is the scheduler (``ws://host:port``; ``http://`` works too).  Extra keyword
         arguments go into ``session_init`` as they are (``dialect``, ``features``,
         ``tenant_id``, ``mode`` … contract §2).  Raises :class:`ConnectFailed`, or the
-        error of the scheduler's refusal (:class:`Unauthorized` …).
+        error of the scheduler's refusal (:class:`Unauthorized` …).  An utterance answered
+        ``OVERLOADED`` is resent after the server's ``retry_after_ms`` (with jitter, doubling)
+        up to ``overload_retries`` times (0: never) before its handle raises
+        :class:`Overloaded`.
         """
+        if overload_retries < 0:
+            raise ValueError("overload_retries must be 0 or more")
         init: dict[str, Any] = {
             "type": "session_init",
             "client_version": f"switchboard-sdk/{__version__}",
@@ -300,6 +326,7 @@ class Session:
                 src_lang=src_lang,
                 tgt_lang=tgt_lang,
                 heartbeat_interval=heartbeat_interval,
+                overload_retries=overload_retries,
             ),
             endpoint(url, "/ws/session"),
             init,
@@ -358,9 +385,12 @@ class Session:
         future: asyncio.Future[Translation] = asyncio.get_running_loop().create_future()
         handle = PendingTranslation(index, future)
         self._pending[index] = (handle, future)
+        if self._overload_retries:
+            self._unanswered[index] = (frame, 0)
         self._next_index = max(self._next_index, index + 1)
         if not await self._send(frame):
             self._pending.pop(index, None)
+            self._unanswered.pop(index, None)
             raise _fresh(
                 self._end_reason or ConnectionLost("the connection to the scheduler is gone")
             )
@@ -463,20 +493,28 @@ class Session:
 
     def _resolve(self, frame: Mapping[str, Any]) -> None:
         index = frame.get("utterance_index")
-        entry = self._pending.pop(index, None) if isinstance(index, int) else None
-        if entry is None and self._audio is not None and isinstance(index, int):
+        if not isinstance(index, int):
+            log.warning("session %s: result for unknown utterance %r", self.session_id, index)
+            return
+        entry = self._pending.pop(index, None)
+        if entry is None and self._audio is not None:
             latency = time.perf_counter() - self._audio.last_sent_at
             self._streamed(index, _translation(frame, latency))
             return
         if entry is None:
             log.warning("session %s: result for unknown utterance %r", self.session_id, index)
             return
+        self._unanswered.pop(index, None)
         handle, future = entry
         if not future.done():
             future.set_result(_translation(frame, time.perf_counter() - handle.sent_at))
 
     def _on_error(self, error: ServerError) -> None:
         index = error.utterance_index
+        if isinstance(error, Overloaded) and index is not None and self._resend_later(index, error):
+            return
+        if index is not None:
+            self._unanswered.pop(index, None)
         entry = self._pending.pop(index, None) if index is not None else None
         if entry is not None:
             if not entry[1].done():
@@ -489,6 +527,37 @@ class Session:
             self._end_reason = error  # the server ends the session; the socket closes next
         else:
             log.warning("session %s: %s", self.session_id, error)
+
+    def _resend_later(self, index: int, error: Overloaded) -> bool:
+        """Schedule the resend of an utterance refused ``OVERLOADED``; ``False`` when it is
+        not ours to resend or its retries are used up (its handle then raises)."""
+        kept = self._unanswered.get(index)
+        if kept is None or index not in self._pending or self.closed:
+            return False
+        frame, retries = kept
+        if retries >= self._overload_retries:
+            return False
+        self._unanswered[index] = (frame, retries + 1)
+        self._pending[index][0].resends = retries + 1
+        hint = error.retry_after_ms
+        base = DEFAULT_RETRY_AFTER_S if hint is None else hint / 1000
+        delay = min(base * 2**retries, MAX_BACKOFF_S) * (1 + JITTER * self._rng.random())
+        task = asyncio.get_running_loop().create_task(self._resend(index, frame, delay))
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
+        return True
+
+    async def _resend(self, index: int, frame: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        if index not in self._pending or self.closed:
+            return  # the session ended meanwhile: its handles have failed already
+        if not await self._send(frame):
+            entry = self._pending.pop(index, None)
+            self._unanswered.pop(index, None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_exception(
+                    _fresh(self._end_reason or ConnectionLost("the connection is gone"))
+                )
 
     def _streamed(self, index: int, answer: Translation | ServerError) -> None:
         """An answer to no utterance this SDK sent: a streamed one.  Later indexes chosen by
@@ -521,6 +590,9 @@ class Session:
                 # An unawaited handle of a closed session is not an error worth a log line.
                 future.add_done_callback(_retrieve)
         self._pending.clear()
+        self._unanswered.clear()
+        for task in self._resends:
+            task.cancel()
         for stream in self._streams:
             stream.end()
         self._streams.clear()

@@ -50,13 +50,23 @@ def run_translate(
     tgt_lang: str,
     token: str | None = None,
     timeout: float = 60.0,
+    overload_retries: int = 3,
     echo: Echo = print,
     echo_err: Echo = lambda line: print(line, file=sys.stderr),
 ) -> int:
-    """Translate ``clip``; print the answer (status 0) or the error (status 1)."""
+    """Translate ``clip``; print the answer (status 0) or the error (status 1).  An
+    ``OVERLOADED`` answer is retried ``overload_retries`` times (the SDK's back-off)."""
     try:
         result = asyncio.run(
-            _translate(clip, url=url, src=src_lang, tgt=tgt_lang, token=token, limit=timeout)
+            _translate(
+                clip,
+                url=url,
+                src=src_lang,
+                tgt=tgt_lang,
+                token=token,
+                limit=timeout,
+                retries=overload_retries,
+            )
         )
     except ClientError as exc:
         echo_err(f"switchboard: error: {exc}")
@@ -70,11 +80,13 @@ def run_translate(
 
 
 async def _translate(
-    clip: Clip, *, url: str, src: str, tgt: str, token: str | None, limit: float
+    clip: Clip, *, url: str, src: str, tgt: str, token: str | None, limit: float, retries: int
 ) -> Translation:
     async with (
         asyncio.timeout(limit),
-        Session.connect(url, src_lang=src, tgt_lang=tgt, token=token) as session,
+        Session.connect(
+            url, src_lang=src, tgt_lang=tgt, token=token, overload_retries=retries
+        ) as session,
     ):
         return await session.translate(
             clip.pcm, sample_rate=clip.sample_rate, audio_format=clip.audio_format
@@ -115,6 +127,7 @@ def run_translate_stream(
     plan: StreamPlan,
     token: str | None = None,
     timeout: float = 60.0,
+    overload_retries: int = 3,  # streamed utterances are not resent: the audio is gone
     echo: Echo = print,
     echo_err: Echo = lambda line: print(line, file=sys.stderr),
 ) -> int:

@@ -46,6 +46,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_LIMIT = 20.0  # seconds for the scheduler to listen and the nodes to be ready
 LOAD_GRACE = 15.0  # seconds for sessions to get their last answers after the run
 STOP_GRACE = 10.0  # seconds for each child to exit after SIGTERM
+# --saturate: sessions pause this little between bursts (a closed loop offering far more than
+# the nodes serve), and the scheduler sheds once its waiting line's oldest job is this old.
+SATURATED_THINK_TIME = 0.02
+SATURATED_QUEUE_AGE = 0.25
 
 
 class DemoError(Exception):
@@ -65,6 +69,7 @@ class DemoOptions:
     think_time: float = 1.0
     streaming: bool = False  # sessions stream audio_chunk frames instead of utterances
     rooms: bool = False  # sessions talk in rooms (fan-out) instead of alone
+    saturate: bool = False  # more speech than the nodes serve: the scheduler sheds (OVERLOADED)
 
     @classmethod
     def from_flags(
@@ -77,6 +82,7 @@ class DemoOptions:
         redis_url: str | None,
         streaming: bool = False,
         rooms: bool = False,
+        saturate: bool = False,
     ) -> DemoOptions:
         """As ``serve`` does, a Redis URL implies the Redis store (protocol.md §6)."""
         if store == "memory" and redis_url is not None:
@@ -94,6 +100,8 @@ class DemoOptions:
             redis_url=redis_url or DEFAULT_REDIS_URL,
             streaming=streaming,
             rooms=rooms,
+            saturate=saturate,
+            think_time=SATURATED_THINK_TIME if saturate else 1.0,
         )
 
 
@@ -125,7 +133,7 @@ class Demo:
         tally: Tally | None = None
         try:
             if await self._unless_stopped(self._start_stack()):
-                tally, seconds, scheduling = await self._drive()
+                tally, seconds, scheduling, shed = await self._drive()
                 status = 0
             else:
                 self.say("demo: interrupted during start-up")
@@ -135,9 +143,11 @@ class Demo:
         finally:
             exits = await self._stop_stack()
         if tally is not None:
-            for line in summary_lines(tally, seconds=seconds, scheduling=scheduling, exits=exits):
+            for line in summary_lines(
+                tally, seconds=seconds, scheduling=scheduling, exits=exits, shed=shed
+            ):
                 self.say(line)
-            status = 1 if _failed(tally, exits) else 0
+            status = 1 if _failed(tally, exits, saturate=self.options.saturate) else 0
         self._tidy(status)
         return status
 
@@ -212,6 +222,8 @@ class Demo:
         # Every demo peer connects from 127.0.0.1: lift the per-address connection limit.
         args = ["--host", "127.0.0.1", "--max-connections-per-address", "0"]
         args += ["--log-level", "warning"]
+        if self.options.saturate:
+            args += ["--overload-queue-age", str(SATURATED_QUEUE_AGE)]
         if self.options.store == "redis":
             # A namespace of its own: the demo never touches another deployment's keys.
             namespace = f"switchboard-demo-{uuid.uuid4().hex[:8]}"
@@ -239,11 +251,16 @@ class Demo:
 
     # --- load and view ----------------------------------------------------------------------
 
-    async def _drive(self) -> tuple[Tally, float, tuple[float | None, ...]]:
+    async def _drive(self) -> tuple[Tally, float, tuple[float | None, ...], dict[str, int]]:
         tally = Tally()
         url = endpoint(self.base_url, "/ws/session")
         o = self.options
         load: Load | RoomLoad
+        if o.saturate:
+            self.say(
+                "demo: saturated: the sessions offer more than the nodes serve; the scheduler"
+                " refuses what it cannot place in time (OVERLOADED) and the SDK resends it"
+            )
         if o.rooms:
             load = RoomLoad(url, sessions=o.sessions, tally=tally, think_time=o.think_time)
             self.say("demo: sessions talk in rooms; counts are per listener")
@@ -264,7 +281,7 @@ class Demo:
             await self._finish_load(load_task)
             seconds = time.monotonic() - started
             final = await monitor.read()
-        return tally, seconds, final.scheduling
+        return tally, seconds, final.scheduling, final.shed
 
     async def _finish_load(self, load_task: asyncio.Task[None]) -> None:
         try:
@@ -308,10 +325,12 @@ class Demo:
             yield live
 
 
-def _failed(tally: Tally, exits: dict[str, int]) -> bool:
+def _failed(tally: Tally, exits: dict[str, int], *, saturate: bool = False) -> bool:
+    # Saturated on purpose, OVERLOADED is the expected answer to what could not be placed.
+    errors = {c: n for c, n in tally.errors.items() if not (saturate and c == "OVERLOADED")}
     return bool(
         tally.lost
-        or tally.errors
+        or errors
         or tally.out_of_order
         or tally.session_failures
         or any(status != 0 for status in exits.values())

@@ -133,6 +133,8 @@ class Load:
                 continue
             self.tally.results += 1
             self.tally.round_trips.append(result.latency_s)
+            if handle.resends:
+                continue  # resent after OVERLOADED: it takes its place after later ones
             arrival = handle.sent_at + result.latency_s
             if arrival < last_arrival:
                 self.tally.out_of_order += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,9 @@ from switchboard.demo.stats import QUANTILES
 from switchboard.tools.prom import histogram_buckets, histogram_quantile
 
 DISPATCH_HISTOGRAM = "switchboard_dispatch_latency_seconds"
+SHED_COUNTER = re.compile(
+    r'^switchboard_shed_total\{reason="(?P<reason>\w+)"\} (?P<n>[\d.e+]+)$', re.M
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,7 @@ class Reading:
     dispatched_total: int = 0
     jobs_in_flight: int = 0
     scheduling: tuple[float | None, ...] = (None,) * len(QUANTILES)
+    shed: dict[str, int] = field(default_factory=dict)  # utterances refused OVERLOADED, by why
     ok: bool = False
 
     def rate_since(self, earlier: Reading | None) -> float | None:
@@ -76,6 +81,7 @@ class Monitor:
             dispatched_total=int(stats.get("dispatched_total", 0)),
             jobs_in_flight=int(stats.get("jobs_in_flight", 0)),
             scheduling=tuple(histogram_quantile(q, buckets) for q in QUANTILES),
+            shed=shed_counts(metrics),
             ok=True,
         )
 
@@ -98,6 +104,11 @@ class Monitor:
                 return True
             await asyncio.sleep(0.1)
         return False
+
+
+def shed_counts(metrics: str) -> dict[str, int]:
+    """``switchboard_shed_total`` by reason, from a ``/metrics`` text."""
+    return {m["reason"]: int(float(m["n"])) for m in SHED_COUNTER.finditer(metrics)}
 
 
 def _row(node: dict[str, Any]) -> NodeRow:

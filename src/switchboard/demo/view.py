@@ -66,10 +66,18 @@ def _figures(frame: Frame) -> list[tuple[str, str]]:
         ("sessions open", str(frame.open_sessions)),
         ("utterances", f"sent {t.sent}  answered {t.answered}  in flight {t.sent - t.answered}"),
         ("errors", errors),
+        ("shed (OVERLOADED)", _shed(frame.reading.shed)),
         ("dispatches/s", "-" if frame.rate is None else f"{frame.rate:.1f}"),
         ("scheduling p50/p90/p99", " / ".join(fmt_ms(v, 2) for v in sched)),
         ("round trip p50/p90/p99", " / ".join(fmt_ms(v) for v in rtt)),
     ]
+
+
+def _shed(shed: dict[str, int]) -> str:
+    total = sum(shed.values())
+    if not total:
+        return "none"
+    return f"{total} (" + ", ".join(f"{r} {n}" for r, n in sorted(shed.items()) if n) + ")"
 
 
 def plain_line(frame: Frame) -> str:
@@ -82,14 +90,20 @@ def plain_line(frame: Frame) -> str:
     return (
         f"t={frame.elapsed:.1f}s nodes_ready={ready}/{len(frame.reading.nodes)}"
         f" sessions={frame.open_sessions} sent={t.sent} answered={t.answered}"
-        f" errors={sum(t.errors.values())} dispatch/s={rate}"
+        f" errors={sum(t.errors.values())} shed={sum(frame.reading.shed.values())}"
+        f" dispatch/s={rate}"
         f" sched_p50={fmt_ms(sched[0], 2)} sched_p99={fmt_ms(sched[2], 2)}"
         f" rtt_p50={fmt_ms(rtt[0])} rtt_p99={fmt_ms(rtt[2])}"
     ).replace(" ms", "ms")
 
 
 def summary_lines(
-    tally: Tally, *, seconds: float, scheduling: tuple[float | None, ...], exits: dict[str, int]
+    tally: Tally,
+    *,
+    seconds: float,
+    scheduling: tuple[float | None, ...],
+    exits: dict[str, int],
+    shed: dict[str, int] | None = None,
 ) -> list[str]:
     """The end-of-run report; its first line is the one to quote."""
     rtt = percentiles(tally.round_trips)
@@ -105,6 +119,7 @@ def summary_lines(
         f" scheduling p50 {fmt_ms(scheduling[0], 3)} p90 {fmt_ms(scheduling[1], 3)}"
         f" p99 {fmt_ms(scheduling[2], 3)}",
         f"errors by code: {errors}",
+        f"shed by the scheduler (OVERLOADED, resent by the SDK): {_shed(shed or {})}",
         f"answers out of order: {tally.out_of_order}; sessions that failed: {failures}",
         f"exit statuses: {processes}",
     ]

@@ -58,6 +58,7 @@ from switchboard.dispatch.jobs import (
     Timer,
     TimerKind,
 )
+from switchboard.dispatch.overload import Overload, OverloadBounds, Reason
 from switchboard.dispatch.spans import DROPPED, JobSpans
 from switchboard.dispatch.tenants import Tenants, TenantSpec
 from switchboard.dispatch.waiting import WaitingLine
@@ -78,6 +79,8 @@ _OUR_CODES = frozenset(c.value for c in ErrorCode)
 WAKE_BATCH = 64
 _SHUTTING_DOWN = "the scheduler is shutting down"
 _STORE_DOWN = "the reservation store cannot be reached"
+# A core built without bounds never sheds; the server passes --overload-* (config.py).
+_NO_BOUNDS_GIVEN = OverloadBounds(loop_lag=0, store_backlog=0, queue_age=0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +95,8 @@ class DispatchSettings:
     tenants: tuple[TenantSpec, ...] = ()
     max_tenants: int = 1000
     priority_aging: float = 1.0
+    # When new utterances get OVERLOADED (overload.py); none by default.
+    overload: OverloadBounds = _NO_BOUNDS_GIVEN
 
 
 class _RoundLoad(Mapping[str, int]):
@@ -150,6 +155,10 @@ class DispatchCore:
         self.failed_total = 0
         self.store_up = True
         self.closing = False
+        # Saturation (overload.py): the driver feeds its signals, we lend the line's age.
+        self.overload = Overload(settings.overload)
+        self.overload.waiting_since = self._oldest_wait
+        self._shedding = settings.overload.enabled
 
     # --- the one place a job changes state ------------------------------------------------
 
@@ -208,6 +217,8 @@ class DispatchCore:
             self._stats.rejected(code)
             out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
             return out
+        if self._shedding and self._shed(session, index, now, out):
+            return out
         pipeline = msg.pipeline
         job = Job(
             job_id=ids.job_id(),
@@ -255,6 +266,9 @@ class DispatchCore:
             session.next_index = index + 1
             code, message = refusal
             out.append(Push(session.peer, codec.error(code, message, {"utterance_index": index})))
+            return out
+        if self._shedding and self._shed(session, index, now, out):
+            session.next_index = index + 1
             return out
         profile = session.profile
         job = Job(
@@ -307,6 +321,45 @@ class DispatchCore:
             return ErrorCode.TOO_MANY_PENDING, "too many pending utterances"
         if self.closing:
             return ErrorCode.SESSION_CLOSED, _SHUTTING_DOWN
+        return None
+
+    def _shed(self, session: Session, index: int, now: float, out: list[Action]) -> bool:
+        """Refuse a new utterance at once while the scheduler is saturated (protocol.md §3
+        ``OVERLOADED``): outside the ordered stream, like ``TOO_MANY_PENDING``.  O(1): the
+        gauge reads a few numbers the driver keeps.  A room's lane is never shed here: its
+        speaker's utterance was checked once for all its languages (``shed_refusal``)."""
+        if not session.sheddable:
+            return False
+        frame = self.shed_refusal(index, now)
+        if frame is None:
+            return False
+        out.append(Push(session.peer, frame))
+        return True
+
+    def shed_refusal(self, index: int, now: float) -> bytes | None:
+        """The ``OVERLOADED`` answer to new utterance ``index`` if the scheduler is saturated
+        now (then counted as shed), else ``None``; for admission paths beside ``accept`` that
+        answer someone else than the job's session (a room's fan-out)."""
+        reason = self.overloaded(now)
+        if reason is None:
+            return None
+        self._stats.shed_one(reason)
+        details = {
+            "utterance_index": index,
+            "retry_after_ms": self.overload.retry_after_ms(reason, now),
+            "reason": reason.value,
+        }
+        message = "the scheduler is saturated: retry after details.retry_after_ms"
+        return codec.error(ErrorCode.OVERLOADED, message, details)
+
+    def overloaded(self, now: float) -> Reason | None:
+        """Whether new work should be refused now, and why (for admission policies beside
+        this one, e.g. shedding the tenant above its share first)."""
+        return self.overload.overloaded(now) if self._shedding else None
+
+    def _oldest_wait(self) -> float | None:
+        for job in self._line:  # oldest first: the first one is enough
+            return job.wait_since
         return None
 
     def _place(self, job: Job, now: float, out: list[Action]) -> None:
@@ -408,7 +461,7 @@ class DispatchCore:
                 out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             if node is None:
                 self._stats.full += 1
-                self._back_in_line(job, out)
+                self._back_in_line(job, now, out)
                 continue
             self._unwait(job, now, out, served=True)
             self._assign(job, node, reserve.attempt, out, now)
@@ -426,13 +479,43 @@ class DispatchCore:
         self._rewake(now, out)
         return out
 
-    def _back_in_line(self, job: Job, out: list[Action]) -> None:
+    def _back_in_line(self, job: Job, now: float, out: list[Action]) -> None:
         """A round's job found no slot: it keeps its place, unless its time ran out."""
         if job.expired:
             self._line.remove(job)
-            self._finish_error(job, job.wait_error, "no eligible node had a free slot in time", out)
+            self._wait_expired(job, now, out)
         else:
             self._set_state(job, JobState.WAITING)
+
+    def _wait_expired(self, job: Job, now: float, out: list[Action]) -> None:
+        """A job's pending timeout passed while it waited: say honestly why (protocol.md §3).
+        ``NO_AVAILABLE_NODE`` only if neither the store nor the scheduler itself was behind
+        during its wait; a failover's own code (``NODE_UNAVAILABLE``, ``JOB_TIMEOUT``) stays."""
+        code = job.wait_error
+        if code is not ErrorCode.NO_AVAILABLE_NODE:
+            self._finish_error(job, code, "no eligible node had a free slot in time", out)
+            return
+        if not self.store_up:
+            self._finish_error(
+                job,
+                ErrorCode.SCHEDULER_DEPENDENCY_DOWN,
+                "the reservation store could not be reached while the utterance waited",
+                out,
+            )
+            return
+        overload = self.overload
+        if overload.behind_since(job.wait_since, now):
+            reason = overload.behind_reason
+            details: dict[str, object] = {
+                "utterance_index": job.utterance_index,
+                "job_id": job.job_id,
+                "retry_after_ms": overload.retry_after_ms(reason, now),
+                "reason": reason.value,
+            }
+            message = "the scheduler fell behind while the utterance waited"
+            self._finish_error(job, ErrorCode.OVERLOADED, message, out, details)
+            return
+        self._finish_error(job, code, "no eligible node had a free slot in time", out)
 
     def _assign(
         self, job: Job, node: NodePeer, attempt: int, out: list[Action], now: float
@@ -689,9 +772,7 @@ class DispatchCore:
             job.deadline = None
             if job.state is JobState.WAITING:
                 self._unwait(job, now, out)
-                self._finish_error(
-                    job, job.wait_error, "no eligible node had a free slot in time", out
-                )
+                self._wait_expired(job, now, out)
             elif job.state is JobState.RESERVING:
                 job.expired = True  # a wake round is trying it: its answer decides
         return out

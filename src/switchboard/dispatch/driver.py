@@ -50,6 +50,9 @@ from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 log = logging.getLogger("switchboard.dispatch")
 _PROBE_S = 0.5  # the store's health probe: an outage is noticed within this and a timeout
 _UNKNOWN = 1 << 30  # the capacity of a node gone from the view: never counted as full
+# How often the loop-lag probe runs (overload.py): cheap enough to be always on, often enough
+# that a lagging loop is seen within a few tens of milliseconds.
+PROBE_INTERVAL = 0.025
 
 
 class DispatchDriver:
@@ -77,6 +80,9 @@ class DispatchDriver:
         self._snapshots = snapshots
         self.leases_recreated_total = 0  # leases of running jobs the store had lost
         self._reasserting = False  # a re-assert ahead of reservations awaits its answer
+        # Saturation's signals (overload.py): a loop-lag probe and the store calls owed.
+        self._overload = core.overload
+        self._probe: asyncio.TimerHandle | None = None
         snapshots.subscribe(self._on_snapshot)
 
     # --- what the rest of the server reads ----------------------------------------------------
@@ -105,8 +111,25 @@ class DispatchDriver:
     def start(self) -> None:
         self._store.reassert_on_connect(self._claims, lease_s=self._lease, lost=self._lost)
         self._maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
+        if self._overload.bounds.enabled:
+            self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        self._overload.probe_started(time.monotonic() + PROBE_INTERVAL)
+        self._probe = asyncio.get_running_loop().call_later(PROBE_INTERVAL, self._probed)
+
+    def _probed(self) -> None:
+        now = time.monotonic()
+        self._overload.probe_fired(now)
+        # A verdict every probe as well as at every utterance: a spell of backlog between two
+        # arrivals is still seen, and a wait through it is not blamed on the nodes.
+        self._overload.overloaded(now)
+        self._schedule_probe()
 
     async def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -268,6 +291,7 @@ class DispatchDriver:
         if self._inline is None:
             if not self.core.store_up:
                 self._reassert_first()
+            self._overload.store_owed += 1
             self._store.reserve_soon(
                 [(action.candidates, action.holder)],
                 lease_s=self._lease,
@@ -284,13 +308,16 @@ class DispatchDriver:
         if self._inline is None:
             if not self.core.store_up:
                 self._reassert_first()
-            self._store.reserve_soon(requests, lease_s=self._lease, done=self._round_reserved)
+            self._overload.store_owed += len(requests)
+            done = functools.partial(self._round_reserved, len(requests))
+            self._store.reserve_soon(requests, lease_s=self._lease, done=done)
             return
         results = self._inline.try_reserve_many_now(requests, lease_s=self._lease)
         self._follow(queue, self.core.round_reserved(results, now=time.monotonic()))
 
     def _release(self, action: Release, queue: deque[Action]) -> None:
         if self._inline is None:
+            self._overload.store_owed += 1
             self._store.release_soon(
                 [(action.node_id, action.holder)], done=functools.partial(self._released, action)
             )
@@ -303,6 +330,7 @@ class DispatchDriver:
     def _reserved(
         self, action: Reserve, results: Sequence[str | None] | None, error: BaseException | None
     ) -> None:
+        self._overload.store_owed -= 1
         if error is None and results is not None:
             actions = self.core.reserved(action, results[0], now=time.monotonic())
         elif isinstance(error, StoreUnavailable):
@@ -313,8 +341,9 @@ class DispatchDriver:
         self.run(actions)
 
     def _round_reserved(
-        self, results: Sequence[str | None] | None, error: BaseException | None
+        self, count: int, results: Sequence[str | None] | None, error: BaseException | None
     ) -> None:
+        self._overload.store_owed -= count
         now = time.monotonic()
         if error is None and results is not None:
             actions = self.core.round_reserved(list(results), now=now)
@@ -329,6 +358,7 @@ class DispatchDriver:
         self, action: Release, _results: Sequence[bool] | None, error: BaseException | None
     ) -> None:
         # Unreachable: the lease expires anyway, and the core retries it sooner.
+        self._overload.store_owed -= 1
         self.run(self.core.released(action, ok=error is None, now=time.monotonic()))
 
     def _check_idle(self) -> None:

@@ -70,6 +70,9 @@ class Session:
     # that a pending utterance holds.
     next_index: int = 0
     groups: GroupState | None = None  # made at the first result with text (§4)
+    # New utterances may be refused OVERLOADED (overload.py); not a room's lane, whose
+    # speaker's utterance is checked once for all its languages (server/room_fanout.py).
+    sheddable: bool = True
 
 
 class Cancellable(Protocol):

@@ -58,6 +58,7 @@ class LegacyDriver(DispatchDriver):
             super()._reserve(action, queue)
             return
         requests = [(action.candidates, action.holder)]
+        self._overload.store_owed += 1  # the callbacks count it back down
         self._spawn(self._locked(requests, functools.partial(self._reserved, action)))
 
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
@@ -65,7 +66,8 @@ class LegacyDriver(DispatchDriver):
             super()._reserve_round(action, queue)
             return
         requests = [(r.candidates, r.holder) for r in action.items]
-        self._spawn(self._locked(requests, self._round_reserved))
+        self._overload.store_owed += len(requests)
+        self._spawn(self._locked(requests, functools.partial(self._round_reserved, len(requests))))
 
     async def _locked(self, requests: list[Any], then: Then) -> None:
         """The reservation's round trip and the ``job_assign`` after it, under the lock."""

@@ -18,6 +18,9 @@ class ErrorCode(enum.StrEnum):
     NODE_ERROR = "NODE_ERROR"
     SCHEDULER_DEPENDENCY_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # v1.1 (§7 "Saturation"): the scheduler itself is saturated; an utterance refused at once
+    # with details.retry_after_ms and details.reason, or one that waited because we fell behind.
+    OVERLOADED = "OVERLOADED"
     # Extensions (issue 5; docs/protocol.md §3).  Each is sent once, then the socket is closed:
     # a frame above --max-frame-bytes (close 1009);
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"

@@ -19,6 +19,7 @@ included) and every language gets its answer.  Frames for listeners carry the sp
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -115,6 +116,8 @@ class Lanes:
             code, text = refusal
             conn.push(codec.error(code, text, {"utterance_index": msg.utterance_index}))
             return
+        if self._shed(conn, msg.utterance_index):
+            return
         # Without its own trace_id, each language's job takes the lane's, which is the
         # speaker's session's: one utterance, one trace across languages.
         speaker_session = conn.session
@@ -162,6 +165,8 @@ class Lanes:
             code, text = refusal
             conn.push(codec.error(code, text, {"utterance_index": index}))
             return
+        if self._shed(conn, index):
+            return
         for lane in lanes:
             # Every index a lane holds came from this sequence, so this one is free in it.
             lane.next_index = index
@@ -187,6 +192,15 @@ class Lanes:
             return ErrorCode.SESSION_CLOSED, "the scheduler is shutting down"
         return None
 
+    def _shed(self, conn: SessionConnection, index: int) -> bool:
+        """A saturated scheduler refuses the speaker's utterance once, for every language
+        (protocol.md §3 "Saturation"); its lanes are never shed one by one."""
+        refusal = self._dispatcher.core.shed_refusal(index, time.monotonic())
+        if refusal is None:
+            return False
+        conn.push(refusal)
+        return True
+
     def _lane(self, room: Room, speaker: Session, lang: str) -> Session:
         by_lang = self._lanes.setdefault(speaker.session_id, {})
         lane = by_lang.get(lang)
@@ -201,6 +215,7 @@ class Lanes:
             lane = by_lang[lang] = self._dispatcher.open_session(
                 lane_id(speaker.session_id, lang), peer, profile
             )
+            lane.sheddable = False
         return lane
 
     def close(self, speaker: str) -> None:

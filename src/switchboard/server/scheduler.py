@@ -17,9 +17,10 @@ from aiohttp import web
 from switchboard.config import Settings
 from switchboard.dispatch.core import DispatchCore, DispatchSettings
 from switchboard.dispatch.driver import DispatchDriver
+from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
-from switchboard.metrics import Metrics
+from switchboard.metrics import Metrics, OverloadCollector
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
@@ -130,6 +131,12 @@ class Scheduler:
             tenants=settings.tenants,
             max_tenants=settings.max_tenants,
             priority_aging=settings.priority_aging,
+            overload=OverloadBounds(
+                loop_lag=settings.overload_loop_lag,
+                store_backlog=settings.overload_store_backlog,
+                queue_age=settings.overload_queue_age,
+                retry_after=settings.overload_retry_after,
+            ),
         )
         # ``--record``: session events to a file (switchboard replay); None costs nothing.
         self.observer = None if observe is None else observe(self.snapshots)
@@ -146,6 +153,7 @@ class Scheduler:
                 spans=spans,
             )
         )
+        self.metrics.register(OverloadCollector(self.dispatcher.core.overload))
         self.metrics.register(
             ClusterCollector(
                 nodes=self.registry.node_states,

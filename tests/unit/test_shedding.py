@@ -1,0 +1,192 @@
+"""The dispatch core under saturation (issue 14 items 1–2): new work refused ``OVERLOADED`` at
+once, accepted work still answered, and a timed-out wait blamed on whoever caused it.  Driven
+synchronously, with no loop, by the property tests' simulation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchboard.config import Settings, load_settings
+from switchboard.dispatch.overload import OverloadBounds
+from switchboard.errors import ConfigError
+from switchboard.metrics import OverloadCollector
+from switchboard.protocol.cuts import MANUAL_CUT
+from tests.unit.test_core_properties import Sim
+
+BOUNDS = OverloadBounds(loop_lag=0, store_backlog=10, queue_age=0, retry_after=0.2)
+
+
+def _run_node(sim: Sim) -> None:
+    node = sim.nodes["n0"]
+    sim.answer(node, next(iter(node.running)), success=True)
+
+
+def test_an_overloaded_core_refuses_new_utterances_and_answers_accepted_ones() -> None:
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    sim.utter(s, 0)  # running
+    sim.utter(s, 1)  # waiting for the slot
+    sim.core.overload.store_owed = 50  # the driver's signal: the store is behind
+    sim.utter(s, 2)
+    assert s.accepted == [0, 1]
+    (refusal,) = s.out
+    assert refusal["code"] == "OVERLOADED"
+    assert refusal["details"] == {
+        "utterance_index": 2,
+        "retry_after_ms": 200,
+        "reason": "store_backlog",
+    }
+    assert sim.metrics.dispatch.shed == {"loop_lag": 0, "store_backlog": 1, "queue_age": 0}
+    _run_node(sim)
+    _run_node(sim)
+    answers = [(m["type"], m.get("utterance_index")) for m in s.out[1:]]
+    assert answers == [("translation_result", 0), ("translation_result", 1)]
+    assert sim.core.in_flight == 0
+
+
+def test_overload_ends_below_half_the_bound() -> None:
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    sim.core.overload.store_owed = 11
+    sim.utter(s, 0)
+    sim.core.overload.store_owed = 6  # below the bound, above half: still shedding
+    sim.utter(s, 1)
+    sim.core.overload.store_owed = 4
+    sim.utter(s, 2)
+    assert [m["code"] for m in s.out if m["type"] == "error"] == ["OVERLOADED", "OVERLOADED"]
+    assert s.accepted == [2]
+
+
+def test_a_wait_through_a_store_backlog_times_out_overloaded_not_no_node() -> None:
+    """The nodes were not the reason: the answer says the scheduler fell behind."""
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)  # waits from t=0
+    sim.now = 1.0
+    sim.core.overload.store_owed = 50
+    sim.utter(s, 2)  # refused, and the gauge notes the scheduler behind at t=1
+    sim.core.overload.store_owed = 0
+    assert sim.fire_next_timer()  # 1's pending timeout (3 s)
+    _run_node(sim)  # 0's answer, and 1's behind it (answers leave in order)
+    timed_out = [m for m in s.out if m.get("details", {}).get("utterance_index") == 1]
+    (answer,) = timed_out
+    assert answer["code"] == "OVERLOADED"
+    assert answer["details"]["reason"] == "store_backlog"
+    assert answer["details"]["job_id"] and answer["details"]["retry_after_ms"] >= 200
+
+
+def test_a_wait_for_full_nodes_alone_stays_no_available_node() -> None:
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)
+    assert sim.fire_next_timer()
+    _run_node(sim)
+    assert s.out[-1]["code"] == "NO_AVAILABLE_NODE"
+
+
+def test_a_long_line_sheds_new_work_but_full_nodes_keep_their_code() -> None:
+    """Queue age (on when asked) refuses new utterances; the job that waited is still
+    NO_AVAILABLE_NODE's, since full nodes, not the scheduler, kept it waiting."""
+    sim = Sim([1], overload=OverloadBounds(loop_lag=0, store_backlog=0, queue_age=1.0))
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)
+    sim.now = 1.5
+    sim.utter(s, 2)
+    assert s.out[-1]["code"] == "OVERLOADED"
+    assert s.out[-1]["details"]["reason"] == "queue_age"
+    assert s.out[-1]["details"]["retry_after_ms"] == 1500
+    assert sim.fire_next_timer()
+    _run_node(sim)
+    assert s.out[-1]["code"] == "NO_AVAILABLE_NODE"
+
+
+def test_a_wait_while_the_store_is_down_times_out_dependency_down() -> None:
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    sim.utter(s, 0)
+    sim.utter(s, 1)
+    sim.core.store_failed()  # the driver's maintenance found the store unreachable
+    assert sim.fire_next_timer()
+    _run_node(sim)
+    assert s.out[-1]["code"] == "SCHEDULER_DEPENDENCY_DOWN"
+    assert s.out[-1]["details"]["utterance_index"] == 1
+
+
+def test_a_streamed_utterance_is_shed_and_its_index_used_up() -> None:
+    sim = Sim([1], overload=BOUNDS)
+    s = sim.open("s")
+    assert s.session is not None
+    sim.core.overload.store_owed = 50
+    actions = sim.core.admit_streamed(
+        s.session,
+        "",
+        audio_format="pcm16",
+        sample_rate=16000,
+        cut=MANUAL_CUT,
+        received_at=0.0,
+        now=sim.now,
+    )
+    sim.perform(actions)
+    assert s.out[-1]["code"] == "OVERLOADED"
+    assert s.out[-1]["details"]["utterance_index"] == 0
+    assert s.session.next_index == 1 and not s.session.pending
+
+
+def test_overloaded_is_none_while_every_bound_is_off() -> None:
+    sim = Sim([1])
+    sim.core.overload.store_owed = 10**6
+    assert sim.core.overloaded(0.0) is None
+
+
+def test_shed_counter_is_exported_with_every_reason_from_the_start() -> None:
+    """``switchboard_shed_total{reason}``: every reason has a series at 0 before the first
+    shed, so rate() sees the first one; a shed counts under its reason and as a rejection."""
+    sim = Sim([1], overload=BOUNDS)
+    text = sim.metrics.render().decode()
+    for reason in ("loop_lag", "store_backlog", "queue_age"):
+        assert f'switchboard_shed_total{{reason="{reason}"}} 0.0' in text
+    s = sim.open("s")
+    sim.core.overload.store_owed = 50
+    sim.utter(s, 0)
+    text = sim.metrics.render().decode()
+    assert 'switchboard_shed_total{reason="store_backlog"} 1.0' in text
+    assert 'switchboard_rejections_total{code="OVERLOADED"} 1.0' in text
+
+
+def test_the_gauge_signals_are_exported_at_scrape_time() -> None:
+    """Loop lag, store calls owed and the verdict, read when scraped (OverloadCollector)."""
+    sim = Sim([1], overload=BOUNDS)
+    sim.metrics.register(OverloadCollector(sim.core.overload))
+    s = sim.open("s")
+    sim.core.overload.store_owed = 50
+    sim.utter(s, 0)
+    text = sim.metrics.render().decode()
+    assert "switchboard_store_calls_owed 50.0" in text
+    assert "switchboard_overloaded 1.0" in text
+    assert "switchboard_loop_lag_seconds 0.0" in text
+
+
+def test_the_bounds_come_from_flag_environment_and_file_alike(tmp_path: Path) -> None:
+    """--overload-* (protocol.md §6): each from any source, 0 turns a signal off, a negative
+    or non-number is refused; defaults 0.25 s, 2000, off, 0.25 s."""
+    defaults = Settings()
+    assert (defaults.overload_loop_lag, defaults.overload_store_backlog) == (0.25, 2000)
+    assert (defaults.overload_queue_age, defaults.overload_retry_after) == (0.0, 0.25)
+    toml = tmp_path / "switchboard.toml"
+    toml.write_text("overload_store_backlog = 10\noverload_queue_age = 0.5\n")
+    settings = load_settings(
+        {"overload_queue_age": "1.5"},
+        environ={"SWITCHBOARD_OVERLOAD_LOOP_LAG": "0"},
+        config_path=str(toml),
+    )
+    assert settings.overload_loop_lag == 0.0  # the environment: off
+    assert settings.overload_store_backlog == 10  # the file
+    assert settings.overload_queue_age == 1.5  # the flag beats the file
+    for bad in ({"overload_store_backlog": "-1"}, {"overload_retry_after": "0"}):
+        with pytest.raises(ConfigError):
+            load_settings(bad, environ={})
