@@ -190,3 +190,26 @@ def test_the_bounds_come_from_flag_environment_and_file_alike(tmp_path: Path) ->
     for bad in ({"overload_store_backlog": "-1"}, {"overload_retry_after": "0"}):
         with pytest.raises(ConfigError):
             load_settings(bad, environ={})
+
+
+def test_a_saturated_core_sheds_the_tenant_above_its_share_not_the_one_below() -> None:
+    """Issue 14: a burst of one tenant cannot crowd another out of a saturated scheduler.
+    While overloaded, a tenant holding less than its weighted share of the held jobs is still
+    admitted; the one above its share is refused; alone (or level), everyone is refused."""
+    sim = Sim([1], overload=BOUNDS)
+    big, small = sim.open("big", tenant="big"), sim.open("small", tenant="small")
+    for index in range(4):
+        sim.utter(big, index)  # one runs, three wait: big holds 4 jobs
+    sim.core.overload.store_owed = 50  # the store is behind: saturated
+    sim.utter(big, 4)
+    sim.utter(small, 0)  # holds none of the 4: below its half
+    sim.utter(small, 1)  # holds 1 of 5: still below
+    assert big.accepted == [0, 1, 2, 3] and small.accepted == [0, 1]
+    assert [(m["code"], m["details"]["utterance_index"]) for m in big.out] == [("OVERLOADED", 4)]
+    assert small.out == []
+    alone = Sim([1], overload=BOUNDS)
+    only = alone.open("only", tenant="only")
+    alone.utter(only, 0)
+    alone.core.overload.store_owed = 50
+    alone.utter(only, 1)  # one tenant holds everything: at its share, not below it
+    assert only.accepted == [0] and [m["code"] for m in only.out] == ["OVERLOADED"]

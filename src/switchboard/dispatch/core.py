@@ -60,7 +60,7 @@ from switchboard.dispatch.jobs import (
 )
 from switchboard.dispatch.overload import Overload, OverloadBounds, Reason
 from switchboard.dispatch.spans import DROPPED, JobSpans
-from switchboard.dispatch.tenants import Tenants, TenantSpec
+from switchboard.dispatch.tenants import Tenant, Tenants, TenantSpec
 from switchboard.dispatch.waiting import WaitingLine
 from switchboard.metrics import Metrics
 from switchboard.protocol import codec, ids, langs
@@ -330,18 +330,20 @@ class DispatchCore:
         speaker's utterance was checked once for all its languages (``shed_refusal``)."""
         if not session.sheddable:
             return False
-        frame = self.shed_refusal(index, now)
+        frame = self.shed_refusal(index, now, session.tenant)
         if frame is None:
             return False
         out.append(Push(session.peer, frame))
         return True
 
-    def shed_refusal(self, index: int, now: float) -> bytes | None:
+    def shed_refusal(self, index: int, now: float, tenant: Tenant | None = None) -> bytes | None:
         """The ``OVERLOADED`` answer to new utterance ``index`` if the scheduler is saturated
         now (then counted as shed), else ``None``; for admission paths beside ``accept`` that
-        answer someone else than the job's session (a room's fan-out)."""
+        answer someone else than the job's session (a room's fan-out).  A ``tenant`` below its
+        weighted share of the held jobs is not shed: the tenants above theirs are, so a burst
+        of one cannot crowd the others out of a saturated scheduler (protocol.md §2.4)."""
         reason = self.overloaded(now)
-        if reason is None:
+        if reason is None or (tenant is not None and self.tenants.below_share(tenant)):
             return None
         self._stats.shed_one(reason)
         details = {

@@ -253,6 +253,13 @@ class Tenants:
             if tenant.sessions <= 0:
                 self._forget(tenant)
 
+    def below_share(self, tenant: Tenant) -> bool:
+        """Whether ``tenant`` holds strictly less than its weighted share of the jobs held now
+        (a tenant holding none is, while anyone holds some): saturation does not shed it, so
+        a tenant with a burst is shed and the others are not (issue 14; core ``_shed``).
+        Alone, or level with everyone, no tenant is below its share: all are shed alike."""
+        return tenant.held * self.active_weight < self.total_held * tenant.weight * (1 - 1e-9)
+
     def share_exceeded(self, tenant: Tenant) -> bool:
         """Whether ``tenant`` holds more than its weighted share of the jobs held now, the
         share being its weight over the weights of the tenants holding any."""

@@ -195,7 +195,7 @@ class Lanes:
     def _shed(self, conn: SessionConnection, index: int) -> bool:
         """A saturated scheduler refuses the speaker's utterance once, for every language
         (protocol.md §3 "Saturation"); its lanes are never shed one by one."""
-        refusal = self._dispatcher.core.shed_refusal(index, time.monotonic())
+        refusal = self._dispatcher.core.shed_refusal(index, time.monotonic(), conn.session.tenant)
         if refusal is None:
             return False
         conn.push(refusal)
