@@ -144,9 +144,9 @@ from enum import IntEnum
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from switchboard.dispatch.tenants import TenantConfigInvalid, TenantSpec, parse_tenant_tables
 from switchboard.errors import ConfigError
 from switchboard.runtime.pool_config import PoolConfigInvalid, parse_pool_tables
+from switchboard.runtime.tenant_config import TenantConfigInvalid, TenantSpec, parse_tenant_tables
 from switchboard.runtime.values import Pool
 
 __all__ = ["ENV_PREFIX", "Settings", "is_loopback_host", "load_settings", "redact_url"]

@@ -44,16 +44,13 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
-    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
 
 from switchboard import __version__
-from switchboard.dispatch.overload import REASONS as SHED_REASONS
-from switchboard.dispatch.overload import Overload
-from switchboard.protocol.codes import ErrorCode
+from switchboard.protocol.codes import ErrorCode, ShedReason
 
 # Dispatch latencies are sub-millisecond: buckets from 25 µs up.
 _FAST = (25e-6, 50e-6, 100e-6, 200e-6, 300e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 50e-3, 0.25, 1.0)
@@ -155,7 +152,9 @@ class DispatchStats:
         self.failovers = dict.fromkeys(FAILOVER_REASONS, 0)  # by reason
         self.rejections: dict[str, int] = {}  # by error code
         self.refusals: dict[str, int] = {}  # connections refused or cut, by error code
-        self.shed = dict.fromkeys(SHED_REASONS, 0)  # utterances refused OVERLOADED, by reason
+        self.shed = dict.fromkeys(
+            (r.value for r in ShedReason), 0
+        )  # utterances refused OVERLOADED, by reason
         self.job_time = FastHistogram(_SLOW)
         self.node_jobs: dict[str, list[float]] = {}  # node_id → [count, seconds]
 
@@ -267,32 +266,6 @@ class _DispatchCollector(Collector):
             "switchboard_job_time_seconds",
             "job_assign sent to the node's job_result, every node together",
             s.job_time,
-        )
-
-
-class OverloadCollector(Collector):
-    """The saturation gauge's signals at scrape time (dispatch/overload.py), so an operator
-    sees how close each is to its bound before anything is shed."""
-
-    def __init__(self, overload: Overload) -> None:
-        self._overload = overload
-
-    def collect(self) -> Iterator[Metric]:
-        overload = self._overload
-        yield GaugeMetricFamily(
-            "switchboard_loop_lag_seconds",
-            "How late the event loop runs (the probe's moving average, or more while late now)",
-            value=overload.loop_lag(time.monotonic()),
-        )
-        yield GaugeMetricFamily(
-            "switchboard_store_calls_owed",
-            "Reservation-store calls (reservations and releases) sent and not yet answered",
-            value=overload.store_owed,
-        )
-        yield GaugeMetricFamily(
-            "switchboard_overloaded",
-            "1 while new utterances are refused OVERLOADED (as of the last check), else 0",
-            value=0 if overload.state is None else 1,
         )
 
 

@@ -11,8 +11,8 @@ import pytest
 from switchboard.config import Settings, load_settings
 from switchboard.dispatch.overload import OverloadBounds
 from switchboard.errors import ConfigError
-from switchboard.metrics import OverloadCollector
 from switchboard.protocol.cuts import MANUAL_CUT
+from switchboard.server.scrape import OverloadCollector
 from tests.unit.test_core_properties import Sim
 
 BOUNDS = OverloadBounds(loop_lag=0, store_backlog=10, queue_age=0, retry_after=0.2)

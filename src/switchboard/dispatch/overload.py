@@ -19,9 +19,10 @@ socket.  Refusing *new* work while either grows keeps accepted work's latency bo
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from switchboard.protocol.codes import ShedReason
 
 # Leave overload once every signal is below this share of its bound.
 RECOVER = 0.5
@@ -31,14 +32,7 @@ LAG_WEIGHT = 0.3
 MAX_RETRY_AFTER = 10.0
 
 
-class Reason(enum.StrEnum):
-    """Why a new utterance was refused (``details.reason``; the metric's label)."""
-
-    LOOP_LAG = "loop_lag"  # the event loop runs late: everything queued behind it waits
-    STORE_BACKLOG = "store_backlog"  # reservation-store calls owed an answer
-    QUEUE_AGE = "queue_age"  # the oldest job in the waiting line has waited this long
-
-
+Reason = ShedReason  # the wire's names for the signals (protocol/codes.py)
 REASONS = tuple(reason.value for reason in Reason)
 
 

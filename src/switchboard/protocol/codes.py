@@ -34,6 +34,15 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
 
 
+class ShedReason(enum.StrEnum):
+    """Why a new utterance was refused ``OVERLOADED`` (``details.reason``, protocol.md §3
+    "Saturation"; the shed metric's label): which signal passed its bound."""
+
+    LOOP_LAG = "loop_lag"  # the event loop runs late: everything queued behind it waits
+    STORE_BACKLOG = "store_backlog"  # reservation-store calls owed an answer
+    QUEUE_AGE = "queue_age"  # the oldest job in the waiting line has waited this long
+
+
 # RFC 6455 close codes the contract names (§3).
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009

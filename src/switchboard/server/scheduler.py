@@ -20,7 +20,7 @@ from switchboard.dispatch.driver import DispatchDriver
 from switchboard.dispatch.overload import OverloadBounds
 from switchboard.dispatch.spans import JobSpans
 from switchboard.management.registry import ManagementRegistry
-from switchboard.metrics import Metrics, OverloadCollector
+from switchboard.metrics import Metrics
 from switchboard.protocol import codec
 from switchboard.protocol.codes import CLOSE_GOING_AWAY, ErrorCode
 from switchboard.protocol.messages import SessionInit
@@ -33,7 +33,7 @@ from switchboard.server.liveness import PingSweeper
 from switchboard.server.observe import SessionObserver
 from switchboard.server.pool_sync import PoolSync
 from switchboard.server.room_channel import RoomDesk
-from switchboard.server.scrape import ClusterCollector, gpu_family
+from switchboard.server.scrape import ClusterCollector, OverloadCollector, gpu_family
 from switchboard.sessions.manager import SessionManager
 from switchboard.store.base import ReservationStore
 from switchboard.store.pool_config import MemoryPoolConfig, PoolConfigStore

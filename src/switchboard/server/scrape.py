@@ -7,12 +7,14 @@ dispatcher for their state now, so a node that has left simply is not in the nex
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from switchboard.dispatch.overload import Overload
 from switchboard.management.nodes import NodeState
 from switchboard.metrics import NodeFamily
 from switchboard.runtime.values import NodeStatus, Pair
@@ -87,3 +89,29 @@ def _pairs(nodes: list[NodeState]) -> GaugeMetricFamily:
     for (src, tgt), count in sorted(ready.items()):
         family.add_metric([src, tgt], count)
     return family
+
+
+class OverloadCollector(Collector):
+    """The saturation gauge's signals at scrape time (dispatch/overload.py), so an operator
+    sees how close each is to its bound before anything is shed."""
+
+    def __init__(self, overload: Overload) -> None:
+        self._overload = overload
+
+    def collect(self) -> Iterator[Metric]:
+        overload = self._overload
+        yield GaugeMetricFamily(
+            "switchboard_loop_lag_seconds",
+            "How late the event loop runs (the probe's moving average, or more while late now)",
+            value=overload.loop_lag(time.monotonic()),
+        )
+        yield GaugeMetricFamily(
+            "switchboard_store_calls_owed",
+            "Reservation-store calls (reservations and releases) sent and not yet answered",
+            value=overload.store_owed,
+        )
+        yield GaugeMetricFamily(
+            "switchboard_overloaded",
+            "1 while new utterances are refused OVERLOADED (as of the last check), else 0",
+            value=0 if overload.state is None else 1,
+        )
