@@ -213,3 +213,24 @@ def test_a_saturated_core_sheds_the_tenant_above_its_share_not_the_one_below() -
     alone.core.overload.store_owed = 50
     alone.utter(only, 1)  # one tenant holds everything: at its share, not below it
     assert only.accepted == [0] and [m["code"] for m in only.out] == ["OVERLOADED"]
+
+
+def test_a_saturated_core_sheds_the_lowest_class_first() -> None:
+    """Higher classes go first when the scheduler is scarce too: while a lower class holds
+    jobs, a higher class's new utterance is accepted and the lowest class's is refused."""
+    sim = Sim([1], overload=BOUNDS)
+    low, high = sim.open("low", priority=-1), sim.open("high", priority=1)
+    sim.utter(low, 0)
+    sim.utter(low, 1)
+    sim.core.overload.store_owed = 50  # saturated
+    sim.utter(low, 2)
+    sim.utter(high, 0)
+    sim.utter(high, 1)
+    assert low.accepted == [0, 1] and high.accepted == [0, 1]
+    assert [m["code"] for m in low.out] == ["OVERLOADED"] and high.out == []
+    only = Sim([1], overload=BOUNDS)
+    alone = only.open("alone", priority=1)
+    only.utter(alone, 0)
+    only.core.overload.store_owed = 50
+    only.utter(alone, 1)  # no lower class holds anything: shed like anyone
+    assert alone.accepted == [0] and [m["code"] for m in alone.out] == ["OVERLOADED"]

@@ -296,7 +296,7 @@ class DispatchCore:
         if self._spans is not None:
             self._spans.started(job)
         self.in_flight += 1
-        self.tenants.hold(job.session.tenant)
+        self.tenants.hold(job.session.tenant, job.session.priority)
         if self._steps:
             steps.step(job, "accepted", detail=f"{job.src_lang}->{job.tgt_lang}")
         session = job.session
@@ -330,20 +330,28 @@ class DispatchCore:
         speaker's utterance was checked once for all its languages (``shed_refusal``)."""
         if not session.sheddable:
             return False
-        frame = self.shed_refusal(index, now, session.tenant)
+        frame = self.shed_refusal(index, now, session.tenant, session.priority)
         if frame is None:
             return False
         out.append(Push(session.peer, frame))
         return True
 
-    def shed_refusal(self, index: int, now: float, tenant: Tenant | None = None) -> bytes | None:
+    def shed_refusal(
+        self, index: int, now: float, tenant: Tenant | None = None, priority: int = 0
+    ) -> bytes | None:
         """The ``OVERLOADED`` answer to new utterance ``index`` if the scheduler is saturated
         now (then counted as shed), else ``None``; for admission paths beside ``accept`` that
-        answer someone else than the job's session (a room's fan-out).  A ``tenant`` below its
-        weighted share of the held jobs is not shed: the tenants above theirs are, so a burst
-        of one cannot crowd the others out of a saturated scheduler (protocol.md §2.4)."""
+        answer someone else than the job's session (a room's fan-out).  Fair shedding
+        (protocol.md §3 "Saturation"): a ``tenant`` below its weighted share of the held jobs
+        is not shed, the tenants above theirs are, so a burst of one cannot crowd the others
+        out; nor is a ``priority`` class while a lower class holds jobs: the lowest go first."""
         reason = self.overloaded(now)
-        if reason is None or (tenant is not None and self.tenants.below_share(tenant)):
+        if reason is None:
+            return None
+        tenants = self.tenants
+        if tenant is not None and (
+            tenants.below_share(tenant) or tenants.above_lowest_class(priority)
+        ):
             return None
         self._stats.shed_one(reason)
         details = {
@@ -899,7 +907,7 @@ class DispatchCore:
         if pending.get(job.utterance_index) is job:
             del pending[job.utterance_index]
         self.in_flight -= 1
-        self.tenants.drop(job.session.tenant)
+        self.tenants.drop(job.session.tenant, job.session.priority)
 
     # --- shutdown and the store's health -------------------------------------------------------
 

@@ -134,6 +134,7 @@ class Tenants:
         self.default = self._live.get(DEFAULT_TENANT) or Tenant(default, configured=True)
         self._live[DEFAULT_TENANT] = self.default
         self.total_held = 0
+        self._class_held: dict[int, int] = {}  # priority class → jobs held
         self.active_weight = 0.0  # the weights of the tenants holding jobs
 
     def __len__(self) -> int:
@@ -179,15 +180,21 @@ class Tenants:
             return tenant.priority
         return min(requested, tenant.max_priority)
 
-    def hold(self, tenant: Tenant) -> None:
-        """One more accepted job of ``tenant``."""
+    def hold(self, tenant: Tenant, priority: int = 0) -> None:
+        """One more accepted job of ``tenant``, in class ``priority``."""
         if tenant.held == 0:
             self.active_weight += tenant.weight
         tenant.held += 1
         self.total_held += 1
+        self._class_held[priority] = self._class_held.get(priority, 0) + 1
 
-    def drop(self, tenant: Tenant) -> None:
-        """One of ``tenant``'s jobs is answered or dropped."""
+    def drop(self, tenant: Tenant, priority: int = 0) -> None:
+        """One of ``tenant``'s jobs (class ``priority``) is answered or dropped."""
+        left = self._class_held[priority] - 1
+        if left:
+            self._class_held[priority] = left
+        else:
+            del self._class_held[priority]
         tenant.held -= 1
         self.total_held -= 1
         if tenant.held == 0:
@@ -196,6 +203,12 @@ class Tenants:
                 self.active_weight = 0.0  # no float drift survives an idle moment
             if tenant.sessions <= 0:
                 self._forget(tenant)
+
+    def above_lowest_class(self, priority: int) -> bool:
+        """Whether a class lower than ``priority`` holds jobs now: saturation sheds the lowest
+        classes first, so a higher class is not shed while a lower one is held (issue 14;
+        core ``_shed``).  At most one entry per class held (19 classes in all)."""
+        return any(held_class < priority for held_class in self._class_held)
 
     def below_share(self, tenant: Tenant) -> bool:
         """Whether ``tenant`` holds strictly less than its weighted share of the jobs held now

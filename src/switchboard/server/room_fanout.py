@@ -195,7 +195,9 @@ class Lanes:
     def _shed(self, conn: SessionConnection, index: int) -> bool:
         """A saturated scheduler refuses the speaker's utterance once, for every language
         (protocol.md §3 "Saturation"); its lanes are never shed one by one."""
-        refusal = self._dispatcher.core.shed_refusal(index, time.monotonic(), conn.session.tenant)
+        speaker = conn.session
+        core = self._dispatcher.core
+        refusal = core.shed_refusal(index, time.monotonic(), speaker.tenant, speaker.priority)
         if refusal is None:
             return False
         conn.push(refusal)
