@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.bench import e5, e5report, fairness, plots, report, runs
+from switchboard.bench import e5, e5report, fairness, plots, report, suite
 from switchboard.bench.fakes import Tally
 from switchboard.bench.loadgen import SessionGroup
 from switchboard.bench.scenarios import BenchConfig
@@ -251,5 +251,5 @@ def test_e5_on_redis(tmp_path: Path, redis_server: Any) -> None:
     config = BenchConfig.quick(
         scenarios=("e5",), stores=("redis",), redis_url=redis_server.url, e5_levels=(1.0, 4.0)
     )
-    rows = runs.Bench(config, workdir=tmp_path).run().rows
+    rows = suite.Suite(config, workdir=tmp_path).run().rows
     assert_e5_rows(rows, "redis", (1.0, 4.0))

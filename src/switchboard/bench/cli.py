@@ -161,7 +161,7 @@ def _floats(
 )
 def bench(**options: Any) -> None:
     """Benchmarks E0 (issue 9), E1–E3 (issue 4) and E5 (issue 14, saturation)."""
-    from switchboard.bench import report, runs, sysutil
+    from switchboard.bench import report, suite, sysutil
     from switchboard.bench.orchestrate import BenchError
 
     config = _config(options)
@@ -170,7 +170,7 @@ def bench(**options: Any) -> None:
     sysutil.raise_open_files_limit()
     with _workdir(options["workdir"]) as workdir, _RichProgress() as progress:
         try:
-            result = runs.Bench(config, workdir=workdir, progress=progress.track).run()
+            result = suite.Suite(config, workdir=workdir, progress=progress.track).run()
         except BenchError as exc:
             click.echo(f"switchboard bench: error: {exc} (logs in {workdir})", err=True)
             sys.exit(1)

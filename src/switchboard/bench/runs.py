@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from switchboard.bench import replay, stats, trace, tracegen
-from switchboard.bench.e5 import E5
 from switchboard.bench.loadgen import GenResult, GenSpec, merged_samples
-from switchboard.bench.orchestrate import LoadOutcome, Progress, RedisProc, ServerProc, run_load
+from switchboard.bench.orchestrate import (
+    BenchError,
+    LoadOutcome,
+    Progress,
+    RedisProc,
+    ServerProc,
+    run_load,
+)
 from switchboard.bench.scenarios import (
     BenchConfig,
     e1_spec,
@@ -92,16 +98,21 @@ class Bench:
                 stack.callback(redis.stop)
                 self.redis_url = redis.url
             for scenario in self.config.scenarios:
-                {
-                    "hot": self._hot,
-                    "e1": self._e1,
-                    "e2": self._e2,
-                    "e3": self._e3,
-                    "rss": self._rss,
-                    "e4": self._e4,
-                    "e5": E5(self).run,
-                }[scenario]()
+                self._scenario(scenario)()
         return self.result
+
+    def _scenario(self, name: str) -> Callable[[], None]:
+        """The run of one scenario; ``suite.Suite`` adds those kept in their own modules."""
+        runs: dict[str, Callable[[], None]] = {
+            "hot": self._hot,
+            "e1": self._e1,
+            "e2": self._e2,
+            "e3": self._e3,
+            "rss": self._rss,
+        }
+        if name not in runs:
+            raise BenchError(f"scenario {name} runs from suite.Suite, not runs.Bench")
+        return runs[name]
 
     # --- one scheduler process per run --------------------------------------------------------
 
@@ -250,13 +261,6 @@ class Bench:
             row.update(_measured(outcome, samples, [(start, end)]))
             row.update(phase="max", concurrency=c.hot_max_sessions * c.hot_max_window)
             self.result.rows.append(row)
-
-    # --- E4 (issue 10): instances on one Redis ------------------------------------------------
-
-    def _e4(self) -> None:
-        from switchboard.bench.e4 import E4
-
-        E4(self).run()
 
     # --- RSS --------------------------------------------------------------------------------
 
