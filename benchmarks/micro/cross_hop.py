@@ -16,6 +16,7 @@ Every process stamps with ``time.perf_counter`` (``CLOCK_MONOTONIC``: one clock 
 process of the machine), per job:
 
   a_write   A hands the frame to its peer (``RemoteNode.write``)
+  a_sent    that call has returned: the script call is on the socket
   a_reply   the send script's reply reaches A's callback
   b_read    B's ``XREADGROUP`` returned it (``ClusterStore.receive`` returned)
   b_write   B writes it to the node's socket (``LocalNode.write``)
@@ -172,6 +173,7 @@ async def run_a(url: str, rate: float, count: int, out: Path) -> None:
         stamps[i] = [t]
         order.append(i)
         peer.write(frame)
+        stamps[i].append(time.perf_counter())
     await asyncio.sleep(0.5)
     await store.close()
     out.write_text(json.dumps(stamps))
@@ -323,7 +325,8 @@ async def main(args: argparse.Namespace) -> None:
         jobs = [i for i in range(WARMUP, args.count + WARMUP) if i in recv and i in b_st]
         lost = args.count - len(jobs)
         rows = {
-            "A write -> script reply on A": [a_st[i][1] - a_st[i][0] for i in jobs],
+            "A write -> A's write returns": [a_st[i][1] - a_st[i][0] for i in jobs],
+            "A write -> script reply on A": [a_st[i][2] - a_st[i][0] for i in jobs],
             "A write -> B XREADGROUP returns": [b_st[i][0] - a_st[i][0] for i in jobs],
             "B read returns -> B socket write": [b_st[i][1] - b_st[i][0] for i in jobs],
             "B socket write -> node receives": [recv[i] - b_st[i][1] for i in jobs],
