@@ -25,8 +25,8 @@ store timeout, with failures translated as the reservation store translates them
 socket timeout covers the block.
 
 Receiving is the other half of that hot path, and it is kept as short: on one Redis the inbox
-is read over a pipelined connection of its own (hiredis parses the reply; redis-py's per-call
-cost was most of what a crossing added to the bare round trip, benchmarks/micro/CROSS.md), and
+is read over a pipelined connection of its own (hiredis parses the reply: redis-py's per-call
+cost sat between the wake-up and the write to the node, benchmarks/micro/CROSS.md), and
 handled entries are acknowledged without waiting (``ack_soon``), so the next blocking read is
 on the wire as soon as the last batch is handed over.
 """
