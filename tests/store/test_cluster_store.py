@@ -6,6 +6,7 @@ are harmless and what cannot be delivered is dead-lettered and counted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -149,6 +150,41 @@ async def test_unacknowledged_entries_are_delivered_again(cluster: ClusterStore)
     assert await cluster.receive("b", block_s=0.05, pending=True) == []
 
 
+async def test_an_entry_deleted_while_pending_is_skipped(cluster: ClusterStore) -> None:
+    """A pending entry whose stream entry is gone (deleted, trimmed) comes back without its
+    fields: nothing to hand over, and the others still are."""
+    await present(cluster, "a", "b")
+    await cluster.send([Outgoing("b", TO_NODE, "n1", "a", frame(i)) for i in range(2)])
+    first, second = await cluster.receive("b", block_s=0.05)
+    # XDEL alone (the store's own client): the entry stays pending, without its fields.
+    await cluster._client.xdel(cluster.keys.inbox("b"), first.entry_id)
+    again = await cluster.receive("b", block_s=0.05, pending=True)
+    assert [(e.entry_id, e.frame) for e in again] == [(second.entry_id, frame(1))]
+
+
+async def test_a_read_given_up_takes_nothing_from_the_next(cluster: ClusterStore) -> None:
+    """A blocking read whose caller left (stopped, timed out) must not stay blocked in Redis,
+    where it would take the next entry for nobody."""
+    await present(cluster, "a", "b")
+    left = asyncio.create_task(cluster.receive("b", block_s=5.0))
+    await asyncio.sleep(0.05)  # blocked in Redis by now
+    left.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await left
+    await cluster.send([Outgoing("b", TO_NODE, "n1", "a", frame(1))])
+    assert [e.frame for e in await cluster.receive("b", block_s=0.5)] == [frame(1)]
+
+
+async def test_acknowledging_soon_calls_back_once_done(cluster: ClusterStore) -> None:
+    await present(cluster, "a", "b")
+    await cluster.send([Outgoing("b", TO_NODE, "n1", "a", frame(i)) for i in range(3)])
+    entries = await cluster.receive("b", block_s=0.05)
+    done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    cluster.ack_soon("b", [e.entry_id for e in entries], done.set_result)
+    assert await asyncio.wait_for(done, 2.0) is None
+    assert await cluster.receive("b", block_s=0.05, pending=True) == []
+
+
 async def test_a_frame_for_an_absent_instance_is_dead_lettered(cluster: ClusterStore) -> None:
     await present(cluster, "a", "b")
     results = await cluster.send(
@@ -285,6 +321,27 @@ async def test_relay_writes_each_attempt_once_and_routes_its_answers_back(
     await asyncio.sleep(0.05)
     (back,) = await cluster.receive("a", block_s=0.5)
     assert (back.kind, back.node_id, back.origin, back.frame) == (FROM_NODE, "n1", "b", result)
+
+
+async def test_a_stopped_relay_has_acknowledged_what_it_wrote(cluster: ClusterStore) -> None:
+    """The relay acknowledges without waiting; stopping waits for those acknowledgements, so
+    a restart does not get back entries that reached the node."""
+    await present(cluster, "a", "b")
+    node = NodeSocket("n1")
+    relay, _ = relay_for(cluster, "b", {"n1": node})
+    relay.start()
+    try:
+        await cluster.send(
+            [Outgoing("b", TO_NODE, "n1", "a", assign(f"job-{i}", 1)) for i in range(5)]
+        )
+        for _ in range(200):
+            if len(node.written) == 5:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await relay.stop()  # at once: no poll for the acknowledgements first
+    assert len(node.written) == 5
+    assert await cluster.receive("b", block_s=0.01, pending=True) == []
 
 
 async def test_relay_dead_letters_a_frame_for_a_node_that_left(cluster: ClusterStore) -> None:

@@ -22,6 +22,7 @@ vanished node does, when the node leaves the view.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
@@ -146,6 +147,9 @@ class Relay:
         self._seen_assigns = _Seen()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._acks_owed = 0  # ack_soon calls not answered yet
+        self._ack_failed = False
+        self._acks_done: asyncio.Event | None = None  # set when none is owed, while stopping
         # Drains (True) or undrains (False) a local node for an operator on another instance.
         self.drain: Callable[[str, bool], Coroutine[Any, Any, None]] | None = None
         self._draining: set[asyncio.Task[None]] = set()
@@ -212,11 +216,18 @@ class Relay:
         self._closing = True
         if self._reader is not None:
             await stop_tasks([self._reader])
+        if self._acks_owed:  # handled entries are acknowledged before the store closes
+            self._acks_done = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_S):
+                    await self._acks_done.wait()
 
     async def _read_loop(self) -> None:
         pending = True  # first what an earlier run of this instance left unacknowledged
         while not self._closing:
             try:
+                if self._ack_failed:  # those entries are still pending: read them again
+                    self._ack_failed, pending = False, True
                 entries = await self._store.receive(
                     self.instance_id, block_s=READ_BLOCK_S, pending=pending
                 )
@@ -226,12 +237,24 @@ class Relay:
                 undeliverable = [(e, why) for e in entries if (why := self.handle(e))]
                 for entry, why in undeliverable:
                     await self._store.dead_letter(entry, to=self.instance_id, reason=why)
-                await self._store.ack(self.instance_id, [e.entry_id for e in entries])
+                # Acknowledged without waiting: the next read goes out now, not a round trip
+                # later (a frame arriving meanwhile would wait for it).
+                self._acks_owed += 1
+                self._store.ack_soon(self.instance_id, [e.entry_id for e in entries], self._acked)
             except StoreError as exc:
                 if not isinstance(exc, StoreUnavailable):
                     log.error("cluster inbox: %s", exc)
                 pending = True
                 await asyncio.sleep(RETRY_S)
+
+    def _acked(self, error: StoreError | None) -> None:
+        self._acks_owed -= 1
+        if error is not None:
+            self._ack_failed = True
+            if not isinstance(error, StoreUnavailable):
+                log.error("cluster inbox: acknowledging: %s", error)
+        if self._acks_owed == 0 and self._acks_done is not None:
+            self._acks_done.set()
 
     def handle(self, entry: InboxEntry) -> str | None:
         """Handle one inbox entry; the reason it could not be delivered, if it could not."""

@@ -23,6 +23,12 @@ same loop tick share one script call on a pipelined connection (``batching.py``,
 store timeout, with failures translated as the reservation store translates them
 (``StoreUnavailable``, ``StoreError``).  The blocking reads use a client of their own whose
 socket timeout covers the block.
+
+Receiving is the other half of that hot path, and it is kept as short: on one Redis the inbox
+is read over a pipelined connection of its own (hiredis parses the reply: redis-py's per-call
+cost sat between the wake-up and the write to the node, benchmarks/micro/CROSS.md), and
+handled entries are acknowledged without waiting (``ack_soon``), so the next blocking read is
+on the wire as soon as the last batch is handed over.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from redis import exceptions as rexc
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from switchboard.errors import StoreError
@@ -68,14 +75,27 @@ class ClusterStore:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         timeout_s: float = 1.0,
+        block_s: float = 1.0,
     ) -> None:
         """``client`` for bounded calls, ``blocking`` for the blocking reads (its socket
-        timeout must exceed the longest block); both ``decode_responses=True``."""
+        timeout must exceed the longest block, ``block_s``); both ``decode_responses=True``."""
         self._client = client
         self._blocking = blocking
         self._keys = StoreKeys(namespace, sharded=isinstance(client, RedisCluster))
         self._timeout_s = timeout_s
         self._hot = hot_client(client, timeout_s=timeout_s)
+        # The inbox's blocking reads on one Redis: a connection of their own (a read blocks
+        # it), silent at most a block and the timeout before it counts as stalled.  On a
+        # Cluster they stay on redis-py's cluster client, which finds the inbox's shard.
+        self._inbox_endpoint: pipelined.Endpoint | None = None
+        self._inbox_reader: pipelined.PipelinedClient | None = None
+        self._inbox_stall_s = timeout_s + block_s
+        if isinstance(blocking, Redis):
+            self._inbox_endpoint = pipelined.Endpoint.of_pool(blocking.connection_pool)
+            self._inbox_reader = self._new_inbox_reader()
+        self._inbox_busy = False  # a read on it is owed its reply
+        self._closing: set[asyncio.Task[None]] = set()  # inbox readers left behind, closing
+        self._ack_script = pipelined.Script(_load_lua("cluster_ack"))
         self._send_script = pipelined.Script(_load_lua("cluster_send"))
         # Redis Cluster: an instance's presence and inbox live under its own hash tag, the
         # view and the dead letters under the namespace's (keys.py), so sending and forgetting
@@ -104,6 +124,7 @@ class ClusterStore:
                 client_from_url(url, max_connections=4, timeout_s=timeout_s + block_s),
                 namespace=namespace,
                 timeout_s=timeout_s,
+                block_s=block_s,
             ),
         )
 
@@ -371,6 +392,23 @@ class ClusterStore:
             )
         )
 
+    def _new_inbox_reader(self) -> pipelined.PipelinedClient:
+        assert self._inbox_endpoint is not None
+        return pipelined.PipelinedClient(
+            self._inbox_endpoint, connect_timeout_s=self._timeout_s, stall_s=self._inbox_stall_s
+        )
+
+    def _inbox_left(self, reader: pipelined.PipelinedClient) -> None:
+        """A read's caller gave up (cancelled, timed out) before its reply.  Redis still holds
+        the read blocked and would hand it the next entries, which nobody would take: drop
+        that connection (as redis-py drops one), and read on a new one."""
+        if reader is not self._inbox_reader:
+            return
+        self._inbox_reader, self._inbox_busy = self._new_inbox_reader(), False
+        task = asyncio.get_running_loop().create_task(reader.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def receive(
         self, instance_id: str, *, block_s: float, count: int = 512, pending: bool = False
     ) -> list[InboxEntry]:
@@ -378,11 +416,27 @@ class ClusterStore:
         ``pending`` the ones delivered before and not acknowledged (no wait)."""
         inbox = self._keys.inbox(instance_id)
         block = None if pending else max(1, int(block_s * 1000))
+        reader = self._inbox_reader
 
         async def read() -> Any:
-            return await self._blocking.xreadgroup(
-                GROUP, instance_id, {inbox: "0" if pending else ">"}, count=count, block=block
-            )
+            if reader is None or self._inbox_busy:  # a read owed a reply blocks the connection
+                return await self._blocking.xreadgroup(
+                    GROUP, instance_id, {inbox: "0" if pending else ">"}, count=count, block=block
+                )
+            command: list[pipelined.Arg] = ["XREADGROUP", "GROUP", GROUP, instance_id]
+            command += ["COUNT", count]
+            if block is not None:
+                command += ["BLOCK", block]
+            command += ["STREAMS", inbox, "0" if pending else ">"]
+            self._inbox_busy = True
+            try:
+                return await _command(reader, command)
+            except asyncio.CancelledError:  # the timeout's, or the reader's stop
+                self._inbox_left(reader)
+                raise
+            finally:
+                if reader is self._inbox_reader:
+                    self._inbox_busy = False
 
         reply: Any
         try:
@@ -396,9 +450,11 @@ class ClusterStore:
             reply = await self._call(read, extra_s=block_s)
         out: list[InboxEntry] = []
         for _stream, entries in reply or ():
-            for entry_id, fields in entries:
-                if not fields:  # deleted while pending: nothing to hand over
+            for entry_id, raw in entries:
+                if not raw:  # deleted while pending: nothing to hand over
                     continue
+                # redis-py answers a dict, hiredis the flat field/value list.
+                fields = raw if isinstance(raw, dict) else _pairs(raw)
                 out.append(
                     InboxEntry(
                         entry_id=entry_id,
@@ -414,15 +470,36 @@ class ClusterStore:
         """Acknowledge handled entries and delete them: the inbox keeps only what is owed."""
         if not entry_ids:
             return
-        inbox = self._keys.inbox(instance_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        async def run() -> None:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xack(inbox, GROUP, *entry_ids)
-                pipe.xdel(inbox, *entry_ids)
-                await pipe.execute()
+        def done(error: StoreError | None) -> None:
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(None)
 
-        await self._call(run)
+        self.ack_soon(instance_id, entry_ids, done)
+        await future
+
+    def ack_soon(
+        self,
+        instance_id: str,
+        entry_ids: Sequence[str],
+        done: Callable[[StoreError | None], None],
+    ) -> None:
+        """``ack`` without waiting: one script call (``cluster_ack.lua``) on the hot
+        connection; ``done`` gets ``None`` or the error (the entries then stay pending, and a
+        reader that reads its pending entries again gets them back)."""
+        if not entry_ids:
+            return
+
+        def acked(_reply: Any, error: StoreError | None) -> None:
+            done(error)
+
+        keys = [self._keys.inbox(instance_id)]
+        args: list[pipelined.Arg] = [GROUP, *entry_ids]
+        _HotCall(self._hot, self._ack_script, keys, args, acked, timeout_s=self._timeout_s).start()
 
     async def dead_letter(self, entry: InboxEntry, *, to: str, reason: str) -> None:
         """Record an entry this instance received and could not deliver."""
@@ -453,3 +530,28 @@ class ClusterStore:
                 await client.aclose()
         with contextlib.suppress(Exception):
             await self._hot.close()
+        if self._inbox_reader is not None:
+            with contextlib.suppress(Exception):
+                await self._inbox_reader.close()
+        if self._closing:
+            await asyncio.wait(self._closing)
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+async def _command(client: pipelined.PipelinedClient, command: Sequence[pipelined.Arg]) -> Any:
+    """One command on a pipelined connection, awaited (the caller bounds the wait)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def got(value: Any, error: BaseException | None) -> None:
+        if future.done():  # the caller gave up
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    client.command_then(command, got)
+    return await future
