@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
+import shutil
 import signal
-import time
 from collections.abc import Callable
 
 from switchboard.chaos.rig import Profile, Rig
 from switchboard.chaos.slow import SlowConsumer
 from switchboard.chaos.storm import storm
+from switchboard.store.keys import DEFAULT_NAMESPACE
 
 # The Redis store's call timeout (RedisStore's default): a stall longer than this makes
 # reservations fail instead of wait.
@@ -336,44 +336,52 @@ async def redis_cutoff(rig: Rig) -> None:
 REFUSED_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
 
 
-# --- Redis Cluster (waits for cluster support in the store) ----------------------------------
-
-CLUSTER_URL_ENV = "SWITCHBOARD_CHAOS_CLUSTER_URL"
+# --- Redis Cluster ----------------------------------------------------------------------------
 
 
-def shard_cluster_flags(profile: Profile) -> dict[str, object]:
-    """On the given cluster, in a namespace of the run's own."""
-    return {
-        **cluster_flags(profile),
-        "redis_url": os.environ[CLUSTER_URL_ENV],
-        "redis_namespace": f"chaos-{os.getpid()}-{int(time.time())}",
-    }
+def failover_lasts(profile: Profile) -> float:
+    """Load before the kill, the failover (the cluster's node timeout, 1 s scaled, before the
+    replica's election) and after it."""
+    return 4 * profile.episode_every + 3 * profile.scale
 
 
 def shard_failover_unavailable() -> str | None:
-    """Why the shard failover cannot run: it needs a Redis Cluster (the store's cluster
-    support and a cluster launcher are not part of this build); None once one is given."""
-    if os.environ.get(CLUSTER_URL_ENV):
-        return None
-    return (
-        f"needs a Redis Cluster: set {CLUSTER_URL_ENV}=redis://host:port (a node of a cluster"
-        " with a replica per primary) once the store speaks Redis Cluster"
-    )
+    """Why the shard failover cannot run here: it starts a cluster with ``redis-cli``."""
+    if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
+        return "needs redis-server and redis-cli on PATH (apt-get install redis-server)"
+    return None
 
 
 async def shard_failover(rig: Rig) -> None:
-    """Promote the replica of the shard that holds the namespace's keys (``CLUSTER FAILOVER
-    FORCE`` on the replica: its primary is treated as lost), under load."""
-    from switchboard.store.admin import fail_over_shard
-
-    url = os.environ[CLUSTER_URL_ENV]
-    while await rig.still_loading_after(rig.profile.episode_every * 2):
-        rig.fault()
-        namespace = str(rig.sched_flags.get("redis_namespace", "switchboard"))
-        promoted = await asyncio.to_thread(fail_over_shard, url, namespace)
-        rig.notes.append(f"shard failover: {promoted} promoted")
-        rig.repaired()
+    """SIGKILL, mid-load, the primary that holds the most live leases of the run (ties: the
+    most lease keys); wait until its replica is promoted and the cluster is ok again.  Redis
+    replicates asynchronously, so leases written just before the kill may be lost with it: the
+    instances re-assert the leases of their running jobs on the new primary."""
+    cluster = rig.cluster
+    assert cluster is not None
+    if not await rig.still_loading_after(rig.profile.episode_every * 2):
         return
+    namespace = str(rig.sched_flags.get("redis_namespace", DEFAULT_NAMESPACE))
+    # Mid-load: when some primary holds leases (bounded: the load may be light).
+    deadline = rig.now() + rig.profile.episode_every
+    while True:
+        shares = await cluster.leases(namespace)
+        victim = max(shares, key=lambda s: (s.live, s.keys))
+        if victim.live > 0 or rig.now() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    rig.fault()
+    killed_at = rig.now()
+    promoted = await cluster.kill_primary(victim.primary)
+    rig.repaired()
+    rig.checks["the killed primary's replica was promoted"] = promoted.running
+    rig.notes.append(
+        f"shard failover: primary :{victim.primary.port} SIGKILLed holding {victim.live} live"
+        f" leases in {victim.keys} lease keys (the others: "
+        + ", ".join(f"{s.live}/{s.keys}" for s in shares if s is not victim)
+        + f"); replica :{promoted.port} promoted and the cluster ok"
+        f" {rig.now() - killed_at:.1f}s later"
+    )
 
 
 async def _until(done: Callable[[], bool], within: float) -> None:
