@@ -148,7 +148,7 @@ SCENARIOS += (
         on_cluster=True,
         flags=faults.cluster_flags,
         unavailable=faults.shard_failover_unavailable,
-        shape=faults.lasting_at_rate(faults.failover_lasts),
+        shape=faults.shard_failover_shape,
     ),
 )
 
