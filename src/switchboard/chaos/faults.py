@@ -347,8 +347,8 @@ def failover_lasts(profile: Profile) -> float:
 
 
 def spanning_job(profile: Profile) -> float:
-    """The median answer time of a job meant to outlast the failover (about 2 s scaled here)
-    and the leases it had when it started (one lease at most)."""
+    """The median answer time of a job meant to run across the failover (about 2 s scaled
+    here) and to outlive its lease, unless the lease is renewed or re-created."""
     return max(3.0 * profile.scale, 1.5 * profile.reservation_lease)
 
 
