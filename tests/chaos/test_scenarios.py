@@ -2,7 +2,8 @@
 against real processes, each asserting the bold columns of docs/reliability.md — nothing lost,
 duplicated or answered out of order, no slot left held, no node over its capacity — and the
 scenario's own checks (e.g. the slow consumer told SESSION_CLOSED and closed; the instance cut
-off from Redis refused within 2 s).  Shard failover is skipped until a Redis Cluster is given.
+off from Redis refused within 2 s; the shard failover's replica promoted).  The shard failover
+starts its own 3-shard Redis Cluster; its leaked slots are the leases left on every primary.
 
 Every scenario runs on Redis; those whose faults free slots under load run on the in-process
 store too, whose placement runs inline in the session's reader, so a freed slot is reused at

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 import redis.asyncio
 
+from switchboard.chaos.proxy import RedisProxy
 from switchboard.store.keys import StoreKeys
 from switchboard.tools.prom import samples
 from tests.e2e.conftest import Peers, ServerFactory
@@ -381,3 +383,65 @@ async def test_issue_repro_translate_against_b_with_the_agent_on_a(
     finally:
         agent.terminate()
         await asyncio.wait_for(agent.wait(), scaled(20))
+
+
+async def test_a_presence_that_lapsed_while_redis_was_unreachable_is_not_forgotten(
+    server_factory: ServerFactory, redis_server: RedisServer, namespace: str, peers: Peers
+) -> None:
+    """Both instances are cut off from Redis (a partition at a proxy each) until their
+    presences expire; A comes back first and finds B's presence gone.  B is alive (as after a
+    shard failover): A must not forget it (dropping B's node and failing over the jobs it runs)
+    before B has had a TTL to announce again."""
+    proxies = [RedisProxy("127.0.0.1", redis_server.port) for _ in range(2)]
+    for proxy in proxies:
+        await proxy.start()
+    try:
+        a, b = [
+            await server_factory(
+                "--redis-url",
+                f"redis://127.0.0.1:{proxy.port}/0",
+                "--redis-namespace",
+                namespace,
+                "--instance-id",
+                instance_id,
+                instance_ttl=TTL,
+            )
+            for proxy, instance_id in zip(proxies, ("inst-a", "inst-b"), strict=True)
+        ]
+        node = await peers.node(b)
+        node_id = node.node_id or ""
+        await listed(a, node_id)
+        keys = StoreKeys(namespace)
+        direct = redis.asyncio.Redis(port=redis_server.port)
+        for proxy in proxies:
+            proxy.cut()
+
+        async def lapsed() -> bool:
+            present = await direct.exists(keys.presence("inst-a"), keys.presence("inst-b"))
+            return int(present) == 0
+
+        await eventually(lapsed, "both presences expiring", within=TTL * 4)
+        healed_at = time.time()
+        proxies[0].heal()
+
+        async def a_alone() -> bool:
+            body = await a.get_json("/api/v1/cluster")
+            listing = {i["instance_id"]: i["last_seen"] for i in body["instances"]}
+            return list(listing) == ["inst-a"] and listing["inst-a"] > healed_at
+
+        # A has announced again and listed the instances since the heal: B's presence is gone.
+        await eventually(a_alone, "A listing itself alone", within=TTL * 4)
+        assert await node_row(a, node_id) is not None, "A forgot B while B could not announce"
+        proxies[1].heal()
+
+        async def both() -> bool:
+            body = await a.get_json("/api/v1/cluster")
+            return sorted(i["instance_id"] for i in body["instances"]) == ["inst-a", "inst-b"]
+
+        await eventually(both, "A listing B again", within=TTL * 4)
+        assert await node_row(a, node_id) is not None
+        await direct.aclose()
+    finally:
+        for proxy in proxies:
+            proxy.heal()
+            await proxy.stop()

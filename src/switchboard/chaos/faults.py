@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
+import re
+import shutil
 import signal
-import time
 from collections.abc import Callable
 
 from switchboard.chaos.rig import Profile, Rig
 from switchboard.chaos.slow import SlowConsumer
 from switchboard.chaos.storm import storm
+from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 
 # The Redis store's call timeout (RedisStore's default): a stall longer than this makes
 # reservations fail instead of wait.
@@ -336,44 +337,96 @@ async def redis_cutoff(rig: Rig) -> None:
 REFUSED_DOWN = "SCHEDULER_DEPENDENCY_DOWN"
 
 
-# --- Redis Cluster (waits for cluster support in the store) ----------------------------------
-
-CLUSTER_URL_ENV = "SWITCHBOARD_CHAOS_CLUSTER_URL"
+# --- Redis Cluster ----------------------------------------------------------------------------
 
 
-def shard_cluster_flags(profile: Profile) -> dict[str, object]:
-    """On the given cluster, in a namespace of the run's own."""
-    return {
-        **cluster_flags(profile),
-        "redis_url": os.environ[CLUSTER_URL_ENV],
-        "redis_namespace": f"chaos-{os.getpid()}-{int(time.time())}",
-    }
+def failover_lasts(profile: Profile) -> float:
+    """Load before the kill, the failover (the cluster's node timeout, 1 s scaled, before the
+    replica's election) and after it."""
+    return 4 * profile.episode_every + 3 * profile.scale
+
+
+def spanning_job(profile: Profile) -> float:
+    """The median answer time of a job meant to run across the failover (about 2 s scaled
+    here) and to outlive its lease, unless the lease is renewed or re-created."""
+    return max(3.0 * profile.scale, 1.5 * profile.reservation_lease)
+
+
+def shard_failover_shape(profile: Profile) -> Profile:
+    """Long enough a load, and a job timeout the spanning jobs stay within."""
+    profile = lasting_at_rate(failover_lasts)(profile)
+    job_timeout = max(profile.job_timeout, 2 * spanning_job(profile))
+    return dataclasses.replace(profile, job_timeout=job_timeout)
 
 
 def shard_failover_unavailable() -> str | None:
-    """Why the shard failover cannot run: it needs a Redis Cluster (the store's cluster
-    support and a cluster launcher are not part of this build); None once one is given."""
-    if os.environ.get(CLUSTER_URL_ENV):
-        return None
-    return (
-        f"needs a Redis Cluster: set {CLUSTER_URL_ENV}=redis://host:port (a node of a cluster"
-        " with a replica per primary) once the store speaks Redis Cluster"
-    )
+    """Why the shard failover cannot run here: it starts a cluster with ``redis-cli``."""
+    if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
+        return "needs redis-server and redis-cli on PATH (apt-get install redis-server)"
+    return None
 
 
 async def shard_failover(rig: Rig) -> None:
-    """Promote the replica of the shard that holds the namespace's keys (``CLUSTER FAILOVER
-    FORCE`` on the replica: its primary is treated as lost), under load."""
-    from switchboard.store.admin import fail_over_shard
+    """SIGKILL, mid-load, the primary that holds the most live leases of the run (ties: the
+    most lease keys); wait until its replica is promoted and the cluster is ok again.
 
-    url = os.environ[CLUSTER_URL_ENV]
-    while await rig.still_loading_after(rig.profile.episode_every * 2):
-        rig.fault()
-        namespace = str(rig.sched_flags.get("redis_namespace", "switchboard"))
-        promoted = await asyncio.to_thread(fail_over_shard, url, namespace)
-        rig.notes.append(f"shard failover: {promoted} promoted")
-        rig.repaired()
+    Just before the kill, the nodes whose leases live on that primary turn slow: the jobs they
+    take then run across the whole failover, longer than a lease, so their leases must survive
+    on the replica or be re-created by the instances' re-assert (Redis replicates
+    asynchronously; a renewal cannot reach a dead shard) before another instance fills those
+    slots again.  A node over its capacity counts it."""
+    cluster = rig.cluster
+    assert cluster is not None
+    profile = rig.profile
+    if not await rig.still_loading_after(profile.episode_every * 2):
         return
+    namespace = str(rig.sched_flags.get("redis_namespace", DEFAULT_NAMESPACE))
+    # Mid-load: when some primary holds leases (bounded: the load may be light).
+    deadline = rig.now() + profile.episode_every
+    while True:
+        shares = await cluster.leases(namespace)
+        victim = max(shares, key=lambda s: (s.live, s.keys))
+        if victim.live > 0 or rig.now() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    keys = StoreKeys(namespace, sharded=True)
+    homes = await asyncio.gather(
+        *(asyncio.to_thread(cluster.cluster.primary_of, keys.slots(n.node_id)) for n in rig.nodes)
+    )
+    slow = [n for n, home in zip(rig.nodes, homes, strict=True) if home is victim.primary]
+    for node in slow:
+        node.conduct.latency = spanning_job(profile)
+    await asyncio.sleep(4 * profile.latency)  # their next jobs are taken (and leased)
+    rig.fault()
+    killed_at = rig.now()
+    promoted = await cluster.kill_primary(victim.primary)
+    rig.repaired()
+    for node in slow:
+        node.conduct.latency = profile.latency
+    rig.checks["the killed primary's replica was promoted"] = promoted.running
+    rig.notes.append(
+        f"shard failover: primary :{victim.primary.port} SIGKILLed holding {victim.live} live"
+        f" leases in {victim.keys} lease keys (the others: "
+        + ", ".join(f"{s.live}/{s.keys}" for s in shares if s is not victim)
+        + f"), {len(slow)} of its nodes slowed to {spanning_job(profile):.1f}s jobs;"
+        f" replica :{promoted.port} promoted and the cluster ok {rig.now() - killed_at:.1f}s"
+        " later"
+    )
+    await rig.done.wait()
+    rig.notes.append(f"leases the instances re-created after the failover: {_recreated(rig)}")
+
+
+RECREATED = re.compile(r"re-created (\d+) lease\(s\) of running jobs")
+
+
+def _recreated(rig: Rig) -> int:
+    """Leases of running jobs the store had lost and the instances' re-assert put back, as
+    their logs say (dispatch's warning)."""
+    return sum(
+        int(m.group(1))
+        for sched in rig.schedulers
+        for m in RECREATED.finditer(sched.log.read_text(errors="replace"))
+    )
 
 
 async def _until(done: Callable[[], bool], within: float) -> None:

@@ -9,6 +9,8 @@ keep going meanwhile — a fault is measured against a load that does not pause 
   port, so peers reconnect to the same URL.
 - :class:`AgentProc`: ``python -m switchboard node``, the node agent with its stand-in backend.
 - :class:`RedisProc`: a private ``redis-server`` on a free loopback port, without persistence.
+- :class:`RedisClusterProc`: a private 3-shard Redis Cluster (a replica per primary), whose
+  primaries a fault may SIGKILL.
 
 Each keeps its stderr in a log file under the run's work directory.  Peak memory is the kernel's
 high-water mark of resident memory (``VmHWM``), read until the process ends, so a peak between
@@ -20,20 +22,24 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
+from switchboard.store.keys import KEY_ROOT, SLOTS
 from switchboard.tools.procs import (
     AgentProcess,
     ChildProcess,
     ProcessFailed,
+    RedisClusterProcess,
     RedisProcess,
     SchedulerProcess,
 )
 
-__all__ = ["AgentProc", "ProcessFailed", "RedisProc", "SchedulerProc"]
+__all__ = ["AgentProc", "ProcessFailed", "RedisClusterProc", "RedisProc", "SchedulerProc"]
 
 
 class _Proc:
@@ -188,3 +194,72 @@ class RedisProc:
     async def pause(self, seconds: float) -> None:
         """``CLIENT PAUSE <ms> ALL``: connections stay open, nothing is answered."""
         await asyncio.to_thread(self.process.pause, int(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLeases:
+    """What one primary holds of a namespace's leases, read at one moment."""
+
+    primary: RedisProcess
+    keys: int  # lease keys (one sorted set per node with a lease)
+    live: int  # leases whose expiry is still ahead (by the primary's own clock)
+
+
+class RedisClusterProc:
+    """A private Redis Cluster (3 primaries, a replica each) on free loopback ports."""
+
+    def __init__(self, workdir: Path, *, scale: float) -> None:
+        self.workdir = workdir
+        self.scale = scale
+        self.process: RedisClusterProcess | None = None
+
+    @property
+    def cluster(self) -> RedisClusterProcess:
+        assert self.process is not None, "cluster not started"
+        return self.process
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    async def start(self) -> None:
+        """Start it; a port taken between probing and binding costs a retry (three tries)."""
+        for attempt in range(3):
+            process = RedisClusterProcess(
+                self.workdir / f"redis-cluster-{attempt}", scale=self.scale
+            )
+            try:
+                await asyncio.to_thread(process.start)
+            except (ProcessFailed, subprocess.SubprocessError):
+                continue
+            self.process = process
+            return
+        raise ProcessFailed(f"could not start a redis cluster under {self.workdir} (3 tries)")
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop)
+
+    async def leases(self, namespace: str) -> list[ShardLeases]:
+        """Every serving primary's share of ``namespace``'s leases (a scan of each)."""
+        return await asyncio.to_thread(self._leases, namespace)
+
+    def _leases(self, namespace: str) -> list[ShardLeases]:
+        # Lease keys are sb:{<ns>}:slots:<node> or, sharded, sb:{<ns>:g<k>}:slots:<node>.
+        pattern = f"{KEY_ROOT}:{{{namespace}*}}:{SLOTS}:*"
+        shares = []
+        for primary in self.cluster.primaries():
+            with primary.client() as client:
+                seconds, micros = client.time()
+                now_ms = int(seconds) * 1000 + int(micros) // 1000
+                keys = live = 0
+                for key in client.scan_iter(match=pattern, count=1000):
+                    keys += 1
+                    live += int(client.zcount(key, f"({now_ms}", "+inf"))
+            shares.append(ShardLeases(primary, keys, live))
+        return shares
+
+    async def kill_primary(self, primary: RedisProcess) -> RedisProcess:
+        """SIGKILL ``primary``; wait until its replica is promoted and every node agrees
+        (``cluster_state:ok``).  The new primary."""
+        return await asyncio.to_thread(self.cluster.kill_primary, primary)

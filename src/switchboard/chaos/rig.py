@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from switchboard.chaos.ledger import Ledger
-from switchboard.chaos.procs import AgentProc, RedisProc, SchedulerProc
+from switchboard.chaos.procs import AgentProc, RedisClusterProc, RedisProc, SchedulerProc
 from switchboard.chaos.proxy import RedisProxy
 from switchboard.chaos.sessions import ChaosSession
 from switchboard.tools.fakenode import Conduct, FakeNode
@@ -119,6 +119,8 @@ class Rig:
     workdir: Path
     ledger: Ledger = field(default_factory=Ledger)
     redis: RedisProc | None = None
+    cluster: RedisClusterProc | None = None  # a private Redis Cluster instead, when asked
+    on_cluster: bool = False  # the Redis store on a Redis Cluster (``redis+cluster://``)
     scheduler: SchedulerProc | None = None  # the first instance
     schedulers: list[SchedulerProc] = field(default_factory=list)  # every instance
     instances: int = 1  # scheduler instances on one Redis (a cluster when more than one)
@@ -168,7 +170,9 @@ class Rig:
             "handshake_timeout": p.handshake_timeout,
             "default_max_concurrency": p.capacity,
         }
-        if self.store == "redis":
+        if self.cluster is not None:
+            flags["redis_url"] = self.cluster.url
+        elif self.store == "redis":
             assert self.redis is not None
             flags["redis_url"] = self.redis.url
         else:
@@ -177,8 +181,12 @@ class Rig:
 
     async def start_scheduler(self, extra: dict[str, object], *, proxied: bool = False) -> None:
         """The scheduler, or ``instances`` of them on one Redis (``sb-0``, ``sb-1``, …);
-        ``proxied``: the first reaches Redis through a :class:`RedisProxy` a fault can cut."""
-        if self.store == "redis":
+        ``proxied``: the first reaches Redis through a :class:`RedisProxy` a fault can cut.
+        With ``on_cluster``, a private Redis Cluster instead of one redis-server."""
+        if self.store == "redis" and self.on_cluster:
+            self.cluster = RedisClusterProc(self.workdir, scale=self.profile.scale)
+            await self.cluster.start()
+        elif self.store == "redis":
             self.redis = RedisProc(self.workdir)
             await self.redis.start()
         if proxied:
@@ -282,3 +290,5 @@ class Rig:
             await self.proxy.stop()
         if self.redis is not None:
             await self.redis.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()

@@ -2,7 +2,8 @@
 
 The order of one run:
 
-1. a private redis-server (Redis store), the scheduler, the nodes, the steady sessions;
+1. a private redis-server (Redis store; a 3-shard Redis Cluster for the shard failover), the
+   scheduler, the nodes, the steady sessions;
 2. the load (``Profile.utterances`` at ``Profile.rate``, round robin over sessions with room)
    and the fault, concurrently; the fault ends once the load is sent, with everything running;
 3. every steady session waits for its answers (at most ``Profile.answer_within``), then closes;
@@ -24,6 +25,7 @@ from switchboard.chaos.ledger import Figures
 from switchboard.chaos.rig import Profile, Rig
 from switchboard.chaos.scenarios import Scenario
 from switchboard.chaos.sessions import wait_answered
+from switchboard.store.keys import DEFAULT_NAMESPACE
 from switchboard.tools.fakenode import NodeCounts
 
 log = logging.getLogger("switchboard.chaos")
@@ -60,7 +62,14 @@ class Outcome:
 async def run_one(scenario: Scenario, store: str, profile: Profile, workdir: Path) -> Outcome:
     """``workdir`` (existing) receives every process's log."""
     profile = scenario.shape(profile)
-    rig = Rig(profile, store, workdir, instances=scenario.instances, resend=scenario.resend)
+    rig = Rig(
+        profile,
+        store,
+        workdir,
+        instances=scenario.instances,
+        resend=scenario.resend,
+        on_cluster=scenario.on_cluster,
+    )
     started = rig.now()
     sampler: asyncio.Task[None] | None = None
     try:
@@ -135,6 +144,17 @@ async def _leaked(rig: Rig, *, crash: bool) -> int | None:
     # One store: any live instance counts every instance's leases.
     stats = await rig.live[0].stats() if rig.live else None
     held = stats.get("reservations_held") if stats else None
+    if rig.cluster is not None:
+        # Read from the cluster itself, every primary scanned: a lease the store no longer
+        # lists (its node group's set lost in a failover) still counts.
+        namespace = str(rig.sched_flags.get("redis_namespace", DEFAULT_NAMESPACE))
+        shares = await rig.cluster.leases(namespace)
+        rig.notes.append(
+            "leases left: "
+            + ", ".join(f"{s.live} on :{s.primary.port}" for s in shares)
+            + f" (the scheduler's stats say {held})"
+        )
+        return sum(s.live for s in shares)
     return held if isinstance(held, int) else None
 
 

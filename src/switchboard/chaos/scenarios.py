@@ -38,6 +38,7 @@ class Scenario:
     conduct: Callable[[Profile, int], Conduct] = field(default=_healthy)
     instances: int = 1  # scheduler instances on one Redis
     proxied: bool = False  # the first instance reaches Redis through a proxy (chaos/proxy.py)
+    on_cluster: bool = False  # a private 3-shard Redis Cluster instead of one redis-server
     resend: bool = False  # sessions resend what a dead instance left unanswered
     # Why the scenario cannot run here (None: it can); checked before anything starts.
     unavailable: Callable[[], str | None] = field(default=lambda: None)
@@ -139,12 +140,15 @@ SCENARIOS += (
     ),
     Scenario(
         "shard failover",
-        "a Redis Cluster shard's primary killed under load; its replica is promoted",
+        "3 instances on a 3-shard Redis Cluster; the primary holding the most leases SIGKILLed"
+        " under load, its replica promoted",
         faults.shard_failover,
         stores=REDIS_ONLY,
         instances=3,
-        flags=faults.shard_cluster_flags,
+        on_cluster=True,
+        flags=faults.cluster_flags,
         unavailable=faults.shard_failover_unavailable,
+        shape=faults.shard_failover_shape,
     ),
 )
 

@@ -3,8 +3,13 @@
 **Presence.** Every ``ttl / 3`` the instance announces itself (address, start time, its node
 and session counts) with a TTL of ``--instance-ttl``, lists the instances, and *forgets* any
 whose presence has expired (``ClusterStore.forget``: their nodes leave the view, what their
-inbox held is dead-lettered).  An instance that finds its own presence gone (Redis lost it,
-or the others forgot it during a long pause) publishes its nodes again.
+inbox held is dead-lettered) — but only once this member has reached Redis steadily for a
+whole TTL (no gap of two periods between its announces).  A presence that lapsed while Redis
+(or the shard holding it) was unreachable says nothing about its instance, which announces
+again within a third of a TTL of Redis coming back; forgetting a live instance would fail over
+the jobs placed on its nodes while those nodes still run them, and the slots refilled would
+over-fill the nodes.  An instance that finds its own presence gone (Redis lost it, or the
+others forgot it during a long pause) publishes its nodes again.
 
 **The view.** The management registry tells the member of every structural change of a node
 held here (``on_local_change``: register, leave, status flip, drain, capability change; never a
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -101,6 +107,10 @@ class ClusterMember:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False  # the loops stop on it (relay.stop_tasks says why)
         self.members: dict[str, Presence] = {}  # as of the last listing
+        # Since when (monotonic) this member's announces have reached Redis without a gap, and
+        # when the last one did.
+        self._steady_since = -math.inf
+        self._announced_at: float | None = None
         self._instances = Gauge(
             "switchboard_cluster_instances", "Instances present in the cluster", registry=metrics
         )
@@ -197,6 +207,13 @@ class ClusterMember:
 
     async def _tick(self) -> None:
         existed = await self._store.announce(self.instance_id, self._presence(), ttl_s=self._ttl)
+        now = time.monotonic()
+        # A gap (failed or stalled ticks: Redis or the shard of our presence unreachable, a
+        # partition shorter than the call timeout): presences may have lapsed meanwhile.
+        if self._announced_at is not None and now - self._announced_at > 2 * self._ttl / 3:
+            self._steady_since = now
+        self._announced_at = now
+        steady_since = self._steady_since
         if not existed:
             # Redis lost us, or the others forgot us: our inbox and records are gone.
             log.warning(
@@ -221,6 +238,8 @@ class ClusterMember:
             if presence is not None:
                 members[instance_id] = presence
             elif instance_id != self.instance_id:
+                if time.monotonic() - steady_since < self._ttl:
+                    continue  # it may have lapsed while we could not reach Redis (above)
                 expired.add(instance_id)
                 forgotten = await self._store.forget(instance_id)
                 if forgotten is not None:
