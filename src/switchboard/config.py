@@ -81,7 +81,7 @@ settable the same three ways:
     process, event loop and cluster member (``<instance_id>-w<k>``), supervised by the parent
     (``server/workers.py``).  More than one needs the Redis store: the embedded store lives in
     one process's memory, so workers on it could not share slots and would over-fill nodes.
-``overload_loop_lag`` (0.25 s), ``overload_store_backlog`` (2000), ``overload_queue_age`` (0: off)
+``overload_loop_lag`` (0.02 s), ``overload_store_backlog`` (512), ``overload_queue_age`` (0: off)
     when the scheduler itself is saturated a new utterance is refused at once with
     ``OVERLOADED`` (protocol.md §3): the event loop runs this late, this many reservation-store
     calls are owed an answer, or the waiting line's oldest job has waited this long.  Overload
@@ -213,8 +213,8 @@ class Settings:
     max_tenants: int = 1000
     priority_aging: float = 1.0
     workers: int = 1
-    overload_loop_lag: float = 0.25
-    overload_store_backlog: int = 2000
+    overload_loop_lag: float = 0.02
+    overload_store_backlog: int = 512
     overload_queue_age: float = 0.0
     overload_retry_after: float = 0.25
 

@@ -37,7 +37,7 @@ SCHEDULER_DEFAULTS: dict[str, float] = {
     "heartbeat_interval": 1.0,
     "job_timeout": 5.0,
     "pending_timeout": 1.0,
-    "overload_loop_lag": 0.25,  # the product's default, scaled: a loaded machine's stalls
+    "overload_loop_lag": 0.25,  # above the product's 0.02, and scaled: a loaded machine's stalls
 }
 _TIMES = frozenset({"heartbeat_interval", "job_timeout", "pending_timeout", "overload_loop_lag"})
 _SERVERS = pytest.StashKey[list[ServerProcess]]()

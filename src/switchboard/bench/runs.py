@@ -116,7 +116,13 @@ class Bench:
 
     # --- one scheduler process per run --------------------------------------------------------
 
-    def _flags(self, design: str, store: str, *, max_concurrency: int) -> dict[str, object]:
+    def _flags(
+        self, design: str, store: str, *, max_concurrency: int, shedding: bool = False
+    ) -> dict[str, object]:
+        """The scheduler's flags for one run.  Saturation shedding (``--overload-*``) is off
+        unless ``shedding``: the scenarios measure what scheduling costs and how much it
+        completes (E0's and E4's closed loops, capacity), and the old design's model would
+        shed behind its global lock; E5 turns it on, since shedding is what E5 measures."""
         flags: dict[str, object] = {
             "design": design,
             "store": store,
@@ -129,6 +135,8 @@ class Bench:
             "max_connections_per_address": 0,
             "max_sessions": max(10_000, self.config.rss_sessions),
         }
+        if not shedding:
+            flags.update(overload_loop_lag=0, overload_store_backlog=0, overload_queue_age=0)
         if store == "redis":
             assert self.redis_url is not None
             flags["redis_url"] = self.redis_url

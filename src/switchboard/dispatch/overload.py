@@ -40,8 +40,8 @@ REASONS = tuple(reason.value for reason in Reason)
 class OverloadBounds:
     """The bounds (``--overload-*``); 0 turns a signal off."""
 
-    loop_lag: float = 0.25  # seconds
-    store_backlog: int = 2000  # reservation and release calls owed by the store
+    loop_lag: float = 0.02  # seconds (chosen from E5: docs/benchmarks.md, issue 14)
+    store_backlog: int = 512  # reservation and release calls owed by the store
     queue_age: float = 0.0  # seconds; off by default (full nodes are NO_AVAILABLE_NODE's)
     retry_after: float = 0.25  # seconds: the least retry_after_ms hint
 
