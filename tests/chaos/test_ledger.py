@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from switchboard.chaos.ledger import RESULT, Ledger
+from switchboard.chaos.ledger import RESULT, SHED, Ledger
+from switchboard.chaos.sessions import file_answer
 
 
 def test_unanswered_on_an_open_line_is_lost_and_on_an_ended_line_cut() -> None:
@@ -140,3 +141,18 @@ def test_ending_a_line_says_how_many_it_cut_and_first_answers_lists_each_utteran
     ]
     assert ledger.end_line(line, "disconnected", at=4.0) == 2
     assert ledger.end_line(line, "disconnected", at=5.0) == 0  # ended once
+
+
+def test_an_utterance_refused_overloaded_at_once_is_outside_the_ordered_stream() -> None:
+    """``OVERLOADED`` without a ``job_id`` refuses a new utterance at once (like
+    ``TOO_MANY_PENDING``): a later answer of an earlier utterance is not misordered by it."""
+    ledger = Ledger()
+    line = ledger.open_line()
+    for index in (0, 1):
+        ledger.sent(line, index, 0.0)
+    refusal = {"type": "error", "code": "OVERLOADED", "details": {"utterance_index": 1}}
+    file_answer(ledger, line, refusal, 0.1)
+    file_answer(ledger, line, {"type": "translation_result", "utterance_index": 0}, 0.2)
+    figures = ledger.figures()
+    assert figures.misordered == 0 and figures.results == 1
+    assert figures.errors == {SHED: 1}

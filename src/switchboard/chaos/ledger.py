@@ -26,6 +26,10 @@ from typing import Final
 RESULT: Final = "result"
 # Answered at once, outside the ordered stream (contract §2 "Accepting").
 REJECTIONS: Final = frozenset({"INVALID_MESSAGE", "INVALID_SESSION", "TOO_MANY_PENDING"})
+# ``OVERLOADED`` with no ``job_id``: a new utterance refused at once while the scheduler is
+# saturated, outside the ordered stream too (protocol.md §3 "Saturation"); with a ``job_id`` it
+# is a waited job's answer, in the stream like any other.
+SHED: Final = "OVERLOADED (refused)"
 _MISORDERED: Final = "__misordered__"  # a marker among an utterance's answers, never a code
 
 
@@ -99,7 +103,7 @@ class Ledger:
             self.unexpected += 1
             return
         utterance.answers.append((at, kind))
-        if kind in REJECTIONS:
+        if kind in REJECTIONS or kind == SHED:
             return
         assert index is not None
         if index < record.last_in_order:  # indexes are sent in increasing order on a line

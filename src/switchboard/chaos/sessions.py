@@ -20,7 +20,7 @@ from typing import Any, Final
 import aiohttp
 import msgspec
 
-from switchboard.chaos.ledger import RESULT, Ledger
+from switchboard.chaos.ledger import RESULT, SHED, Ledger
 from switchboard.tools.fakenode import STALE_MARK
 
 _encode = msgspec.json.encode
@@ -70,6 +70,8 @@ def file_answer(ledger: Ledger, line: int, frame: dict[str, Any], at: float) -> 
         code = str(frame.get("code"))
         if index is None:
             return code
+        if code == "OVERLOADED" and "job_id" not in details:
+            code = SHED  # refused at once: outside the ordered stream, like TOO_MANY_PENDING
         ledger.answered(line, index, code, at)
     return None
 
