@@ -52,7 +52,8 @@ class SnapshotBuilder:
         self._groups: dict[Kind, list[str]] = {}  # kind → its node ids, sorted
         self._kinds: dict[str, Kind] = {}
         self._sets: Counter[frozenset[str]] = Counter()  # language set → nodes with it
-        # Cache, for the current pools, of the kinds that have nodes (``_groups``' keys).
+        # Cache, for the current pools, of the kinds that have nodes (``_groups``' keys): after
+        # a build every such kind has its entry (``_retarget`` compares against them).
         self._kind_pools: dict[Kind, frozenset[int]] = {}
         # The last snapshot's per-pool maps (it holds read-only views of them).
         self._members: dict[int, tuple[str, ...]] = {}
@@ -192,26 +193,34 @@ class SnapshotBuilder:
         operator's edit that moves no kind in or out, e.g. a required service every member
         has, leaves the pool's members as they were)."""
         new = [p for p in pools if p.pool_id in fresh]
-        holders: dict[int, list[Kind]] = {p.pool_id: [] for p in new}
+        groups, kind_pools, holds = self._groups, self._kind_pools, self._holds
+        holders: dict[int, list[Kind]] = {}
+        if not same_kind:  # every pool is fresh: the cache is made anew, for every kind
+            kind_pools.clear()
+            for pool in new:
+                holders[pool.pool_id] = [k for k in groups if holds(pool, k, generated)]
+            for kind in groups:
+                kind_pools[kind] = frozenset(i for i, kinds in holders.items() if kind in kinds)
+            return holders, set(fresh)
         moved: set[int] = set()
-        if not same_kind:
-            self._kind_pools.clear()
-        live = frozenset(p.pool_id for p in pools)
-        recheck = fresh | (frozenset(self._members) - live)  # redefined or gone
-        holds, kind_pools = self._holds, self._kind_pools
-        for kind in self._groups:
-            held = [p.pool_id for p in new if holds(p, kind, generated)]
-            cached = kind_pools.get(kind)
-            if cached is None:
-                moved.update(held)
-                kind_pools[kind] = self._pools_of_kind(kind, pools, generated)
-            elif held or not cached.isdisjoint(recheck):  # else: nothing to do for this kind
-                was, now = cached & recheck, frozenset(held)
-                if was != now:
-                    moved |= was ^ now
-                    kind_pools[kind] = (cached - recheck) | now
-            for pool_id in held:
-                holders[pool_id].append(kind)
+        for pool in new:  # one pass over the kinds per redefined pool
+            pool_id = pool.pool_id
+            now = holders[pool_id] = [k for k in groups if holds(pool, k, generated)]
+            was = {k for k, ids in kind_pools.items() if pool_id in ids}
+            if was == set(now):
+                continue
+            moved.add(pool_id)
+            for kind in was.symmetric_difference(now):
+                cached = kind_pools.get(kind)
+                if cached is None:  # not cached yet: computed whole, the new pools included
+                    kind_pools[kind] = self._pools_of_kind(kind, pools, generated)
+                else:
+                    kind_pools[kind] = cached ^ {pool_id}
+        gone = frozenset(self._members) - frozenset(p.pool_id for p in pools)
+        if gone:
+            for kind, ids in kind_pools.items():
+                if not ids.isdisjoint(gone):
+                    kind_pools[kind] = ids - gone
         return holders, moved
 
     def _regroup(
