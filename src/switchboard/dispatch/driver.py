@@ -17,7 +17,6 @@ driver is a plain function of the core's actions and a session's frame is handle
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -49,6 +48,7 @@ from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 
 log = logging.getLogger("switchboard.dispatch")
 _PROBE_S = 0.5  # the store's health probe: an outage is noticed within this and a timeout
+_STOP_WAIT_S = 2.0  # how long stop() waits for the maintenance loop to end
 _UNKNOWN = 1 << 30  # the capacity of a node gone from the view: never counted as full
 # How often the loop-lag probe runs (overload.py): cheap enough to be always on, often enough
 # that a lagging loop is seen within a few tens of milliseconds.
@@ -72,6 +72,7 @@ class DispatchDriver:
         self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._lease = reservation_lease
         self._maintenance: asyncio.Task[None] | None = None
+        self._stopping = False
         self.idle = asyncio.Event()  # set while no accepted utterance is unanswered
         self.idle.set()
         self.dispatched_total = 0
@@ -130,10 +131,13 @@ class DispatchDriver:
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
+        self._stopping = True
         if self._maintenance is not None:
+            # Cancelled, stopped by the flag too, and waited for a bounded time: on Python 3.11
+            # a cancellation that lands as a store call's timeout expires comes out as that
+            # timeout's error, which the store's ping turns into "down" and the loop outlives.
             self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+            await asyncio.wait([self._maintenance], timeout=_STOP_WAIT_S)
 
     def close_intake(self) -> None:
         self.run(self.core.close_intake())
@@ -379,7 +383,7 @@ class DispatchDriver:
         renew_every = self._lease / 3
         last_renewal = time.monotonic()
         core = self.core
-        while True:
+        while not self._stopping:
             await asyncio.sleep(tick)
             if not await self._store.ping():
                 self.run(core.store_lost())

@@ -45,7 +45,6 @@ poll that succeeds applies the store's configuration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -55,6 +54,8 @@ from switchboard.runtime.values import Pool
 from switchboard.store.pool_config import PoolConfigStore, StoredPools
 
 log = logging.getLogger("switchboard.pools")
+# How long stop() waits for the poller to end.
+_STOP_WAIT_S = 2.0
 
 POLL_INTERVAL: Final = 1.0
 """Seconds between two reads of a shared configuration: a change reaches every instance
@@ -99,6 +100,7 @@ class PoolSync:
         self._lock = asyncio.Lock()  # a poll and a PUT never interleave their read and apply
         self._problem: str | None = None  # the last store problem logged (logged once)
         self._poller: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def applied(self) -> tuple[Pool, ...]:
@@ -164,10 +166,13 @@ class PoolSync:
             self._poller = asyncio.create_task(self._poll(), name="pool-config-poller")
 
     async def stop(self) -> None:
+        self._closing = True
         if self._poller is not None:
+            # Cancelled, and stopped by the flag as well, and waited for a bounded time: on
+            # Python 3.11 a cancellation that lands as a store call's timeout expires comes
+            # out as that timeout's error, which the loop below would catch and outlive.
             self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await asyncio.wait([self._poller], timeout=_STOP_WAIT_S)
         await self._config.close()
 
     # --- changes -----------------------------------------------------------------------------
@@ -222,7 +227,7 @@ class PoolSync:
             await self._adopt(stored.pools, apply=True)
 
     async def _poll(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._interval)
             try:
                 await self.refresh()
