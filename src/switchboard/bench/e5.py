@@ -34,7 +34,13 @@ from switchboard.bench import fairness, stats
 from switchboard.bench.fakes import Tally
 from switchboard.bench.loadgen import GenResult, GenSpec, SessionGroup
 from switchboard.bench.orchestrate import BenchError, LoadOutcome
-from switchboard.bench.scenarios import BenchConfig, session_pairs, split_roles, topology
+from switchboard.bench.scenarios import (
+    BenchConfig,
+    closed_loop,
+    session_pairs,
+    split_roles,
+    topology,
+)
 from switchboard.tools.prom import samples as metric_samples
 
 if TYPE_CHECKING:
@@ -62,21 +68,13 @@ def _calm(config: BenchConfig) -> Any:
 
 def capacity_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
     """A closed loop over the instant nodes: E0's throughput phase with E5's sizes."""
-    whole = GenSpec(
-        host=host,
-        port=port,
-        index=0,
-        nodes=tuple(topology(config.nodes, max_concurrency=config.e5_max_concurrency)),
-        session_pairs=tuple(session_pairs(config.e5_capacity_sessions, seed=config.seed)),
-        plan="closed",
-        latency_median=0.0,
-        latency_p99=0.0,
-        seed=config.seed,
-        audio_bytes=config.audio_bytes,
-        utterances=1_000_000,  # bounded by the duration, not by a count
-        window=config.hot_max_window,
+    whole = closed_loop(
+        config,
+        host,
+        port,
+        sessions=config.e5_capacity_sessions,
+        max_concurrency=config.e5_max_concurrency,
         duration=config.e5_capacity_s,
-        storm=_calm(config),
     )
     return split_roles(whole)
 

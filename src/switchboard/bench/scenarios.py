@@ -306,14 +306,23 @@ def hot_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
     return split([whole], config.generators)
 
 
-def hot_max_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
-    """E0's throughput phase: a closed loop over the same instant nodes, calm heartbeats."""
-    whole = GenSpec(
+def closed_loop(
+    config: BenchConfig,
+    host: str,
+    port: int,
+    *,
+    sessions: int,
+    max_concurrency: int,
+    duration: float,
+) -> GenSpec:
+    """A closed loop over the instant nodes, calm heartbeats: E0's throughput phase, E5's
+    capacity run."""
+    return GenSpec(
         host=host,
         port=port,
         index=0,
-        nodes=tuple(topology(config.nodes, max_concurrency=config.hot_max_concurrency)),
-        session_pairs=tuple(session_pairs(config.hot_max_sessions, seed=config.seed)),
+        nodes=tuple(topology(config.nodes, max_concurrency=max_concurrency)),
+        session_pairs=tuple(session_pairs(sessions, seed=config.seed)),
         plan="closed",
         latency_median=0.0,
         latency_p99=0.0,
@@ -321,9 +330,21 @@ def hot_max_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
         audio_bytes=config.audio_bytes,
         utterances=1_000_000,  # bounded by the duration, not by a count
         window=config.hot_max_window,
-        duration=config.hot_max_duration,
+        duration=duration,
         storm=replace(config.storm, churn_per_s=0, flips_per_s=0),
         churn_profiles=churn_profiles(),
+    )
+
+
+def hot_max_spec(config: BenchConfig, host: str, port: int) -> list[GenSpec]:
+    """E0's throughput phase."""
+    whole = closed_loop(
+        config,
+        host,
+        port,
+        sessions=config.hot_max_sessions,
+        max_concurrency=config.hot_max_concurrency,
+        duration=config.hot_max_duration,
     )
     if config.hot_split_roles:
         return split_roles(whole)
