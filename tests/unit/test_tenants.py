@@ -160,18 +160,19 @@ def test_unknown_tenants_are_bounded_and_forgotten_when_idle() -> None:
     assert tenants.get("gold") is not None  # configured tenants stay
 
 
-def test_share_exceeded_names_the_tenant_over_its_weighted_share() -> None:
+def test_below_share_names_the_tenants_under_their_weighted_share() -> None:
+    """What saturation spares (core ``shed_refusal``): a tenant holding strictly less than its
+    weighted share of the held jobs; not one at its share, and nobody when alone."""
     tenants = Tenants((GOLD,))
     gold, small = tenants.join("gold"), tenants.join("small")
     for _ in range(3):
         tenants.hold(gold)
     tenants.hold(small)
-    # weights 3 and 1: shares 3 and 1 of 4 held
-    assert not tenants.share_exceeded(gold)
-    assert not tenants.share_exceeded(small)
-    tenants.hold(small)
-    assert tenants.share_exceeded(small) and not tenants.share_exceeded(gold)
+    # weights 3 and 1: shares 3 and 1 of 4 held, each exactly at its share
+    assert not tenants.below_share(gold) and not tenants.below_share(small)
+    tenants.hold(small)  # small holds 2 of 5, above its fifth... gold 3 of 5, below 3/4
+    assert tenants.below_share(gold) and not tenants.below_share(small)
     for _ in range(2):
         tenants.drop(small)
-    assert not tenants.share_exceeded(gold)  # alone: exactly its share
-    assert not tenants.share_exceeded(small)  # holds nothing
+    assert not tenants.below_share(gold)  # alone: exactly its share
+    assert tenants.below_share(small)  # holds nothing while gold holds some

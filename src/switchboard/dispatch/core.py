@@ -144,7 +144,7 @@ class DispatchCore:
         self._node_jobs: dict[str, dict[str, Job]] = {}
         self._load: Counter[str] = Counter()  # this scheduler's jobs per node
         self._line = WaitingLine(aging=settings.priority_aging)
-        # Who each session schedules as; ``share_exceeded`` is for admission shedding.
+        # Who each session schedules as, and what each tenant and class holds (fair shedding).
         self.tenants = Tenants(settings.tenants, max_tenants=settings.max_tenants)
         self._round: list[Reserve] | None = None  # the wake round the store is running
         self._wake_again = False

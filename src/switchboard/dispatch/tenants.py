@@ -16,8 +16,8 @@ shedding, with no clock and no I/O.
   default 0; ``low``/``normal``/``high`` name -1/0/1): ``features.priority`` of the
   ``session_init``, capped at the tenant's ``max_priority``, else the tenant's ``priority``.
 * ``held`` counts a tenant's accepted, unanswered jobs (waiting, being placed or running):
-  ``Tenants.share_exceeded`` says whether a tenant holds more than its weighted share of
-  them, so that admission shedding can refuse the heaviest tenant first.
+  ``Tenants.below_share`` says whether a tenant holds less than its weighted share of them,
+  so that saturation sheds the tenants above their share and spares the others.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class Tenant:
 
 
 class Tenants:
-    """The tenants tracked now, and the counts behind ``share_exceeded``."""
+    """The tenants tracked now, and the counts behind ``below_share``."""
 
     def __init__(self, specs: Iterable[TenantSpec] = (), *, max_tenants: int = 1000) -> None:
         self._specs = {spec.name: spec for spec in specs}
@@ -216,10 +216,3 @@ class Tenants:
         a tenant with a burst is shed and the others are not (issue 14; core ``_shed``).
         Alone, or level with everyone, no tenant is below its share: all are shed alike."""
         return tenant.held * self.active_weight < self.total_held * tenant.weight * (1 - 1e-9)
-
-    def share_exceeded(self, tenant: Tenant) -> bool:
-        """Whether ``tenant`` holds more than its weighted share of the jobs held now, the
-        share being its weight over the weights of the tenants holding any."""
-        if tenant.held == 0:
-            return False
-        return tenant.held * self.active_weight > self.total_held * tenant.weight * (1 + 1e-9)
