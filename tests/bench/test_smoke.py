@@ -252,3 +252,29 @@ def test_hot_null_design_is_the_floor_without_scheduling(tmp_path: Path) -> None
         assert isinstance(external, dict) and external["p50"] > 0
         if row["design"] == "snapshot":
             assert row["out_of_order"] == 0  # the null design keeps no order: not checked
+
+
+def test_serve_flags_reach_every_scheduler_and_win(tmp_path: Path) -> None:
+    """``--serve-flag KEY=VALUE`` is applied last: E5 can run with other saturation bounds
+    (the environment's ``SWITCHBOARD_*`` never reaches a benchmark's scheduler)."""
+    from click.testing import CliRunner
+
+    from switchboard.bench import cli
+
+    parsed = cli._key_values(None, None, ("overload-loop-lag=0.005", "job_timeout = 2"))  # type: ignore[arg-type]
+    assert parsed == (("overload_loop_lag", "0.005"), ("job_timeout", "2"))
+    config = BenchConfig(serve_flags=parsed)
+    bench = runs.Bench(config, workdir=tmp_path)
+    flags = bench._flags("snapshot", "memory", max_concurrency=4, shedding=True)
+    assert flags["overload_loop_lag"] == "0.005" and flags["job_timeout"] == "2"
+    # Shedding off for a closed loop, unless the caller says otherwise: theirs wins.
+    off = bench._flags("snapshot", "memory", max_concurrency=4)
+    assert off["overload_loop_lag"] == "0.005" and off["overload_store_backlog"] == 0
+    assert (
+        runs.Bench(BenchConfig(), workdir=tmp_path)._flags("snapshot", "memory", max_concurrency=4)[
+            "overload_loop_lag"
+        ]
+        == 0
+    )
+    result = CliRunner().invoke(cli.bench, ["--serve-flag", "nonsense"])
+    assert result.exit_code != 0 and "KEY=VALUE" in result.output

@@ -44,6 +44,21 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return items
 
 
+def _key_values(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, str], ...] | None:
+    """``KEY=VALUE`` settings (a serve flag's name, dashes or underscores), in order."""
+    if not value:
+        return None
+    items: list[tuple[str, str]] = []
+    for item in value:
+        key, sep, setting = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        items.append((key.strip().replace("-", "_"), setting.strip()))
+    return tuple(items)
+
+
 def _floats(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[float, ...] | None:
@@ -142,6 +157,14 @@ def _floats(
 )
 @click.option("--speed", type=click.FloatRange(min=0.01), default=None, help="E3 replay speed.")
 @click.option("--redis-url", default=None, help="Use this Redis instead of a private redis-server.")
+@click.option(
+    "--serve-flag",
+    "serve_flags",
+    multiple=True,
+    callback=_key_values,
+    metavar="KEY=VALUE",
+    help="Give every scheduler this serve setting too (e.g. overload_loop_lag=0.005); repeatable.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option(
     "--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), default=None
@@ -217,6 +240,7 @@ def _config(options: dict[str, Any]) -> Any:
         "trace_path": "e3_trace",
         "speed": "e3_speed",
         "redis_url": "redis_url",
+        "serve_flags": "serve_flags",
     }
     given = {field: options[flag] for flag, field in names.items() if options[flag] is not None}
     return BenchConfig.quick(**given) if options["quick"] else BenchConfig(**given)

@@ -137,6 +137,7 @@ class Bench:
         }
         if not shedding:
             flags.update(overload_loop_lag=0, overload_store_backlog=0, overload_queue_age=0)
+        flags.update(self.config.serve_flags)  # the caller's own bounds win (--serve-flag)
         if store == "redis":
             assert self.redis_url is not None
             flags["redis_url"] = self.redis_url

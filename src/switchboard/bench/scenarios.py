@@ -117,6 +117,9 @@ class BenchConfig:
     audio_bytes: int = 1024
     seed: int = 1
     redis_url: str | None = None  # an existing Redis instead of a private redis-server
+    # Extra ``switchboard serve`` flags for every scheduler a run starts (``--serve-flag``),
+    # applied last: e.g. E5 with other saturation bounds than the defaults.
+    serve_flags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:
