@@ -566,15 +566,14 @@ class FakeNode(Peer):
     ) -> JSON:
         index = assign["utterance_index"]
         if success:
-            message = fakenode.result_message(
-                assign,
-                self.node_id,
-                text_asr=f"asr {index} by {self.node_id}",
-                text_translated=f"translated {index} by {self.node_id}",
-                tts_audio=b64(f"tts {index}".encode()),
-                processing_time_ms=12,
-                **self.behaviour.extra,
-            )
+            fields: dict[str, Any] = {
+                "text_asr": f"asr {index} by {self.node_id}",
+                "text_translated": f"translated {index} by {self.node_id}",
+                "tts_audio": b64(f"tts {index}".encode()),
+                "processing_time_ms": 12,
+            }
+            fields.update(self.behaviour.extra)  # the behaviour's own fields win (a big audio)
+            message = fakenode.result_message(assign, self.node_id, **fields)
         else:
             message = fakenode.result_message(
                 assign, self.node_id, success=False, error=self.behaviour.error

@@ -113,6 +113,73 @@ async def test_error_reply_does_not_desync_the_fifo(client: PipelinedClient) -> 
     assert await echo(client, 3) == ["k3", "3"]
 
 
+async def test_callback_replies_come_from_the_read_in_order_and_never_from_the_call(
+    own_redis_server: RedisServer, client: PipelinedClient
+) -> None:
+    """``evalsha_then``: each callback gets its own reply (errors as errors, NOSCRIPT retried),
+    in call order, never from inside the call; one callback that raises costs the others
+    nothing; the callbacks of one read run before the loop's ready queue does (a future's
+    ``call_soon`` set there runs after all of them)."""
+    order: list[Any] = []
+    in_call = True
+
+    def then(tag: Any) -> Any:
+        def reply(value: Any, error: BaseException | None) -> None:
+            assert not in_call
+            order.append((tag, value, type(error).__name__ if error else None))
+            if tag == 1:
+                raise RuntimeError("a caller's bug")
+
+        return reply
+
+    fresh = Script("return {KEYS[1], 'fresh'}")  # never loaded: NOSCRIPT, then EVAL
+    with own_redis_server.client() as admin:
+        admin.script_load(ECHO.source)
+        admin.script_load(FAILING.source)
+    client.evalsha_then(ECHO, ["k0"], [0], then(0))
+    client.evalsha_then(ECHO, ["k1"], [1], then(1))
+    client.evalsha_then(FAILING, [], [], then(2))
+    client.evalsha_then(fresh, ["k3"], [], then(3))
+    client.evalsha_then(ECHO, ["k4"], [4], then(4))
+    in_call = False
+    for _ in range(200):
+        if len(order) == 5:
+            break
+        await asyncio.sleep(0.01)
+    tags = [tag for tag, _, _ in order]
+    assert sorted(tags) == [0, 1, 2, 3, 4]
+    assert [t for t in tags if t != 3] == [0, 1, 2, 4]  # the retried one may come last
+    by_tag = {tag: (value, error) for tag, value, error in order}
+    assert by_tag[0] == (["k0", "0"], None) and by_tag[4] == (["k4", "4"], None)
+    assert by_tag[2] == (None, "ReplyError")
+    assert by_tag[3] == (["k3", "fresh"], None)
+
+
+async def test_a_callback_call_that_cannot_be_sent_fails_from_the_loop(
+    own_redis_server: RedisServer, timeout_scale: float
+) -> None:
+    """Too many in flight: the callback gets ``Overloaded`` later, from the loop."""
+    hot = make_client(own_redis_server, timeout_scale, max_in_flight=1)
+    try:
+        got: list[str] = []
+        returned = False
+
+        def reply(value: Any, error: BaseException | None) -> None:
+            assert returned
+            got.append(type(error).__name__ if error else repr(value))
+
+        hot.evalsha_then(ECHO, ["a"], [1], reply)
+        hot.evalsha_then(ECHO, ["b"], [2], reply)  # the second is one too many
+        returned = True
+        for _ in range(200):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(got) == sorted(["Overloaded", repr(["a", "1"])])
+    finally:
+        await hot.close()
+
+
 async def test_script_flush_mid_run_is_survived(
     own_redis_server: RedisServer, client: PipelinedClient
 ) -> None:

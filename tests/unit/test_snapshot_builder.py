@@ -289,3 +289,24 @@ def test_a_kind_that_empties_across_a_pool_change_is_not_remembered_stale() -> N
     (pool,) = fourth.pools
     assert pool == third.pools[0]
     assert fourth.pool_members[pool.pool_id] == ("n",)
+
+
+def test_a_flipping_lone_node_keeps_its_kind_cached_until_the_pools_change() -> None:
+    """A health flip moves a node out of its kind and back; the kind's pools stay cached in
+    between (not checked against every pool again at each flip), and a pool change drops
+    the cache of kinds no node has, so nothing stale survives it."""
+    builder = SnapshotBuilder()
+    pair = ("en", "zh")
+    two = frozenset({"asr", "nmt"})
+    builder.build(1, {"n": node("n", pair), "m": node("m", pair)}, configured=None)
+    builder.build(2, {"n": node("n", pair, services=two)}, configured=None)  # degraded, alone
+    degraded = (node_languages(node("n", pair).pairs), two)
+    builder.build(3, {"n": node("n", pair)}, configured=None)  # ready again: that kind empties
+    assert degraded in builder._kind_pools  # kept for the next flip
+    pools = builder.snapshot.pools
+    edited = tuple(replace(p, required_services=two) for p in pools)
+    builder.build(4, {}, configured=edited)
+    assert degraded not in builder._kind_pools  # a dead kind is not carried over a pool change
+    fifth = builder.build(5, {"n": node("n", pair, services=two)}, configured=edited)
+    check_members = {pid: set(ids) for pid, ids in fifth.pool_members.items()}
+    assert all({"n", "m"} <= ids for ids in check_members.values())

@@ -35,6 +35,9 @@ from switchboard.runtime.values import NodeRuntime, Pool, node_languages
 Kind = tuple[frozenset[str], frozenset[str]]
 # Node id → its new runtime view, or ``None`` if it left.
 Changes = Mapping[str, NodeRuntime | None]
+# Cached pools of kinds no node has any more, kept (a flipping node comes back) up to this many
+# beyond twice the live kinds.
+_DEAD_KINDS = 256
 
 
 def kind_of(node: NodeRuntime) -> Kind:
@@ -157,8 +160,10 @@ class SnapshotBuilder:
         group = self._groups[kind]
         del group[bisect_left(group, node_id)]
         if not group:
+            # Its pools stay cached: a health flip takes a node out of its kind and back in
+            # again, and the kind of a lone degraded node would otherwise be checked against
+            # every pool at each flip.  ``_retarget`` drops the dead kinds at a pool change.
             del self._groups[kind]
-            self._kind_pools.pop(kind, None)
         self._sets[kind[0]] -= 1
         if self._sets[kind[0]]:
             return False
@@ -177,12 +182,21 @@ class SnapshotBuilder:
 
     def _pools_of_kind(self, kind: Kind, pools: Sequence[Pool], generated: bool) -> frozenset[int]:
         """The pools a node of this kind belongs to, cached for the current pool list."""
-        hit = self._kind_pools.get(kind)
+        cache = self._kind_pools
+        hit = cache.get(kind)
         if hit is None:
             hit = frozenset(p.pool_id for p in pools if self._holds(p, kind, generated))
-            if kind in self._groups:  # only live kinds are cached: a pool change updates them
-                self._kind_pools[kind] = hit
+            if len(cache) > 2 * len(self._groups) + _DEAD_KINDS:
+                self._drop_dead_kinds()  # bounded, however many kinds come and go
+            cache[kind] = hit
         return hit
+
+    def _drop_dead_kinds(self) -> None:
+        """Forget the cached pools of kinds no node has now (a pool change would leave them
+        stale: it brings only the live kinds' entries to the new pools)."""
+        groups, cache = self._groups, self._kind_pools
+        for kind in [k for k in cache if k not in groups]:
+            del cache[kind]
 
     def _retarget(
         self, pools: Sequence[Pool], fresh: frozenset[int], *, generated: bool, same_kind: bool
@@ -192,6 +206,7 @@ class SnapshotBuilder:
         pool's holding kinds, and the fresh pools whose holding kinds may have changed (an
         operator's edit that moves no kind in or out, e.g. a required service every member
         has, leaves the pool's members as they were)."""
+        self._drop_dead_kinds()
         new = [p for p in pools if p.pool_id in fresh]
         groups, kind_pools, holds = self._groups, self._kind_pools, self._holds
         holders: dict[int, list[Kind]] = {}

@@ -144,7 +144,14 @@ class SessionConnection:
         if self.observer is not None:  # a slow consumer's frames never leave: not reported
             self.observer.pushed(self.session_id, frame)
         if self._writer is None:
-            self._writer = asyncio.create_task(self._flush())
+            # Written now, as the node side writes (eager.py): the writer is a task only if
+            # the write must wait for the peer's TCP window.  A task per answer (its creation,
+            # its step, the loop's weak set of tasks) was ~15 % of what a refusal costs.
+            try:
+                self._writer = eager.start(self._flush())
+            except Exception:  # _flush answers its own errors; this is a bug, not the peer
+                self._writer = None
+                log.exception("writing to session %s failed", self.session_id)
 
     async def _flush(self) -> None:
         outbox = self._outbox
