@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from switchboard.dispatch.overload import (
+    ADMIT_CUT,
     MAX_RETRY_AFTER,
     Overload,
     OverloadBounds,
@@ -39,14 +42,43 @@ def test_store_backlog_past_its_bound_sheds_and_recovers_below_half() -> None:
     assert gauge.overloaded(1.3) is None  # below the bound again: accepting
 
 
-def test_loop_lag_is_an_average_of_probes() -> None:
-    """One late probe does not trip a bound its average stays under; sustained lag does."""
+def test_a_late_probe_cuts_the_admitted_share_and_on_time_ones_raise_it() -> None:
+    """AIMD: each probe later than the bound cuts the share admitted, each well on time
+    raises it by a step, back to everything; a probe in between changes nothing."""
     gauge = Overload(BOUNDS)
-    _lag(gauge, 0.2, at=1.0)  # average 0.06
-    assert gauge.overloaded(1.3) is None
-    for i in range(5):
-        _lag(gauge, 0.2, at=2.0 + i)
-    assert gauge.overloaded(8.0) is Reason.LOOP_LAG
+    assert gauge.admitted_share == 1.0
+    _lag(gauge, 0.2, at=1.0)
+    assert gauge.admitted_share == pytest.approx(ADMIT_CUT)
+    assert gauge.overloaded(1.3) is Reason.LOOP_LAG and gauge.throttled
+    _lag(gauge, 0.2, at=2.0)
+    assert gauge.admitted_share == pytest.approx(ADMIT_CUT**2)
+    _lag(gauge, 0.07, at=3.0)  # under the bound, not under half of it: held
+    assert gauge.admitted_share == pytest.approx(ADMIT_CUT**2)
+    for i in range(100):
+        _lag(gauge, 0.0, at=4.0 + i)
+    assert gauge.admitted_share == 1.0
+    assert gauge.overloaded(200.0) is None and not gauge.throttled
+
+
+def test_the_admitted_share_is_spread_evenly() -> None:
+    """At a share of 0.49, about every other utterance is admitted, never long runs of
+    either (a credit, not a coin), and exactly the share of them over many."""
+    gauge = Overload(BOUNDS)
+    for i in range(2):
+        _lag(gauge, 0.2, at=1.0 + i)
+    share = gauge.admitted_share
+    assert gauge.overloaded(3.0) is Reason.LOOP_LAG and gauge.throttled
+    admitted = [gauge.admit_one() for _ in range(1000)]
+    assert abs(sum(admitted) - share * 1000) <= 1
+    longest = max(len(run) for run in "".join("a" if a else "r" for a in admitted).split("a"))
+    assert longest <= 2  # refusals between two admitted ones: at most 1 / share rounded up
+
+
+def test_a_long_iteration_refuses_everything_while_it_lasts() -> None:
+    """The running probe late past the bound is a hard refusal, not a share."""
+    gauge = Overload(BOUNDS)
+    gauge.probe_started(5.0)
+    assert gauge.overloaded(5.2) is Reason.LOOP_LAG and not gauge.throttled
 
 
 def test_a_probe_late_right_now_counts_at_once() -> None:
@@ -57,6 +89,7 @@ def test_a_probe_late_right_now_counts_at_once() -> None:
     assert gauge.overloaded(5.2) is Reason.LOOP_LAG
     gauge.probe_fired(5.2)
     assert gauge.loop_lag(5.2) < 0.1  # one sample: averaged down once it has fired
+    assert gauge.admitted_share == pytest.approx(ADMIT_CUT)  # and the share cut once
 
 
 def test_queue_age_uses_the_oldest_waiting_job() -> None:

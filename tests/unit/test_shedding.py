@@ -234,3 +234,31 @@ def test_a_saturated_core_sheds_the_lowest_class_first() -> None:
     only.core.overload.store_owed = 50
     only.utter(alone, 1)  # no lower class holds anything: shed like anyone
     assert alone.accepted == [0] and [m["code"] for m in alone.out] == ["OVERLOADED"]
+
+
+def test_a_lagging_loop_admits_a_share_of_new_utterances_evenly() -> None:
+    """Loop lag is controlled, not switched (overload.py): after probes that fired late the
+    core admits the admitted share of new utterances, spread among the refused, and answers
+    every one it admitted."""
+    bounds = OverloadBounds(loop_lag=0.05, store_backlog=0, queue_age=0, retry_after=0.2)
+    sim = Sim([64], overload=bounds)
+    gauge = sim.core.overload
+    for at in (1.0, 2.0):  # two probes, each 0.1 s late: the share is cut twice
+        gauge.probe_started(at)
+        gauge.probe_fired(at + 0.1)
+    share = gauge.admitted_share
+    assert 0.4 < share < 0.5
+    s = sim.open("s")
+    sim.now = 3.0
+    node = sim.nodes["n0"]
+    for index in range(40):
+        sim.utter(s, index)
+        while node.running:  # answered at once: the session's pending limit never binds
+            sim.answer(node, next(iter(node.running)), success=True)
+    assert abs(len(s.accepted) - share * 40) <= 1
+    refused = [m["details"]["utterance_index"] for m in s.out if m.get("code") == "OVERLOADED"]
+    assert sorted(refused + s.accepted) == list(range(40))
+    assert all(b - a <= 3 for a, b in zip(s.accepted, s.accepted[1:], strict=False))  # even
+    assert {m["details"]["reason"] for m in s.out if m.get("code") == "OVERLOADED"} == {"loop_lag"}
+    results = [m["utterance_index"] for m in s.out if m["type"] == "translation_result"]
+    assert results == s.accepted

@@ -353,6 +353,8 @@ class DispatchCore:
             tenants.below_share(tenant) or tenants.above_lowest_class(priority)
         ):
             return None
+        if self.overload.throttled and self.overload.admit_one():
+            return None  # one of the share still admitted while the loop lags (overload.py)
         self._stats.shed_one(reason)
         details = {
             "utterance_index": index,

@@ -5,9 +5,17 @@ lateness of a periodic loop probe, the reservation store's calls still owed an a
 lends the waiting line's oldest job (``waiting_since``).  ``overloaded(now)`` reads those few
 numbers, so the check on the hot path is O(1) and allocates nothing.
 
-Hysteresis: the gauge enters overload when one signal passes its bound and leaves it only once
-every signal is below ``RECOVER`` times its bound, so a scheduler at its limit sheds in runs
-rather than flapping utterance by utterance.  Each bound of 0 turns its signal off.
+The loop's lag is controlled, not switched (AIMD on the admitted share): every probe that
+fires later than the bound cuts the share of new utterances admitted by ``ADMIT_CUT``, every
+probe well under it (below ``RECOVER`` times the bound) raises it by ``ADMIT_STEP``, and the
+admitted ones are spread evenly over the refused (a credit, not a coin).  An on/off gauge
+(the first design) swung between refusing everything and admitting everything for a probe
+interval at a time; each admitting spell queued tens of milliseconds of work in front of the
+loop, so accepted work waited ~100 ms at 2× overload whatever the bound (E5, docs/benchmarks.md).
+A probe running late right now past the bound still refuses everything at once (one long
+iteration must not keep admitting).  The store's backlog and the line's age keep hysteresis:
+overload starts past the bound and ends only below ``RECOVER`` times it.  Each bound of 0 turns
+its signal off.
 
 Why these signals (issue 14's reproduction): past its capacity on Redis, reservations queue
 behind the pipelined connection; the core's own load count only drops when a release is
@@ -30,6 +38,10 @@ RECOVER = 0.5
 LAG_WEIGHT = 0.3
 # The largest retry hint given, whatever the signals say.
 MAX_RETRY_AFTER = 10.0
+# AIMD of the admitted share while the loop lags: cut by this factor at each late probe,
+# raised by this step at each probe well on time (from nothing back to all in 20 probes).
+ADMIT_CUT = 0.7
+ADMIT_STEP = 0.05
 
 
 Reason = ShedReason  # the wire's names for the signals (protocol/codes.py)
@@ -59,11 +71,15 @@ class Overload:
     ``probe_started`` / ``probe_fired``; the core sets ``waiting_since``."""
 
     __slots__ = (
+        "_admit",
         "_behind_at",
         "_bounds",
+        "_credit",
         "_lag",
         "_probe_due",
         "_reason",
+        "_store_behind",
+        "_throttled",
         "behind_reason",
         "store_owed",
         "waiting_since",
@@ -74,6 +90,10 @@ class Overload:
         self._lag = 0.0  # moving average of the probes' lateness
         self._probe_due: float | None = None  # when the probe now running should fire
         self._reason: Reason | None = None  # the state: overloaded, and why
+        self._admit = 1.0  # the share of new utterances admitted while the loop lags (AIMD)
+        self._credit = 0.0  # admitted shares owed: at 1 the next utterance is admitted
+        self._throttled = False  # the last verdict was the admitted share alone, not a bound
+        self._store_behind = False  # the store's backlog is past its bound (hysteresis)
         # The last moment the gauge saw the scheduler itself behind (loop or store), and why.
         self._behind_at = float("-inf")
         self.behind_reason = Reason.LOOP_LAG
@@ -105,6 +125,39 @@ class Overload:
         self._probe_due = None
         late = max(0.0, now - due)
         self._lag += LAG_WEIGHT * (late - self._lag)
+        bound = self._bounds.loop_lag
+        if bound:
+            if late > bound:
+                self._admit *= ADMIT_CUT
+            elif late < bound * RECOVER and self._admit < 1.0:
+                self._admit = min(1.0, self._admit + ADMIT_STEP)
+                if self._admit == 1.0:
+                    self._credit = 0.0
+
+    @property
+    def admitted_share(self) -> float:
+        """The share of new utterances admitted while the loop lags (1.0: all)."""
+        return self._admit
+
+    def _overdue(self, now: float) -> float:
+        """How late the running probe is already (0 if none is running or it is not due)."""
+        due = self._probe_due
+        return 0.0 if due is None else now - due
+
+    @property
+    def throttled(self) -> bool:
+        """The last verdict came from the admitted share alone (see :meth:`admit_one`)."""
+        return self._throttled
+
+    def admit_one(self) -> bool:
+        """While :attr:`throttled`: whether this new utterance is one of the admitted share.
+        Deterministic and even: each refusal adds the share to a credit, and the utterance
+        that brings it to 1 is admitted."""
+        self._credit += self._admit
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return True
+        return False
 
     def loop_lag(self, now: float) -> float:
         """The lag now: the average, or more if the running probe is late already (a long
@@ -117,18 +170,28 @@ class Overload:
     # --- the verdict ------------------------------------------------------------------------
 
     def overloaded(self, now: float) -> Reason | None:
-        """Whether a new utterance should be refused now, and why (``None``: accept it)."""
+        """Whether the scheduler sheds new work now, and why (``None``: it accepts all).  While
+        only the admitted share is below 1 (:attr:`throttled`), a part is still admitted:
+        :meth:`admit_one` says which."""
         b = self._bounds
-        share = RECOVER if self._reason is not None else 1.0
         reason: Reason | None = None
-        if b.loop_lag and self.loop_lag(now) > b.loop_lag * share:
-            reason = Reason.LOOP_LAG
-        elif b.store_backlog and self.store_owed > b.store_backlog * share:
+        if b.store_backlog:
+            share = RECOVER if self._store_behind else 1.0
+            self._store_behind = self.store_owed > b.store_backlog * share
+        throttled = False
+        if b.loop_lag and self._overdue(now) > b.loop_lag:
+            reason = Reason.LOOP_LAG  # a long iteration now: nothing more until it ends
+        elif self._store_behind:
             reason = Reason.STORE_BACKLOG
-        elif b.queue_age:
-            since = self.waiting_since()
-            if since is not None and now - since > b.queue_age * share:
-                reason = Reason.QUEUE_AGE
+        elif (
+            b.queue_age
+            and (since := self.waiting_since()) is not None
+            and (now - since > b.queue_age * (RECOVER if self._reason is Reason.QUEUE_AGE else 1.0))
+        ):
+            reason = Reason.QUEUE_AGE
+        elif self._admit < 1.0:
+            reason, throttled = Reason.LOOP_LAG, True
+        self._throttled = throttled
         was = self._reason
         if was is not None and was is not Reason.QUEUE_AGE:
             self._behind_at = now  # behind until now at least
