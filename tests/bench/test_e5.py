@@ -253,3 +253,28 @@ def test_e5_on_redis(tmp_path: Path, redis_server: Any) -> None:
     )
     rows = suite.Suite(config, workdir=tmp_path).run().rows
     assert_e5_rows(rows, "redis", (1.0, 4.0))
+
+
+def test_e5_hint_clients_quick_on_the_embedded_store(tmp_path: Path) -> None:
+    """``--e5-clients hint``: sessions that back off on OVERLOADED's hint.  Every utterance
+    asked for went on the wire (held ones too, after the load) and got exactly one answer;
+    nothing was written while a session held; every refusal was either resent or the
+    utterance's answer (given up).  Behaviour only: whether this machine sheds at all here
+    is not asserted."""
+    out, md = tmp_path / "e5.json", tmp_path / "e5.md"
+    args = [sys.executable, "-m", "switchboard", "bench", "--quick", "--scenarios", "e5"]
+    args += ["--stores", "memory", "--e5-levels", "4", "--e5-clients", "hint"]
+    args += ["--json", str(out), "--markdown", str(md)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["runs"]
+    assert_e5_rows(rows, "memory", (4.0,))
+    for row in rows[1:]:
+        assert row["clients"] == "hint"
+        assert row["asked"] == row["sent"] > 0 and row["stray_answers"] == 0, row
+        assert row["sent_while_held"] == 0, row
+        assert row["on_wire"] == row["sent"] + row["resends"], row
+        assert row["refusals"] == row["resends"] + row["given_up"], row
+        assert row["overloaded"] == row["given_up"], row
+        assert set(row["accepted_first_latency_ms"]) == LATENCY_KEYS
+    assert "#### Clients that follow `retry_after_ms`" in md.read_text()

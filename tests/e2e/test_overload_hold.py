@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
 import pytest
 
+from switchboard.bench.fakes import FakeSession as BenchSession
+from switchboard.bench.fakes import Tally, audio_b64
 from switchboard.client import Overloaded, PendingTranslation, Session, SessionClosed
 from tests.e2e.conftest import Peers
 from tests.e2e.harness import FakeNode, NodeBehaviour, ServerProcess, eventually
@@ -145,3 +148,44 @@ async def test_closing_while_held_fails_each_held_handle_once(
             await handle
     assert session.held == 0 and session.pending == 0
     assert await _shed(server) == 1.0
+
+
+@pytest.mark.server(pending_timeout=10, overload_queue_age=QUEUE_AGE)
+async def test_the_e5_bench_session_that_follows_the_hint_holds_and_keeps_order(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """The E5 bench's hint-following session (``--e5-clients hint``) backs off as the SDK
+    does: refused, it writes nothing until the back-off has passed, then the refused utterance
+    and the one asked for meanwhile, in order; each is answered once."""
+    node = await peers.node(server, max_concurrency=1, behaviour=NodeBehaviour(mode="none"))
+    tally = Tally()
+    session = BenchSession(("en", "de"), tally=tally, audio=audio_b64(320), hint=random.Random(1))
+    await session.connect(server.host, server.port)
+    session.send()
+    await node.wait_assign(utterance_index=0)
+    session.send()
+    await server.wait_stats(lambda s: s["jobs_in_flight"] == 2, "the second one to wait")
+    await asyncio.sleep(WAIT)
+    session.send()  # 2: refused
+
+    async def refused() -> bool:
+        return session.held == 1
+
+    await eventually(refused, "utterance 2 held")
+    session.send()  # 3: asked for while held
+    assert session.held == 2 and session.owed == 4
+    assert tally.deferred == 1 and tally.sent == 3 and tally.refusals == 1
+    assert await _shed(server) == 1.0
+    for index in (0, 1, 2, 3):
+        await node.answer(await node.wait_assign(utterance_index=index))
+
+    async def answered() -> bool:
+        return session.owed == 0
+
+    await eventually(answered, "every utterance answered")
+    assert [a["utterance_index"] for a in node.assigns] == [0, 1, 2, 3]
+    assert tally.results == 4 and tally.sent == 4 and tally.asked == 4
+    assert tally.resends >= 1 and tally.refusals == tally.resends and tally.given_up == 0
+    assert tally.sent_while_held == 0 and tally.stray == 0 and tally.out_of_order == 0
+    assert len(tally.first_rtt) == 8  # one (first ask, wait) pair per accepted utterance
+    session.abandon()
