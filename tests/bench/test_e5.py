@@ -95,6 +95,28 @@ def test_figures_keep_overloaded_answers_apart_from_accepted_ones() -> None:
     assert row["sent_per_s"] == 6.0 and row["offered_per_s"] == 8.0
 
 
+def test_hint_figures_compare_the_schedule_with_the_wire_and_time_from_the_first_ask() -> None:
+    """Hint-following sessions: what went on the wire (first sends + resends) beside what was
+    asked, and the accepted latency from the first ask as well as from the last send; the
+    report gives them their own table.  Open-loop rows have none of it."""
+    t = Tally()
+    t.sent, t.asked, t.deferred, t.resends, t.refusals, t.given_up = 4, 4, 2, 3, 4, 1
+    t.results = 3
+    t.rejected = Counter({"OVERLOADED": 1})
+    t.rtt = _pairs((0.5, 0.002), (0.6, 0.002), (0.7, 0.003))
+    t.first_rtt = _pairs((0.1, 0.402), (0.2, 0.402), (0.3, 0.403))
+    row = e5.figures(t, 0.0, 1.0, offered=4.0)
+    assert row["on_wire"] == 7 and row["given_up"] == 1 and row["overloaded"] == 1
+    assert row["accepted_first_latency_ms"]["max"] == pytest.approx(403.0)
+    assert row["accepted_latency_ms"]["max"] == pytest.approx(3.0)
+    assert "on_wire" not in e5.figures(Tally(), 0.0, 1.0, offered=1.0)
+    level = _level(2.0, clients="hint", **row)
+    text = "\n".join(e5report.section([level]))
+    assert "#### Clients that follow `retry_after_ms`" in text
+    assert "| memory | 2×C | 4 | 4 | 2 | 7 | 3 | 4 | 1 |" in text
+    assert "#### Clients that follow" not in "\n".join(e5report.section([_level(2.0)]))
+
+
 def test_groups_carry_tenant_or_priority_and_split_by_rate() -> None:
     """Sessions are dealt in proportion to the offers (one pace per session), and each
     group's session_init carries its tenant_id or its features.priority."""
@@ -253,3 +275,28 @@ def test_e5_on_redis(tmp_path: Path, redis_server: Any) -> None:
     )
     rows = suite.Suite(config, workdir=tmp_path).run().rows
     assert_e5_rows(rows, "redis", (1.0, 4.0))
+
+
+def test_e5_hint_clients_quick_on_the_embedded_store(tmp_path: Path) -> None:
+    """``--e5-clients hint``: sessions that back off on OVERLOADED's hint.  Every utterance
+    asked for went on the wire (held ones too, after the load) and got exactly one answer;
+    nothing was written while a session held; every refusal was either resent or the
+    utterance's answer (given up).  Behaviour only: whether this machine sheds at all here
+    is not asserted."""
+    out, md = tmp_path / "e5.json", tmp_path / "e5.md"
+    args = [sys.executable, "-m", "switchboard", "bench", "--quick", "--scenarios", "e5"]
+    args += ["--stores", "memory", "--e5-levels", "4", "--e5-clients", "hint"]
+    args += ["--json", str(out), "--markdown", str(md)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["runs"]
+    assert_e5_rows(rows, "memory", (4.0,))
+    for row in rows[1:]:
+        assert row["clients"] == "hint"
+        assert row["asked"] == row["sent"] > 0 and row["stray_answers"] == 0, row
+        assert row["sent_while_held"] == 0, row
+        assert row["on_wire"] == row["sent"] + row["resends"], row
+        assert row["refusals"] == row["resends"] + row["given_up"], row
+        assert row["overloaded"] == row["given_up"], row
+        assert set(row["accepted_first_latency_ms"]) == LATENCY_KEYS
+    assert "#### Clients that follow `retry_after_ms`" in md.read_text()

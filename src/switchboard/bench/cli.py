@@ -144,6 +144,13 @@ def _floats(
     default=None,
     help="E5: capacity in jobs/s, instead of measuring it.",
 )
+@click.option(
+    "--e5-clients",
+    type=click.Choice(["open", "hint"]),
+    default=None,
+    help="E5 sessions: open (default) ignore OVERLOADED's retry_after_ms; hint back off on it"
+    " as the SDK does.",
+)
 @click.option("--rss-sessions", type=click.IntRange(1, 100_000), default=None)
 @click.option(
     "--generators", type=click.IntRange(1, 64), default=None, help="Load-generator processes."
@@ -229,6 +236,7 @@ def _config(options: dict[str, Any]) -> Any:
         "e5_phase_seconds": "e5_phase_s",
         "e5_wait_seconds": "e5_wait_s",
         "e5_capacity": "e5_capacity",
+        "e5_clients": "e5_clients",
         "hot_sessions": "hot_sessions",
         "hot_rate": "hot_rate",
         "hot_phase_seconds": "hot_phase_s",

@@ -19,6 +19,11 @@ What a client sees is the headline: **accepted latency** = send → the answer o
 the scheduler took on (a ``translation_result``, or an error in the ordered stream other than
 ``OVERLOADED``); beside it send → the node receives ``job_assign`` (E0's "outside"), and the time
 to an ``OVERLOADED`` answer, refused at once or shed after a wait.
+
+``e5_clients`` says how the sessions take ``OVERLOADED``: ``open`` ignores it (the utterance is
+shed), ``hint`` backs off on its ``retry_after_ms`` as the SDK does (fakes.py), and an utterance
+is shed only once given up after its resends.  Then "send" is the utterance's last send, and
+``accepted_first_latency_ms`` counts from when it was first asked for: what a user waits.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ def paced_spec(
         drain_timeout=config.e5_wait_s,
         storm=_calm(config),
         role="nodes",
+        clients=config.e5_clients,
     )
     quiet = replace(config.storm, hz_calm=0.0, hz_storm=0.0, churn_per_s=0.0, flips_per_s=0.0)
     count = config.generators
@@ -164,6 +170,14 @@ def merge(tallies: Iterable[Tally]) -> Tally:
         total.assigns += t.assigns
         total.dropped_unanswered += t.dropped_unanswered
         total.unsent += t.unsent
+        total.stray += t.stray
+        total.first_rtt.extend(t.first_rtt)
+        total.asked += t.asked
+        total.deferred += t.deferred
+        total.resends += t.resends
+        total.refusals += t.refusals
+        total.given_up += t.given_up
+        total.sent_while_held += t.sent_while_held
     return total
 
 
@@ -207,6 +221,23 @@ def figures(t: Tally, start: float, end: float, *, offered: float) -> Row:
         },
         "unanswered": t.dropped_unanswered,
         "out_of_order": t.out_of_order,
+        "stray_answers": t.stray,
+        **(_backoff_figures(t) if t.asked else {}),
+    }
+
+
+def _backoff_figures(t: Tally) -> Row:
+    """Sessions that followed the hint: what the plan asked for against what went on the
+    wire, and the wait counted from the first ask as well as from the last send."""
+    return {
+        "asked": t.asked,
+        "deferred": t.deferred,
+        "on_wire": t.sent + t.resends,
+        "resends": t.resends,
+        "refusals": t.refusals,
+        "given_up": t.given_up,
+        "sent_while_held": t.sent_while_held,
+        "accepted_first_latency_ms": _latencies([t.first_rtt]),
     }
 
 
@@ -346,6 +377,7 @@ class E5:
             wait_s=c.e5_wait_s,
             shed_by_reason=shed_by_reason(metrics),
             metrics_read=bool(metrics),  # False: /metrics did not answer after the run
+            clients=c.e5_clients,
         )
         if len(groups) > 1 or groups[0].name != EVERYONE:
             row["groups"] = {

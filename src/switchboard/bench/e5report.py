@@ -147,6 +147,48 @@ _PRIORITY_COLUMNS: tuple[Column, ...] = (
 )
 
 
+def _run_name(row: Row) -> str:
+    if row.get("phase") == "level":
+        return f"{row.get('level', 0):g}×C"
+    return str(row.get("tenant") or row.get("phase"))
+
+
+def _offered_schedule(row: Row) -> str:
+    asked = row.get("asked")
+    if not isinstance(asked, int):
+        return "—"
+    return _num(asked + int(row.get("unsent") or 0))
+
+
+_HINT_COLUMNS: tuple[Column, ...] = (
+    ("store", lambda r: r["store"]),
+    ("run", _run_name),
+    ("offered (schedule)", _offered_schedule),
+    ("asked", lambda r: _num(r.get("asked"))),
+    ("held first", lambda r: _num(r.get("deferred"))),
+    ("on the wire", lambda r: _num(r.get("on_wire"))),
+    ("resends", lambda r: _num(r.get("resends"))),
+    (f"`{SHED_CODE}` answers", lambda r: _num(r.get("refusals"))),
+    ("given up", lambda r: _num(r.get("given_up"))),
+    ("goodput/s", lambda r: _num(r.get("goodput_per_s"))),
+    ("accepted p50 / p99 ms, from last send", _accepted("p50", "p99")),
+    ("**from first ask**", lambda r: _lat(r, "accepted_first_latency_ms", "p50", "p99")),
+)
+
+_HINT_INTRO = (
+    "The sessions followed the hint (`--e5-clients hint`): after an `OVERLOADED`, a session "
+    "held every send for `retry_after_ms` (jittered by up to +50 %, doubled for each refusal "
+    "of the same utterance), then sent the refused utterance and the held ones in order; an "
+    "utterance refused after 3 resends was given up (counted as shed). *Offered*: what the "
+    "schedule asked for (skipped ones included); *asked*: handed to a session; *held first*: "
+    "asked while its session held, sent later; *on the wire*: utterance frames written, "
+    f"resends included; *`{SHED_CODE}` answers*: every refusal received, those backed off on "
+    "included (the tables above count only the given-up ones as shed, and time every refusal). "
+    "Accepted latency from the last send (as above) and **from the first ask**: what a user "
+    "waits."
+)
+
+
 # --- issue 14's targets ----------------------------------------------------------------------
 
 
@@ -273,6 +315,10 @@ def section(rows: Sequence[Row]) -> list[str]:
     levels = [r for r in rows if r.get("phase") == "level"]
     if levels:
         parts += ["#### Offered load", "", _table(levels, _LEVEL_COLUMNS), ""]
+    hinted = [r for r in rows if r.get("phase") != "capacity" and r.get("clients") == "hint"]
+    if hinted:
+        parts += ["#### Clients that follow `retry_after_ms`", "", _HINT_INTRO, ""]
+        parts += [_table(hinted, _HINT_COLUMNS), ""]
     tenants = _group_rows(rows, "tenants")
     if tenants:
         parts += ["#### Two tenants, equal weights, one offering 10× the other", ""]

@@ -9,6 +9,13 @@ unchanged in ``job_assign`` (contract §1), so no table has to match jobs to utt
 A fake node is the tools' (``switchboard.tools.fakenode``) on this module's raw socket; it
 answers after a latency drawn from the stand-in backend's model
 (``switchboard.agent.pseudo.LatencyModel``: lognormal from a median and a p99, seeded).
+
+A fake session sends what it is asked to at once, whatever the scheduler answers (``open``),
+or, given a ``hint`` random source, backs off after ``OVERLOADED`` as the SDK does
+(``switchboard.client.backoff``): the whole session holds its sends for the
+``retry_after_ms`` hint (jittered, doubling while the same utterance is refused), then sends
+the refused utterance and the held ones in their order; an utterance refused again after
+:data:`HINT_RESENDS` resends is given up, and that ``OVERLOADED`` is its answer.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ import msgspec
 
 from switchboard.agent.pseudo import LatencyModel
 from switchboard.bench import wsclient
+from switchboard.client.backoff import Hold, backoff_delay
 from switchboard.tools import fakenode
 from switchboard.tools.fakenode import Conduct
 
 Pair = tuple[str, str]
 _encode = msgspec.json.encode
+SHED_CODE = "OVERLOADED"  # contract §7 "Saturation": the code a hint-following client backs off on
+HINT_RESENDS = 3  # a hint-following session gives an utterance up after this many resends
 
 
 @dataclass(slots=True)
@@ -55,6 +65,16 @@ class Tally:
     node_errors: Counter[str] = field(default_factory=Counter)
     dropped_unanswered: int = 0  # pending when its session ended on purpose
     unsent: int = 0  # paced plan: due by its schedule, skipped because the generator lagged
+    stray: int = 0  # answers to no utterance pending: a second answer, or one never sent
+    # Sessions that follow the hint (E5 ``--e5-clients hint``); all 0 for the others.
+    asked: int = 0  # utterances the plan asked the sessions to send (the offered schedule)
+    deferred: int = 0  # of those, asked for while their session held: first sent later
+    resends: int = 0  # frames sent again after an OVERLOADED (on the wire: sent + resends)
+    refusals: int = 0  # OVERLOADED answers received, the ones backed off on included
+    given_up: int = 0  # refused again after HINT_RESENDS resends: answered OVERLOADED
+    sent_while_held: int = 0  # frames written while their session held: must stay 0
+    # (first asked at, → answer) pairs of accepted utterances: the wait a user feels.
+    first_rtt: array[float] = field(default_factory=lambda: array("d"))
 
     @property
     def answered(self) -> int:
@@ -238,8 +258,20 @@ def audio_b64(size: int, *, seed: int = 0) -> bytes:
     return base64.b64encode(random.Random(seed).randbytes(size))
 
 
+@dataclass(slots=True)
+class _Asked:
+    """What a hint-following session keeps of an utterance until its answer."""
+
+    at: float  # first asked for
+    pair: Pair | None
+    ticket: int  # its place in the session's order
+    written: bool = False
+    resends: int = 0
+
+
 class FakeSession:
-    """One client session.  ``on_answer(session)`` runs after every answer (closed loops)."""
+    """One client session.  ``on_answer(session)`` runs after every answer (closed loops).
+    With ``hint`` (a random source for the jitter) it backs off after ``OVERLOADED``."""
 
     def __init__(
         self,
@@ -249,6 +281,7 @@ class FakeSession:
         audio: bytes,
         on_answer: Callable[[FakeSession], None] | None = None,
         log_answers: bool = False,
+        hint: random.Random | None = None,
     ) -> None:
         self.pair = pair
         self.tally = tally
@@ -263,6 +296,21 @@ class FakeSession:
         self._acked: asyncio.Future[str] | None = None
         self.closed = asyncio.Event()
         self.close_acked = False
+        self._rng = hint
+        self._hold = Hold() if hint is not None else None
+        self._asked: dict[int, _Asked] = {}  # hint: every utterance asked for, until answered
+        self._timer: asyncio.TimerHandle | None = None
+        self._releasing = False
+
+    @property
+    def held(self) -> int:
+        """Utterances held back by the back-off (not on the wire now)."""
+        return 0 if self._hold is None else len(self._hold)
+
+    @property
+    def owed(self) -> int:
+        """Utterances asked for and not yet answered: on the wire or held."""
+        return len(self.pending) + self.held
 
     async def connect(
         self, host: str, port: int, init: dict[str, Any] | None = None, within: float = 10.0
@@ -281,10 +329,28 @@ class FakeSession:
             self.session_id = await self._acked
 
     def send(self, index: int | None = None, pair: Pair | None = None) -> int:
-        """Send one utterance now; returns its index."""
+        """Send one utterance now (or, backing off, once the hold has passed); returns its
+        index."""
         if index is None:
             index = self.next_index
         self.next_index = max(self.next_index, index + 1)
+        hold = self._hold
+        if hold is None:
+            self._write(index, pair)
+            return index
+        asked = _Asked(time.perf_counter(), pair, hold.ticket())
+        self._asked[index] = asked
+        self.tally.asked += 1
+        if hold.on:
+            hold.defer(asked.ticket, index)
+            self.tally.deferred += 1
+        else:
+            self._write(index, pair, asked)
+        return index
+
+    def _write(self, index: int, pair: Pair | None, asked: _Asked | None = None) -> None:
+        if self._hold is not None and self._hold.on and not self._releasing:
+            self.tally.sent_while_held += 1
         src, tgt = pair or self.pair
         sent = time.perf_counter()
         frame = b'{"type":"utterance","session_id":"%s","utterance_index":%d,' % (
@@ -297,11 +363,69 @@ class FakeSession:
         )
         frame += b'"sample_rate":16000,"bench_t0":%r,"audio":"%s"}' % (sent, self.audio)
         if self.ws is None or not self.ws.send(frame):
-            return index
+            return
         self.pending[index] = sent
         self.order.append(index)
+        if asked is not None and asked.written:
+            self.tally.resends += 1
+            return
+        if asked is not None:
+            asked.written = True
         self.tally.sent += 1
-        return index
+
+    def _back_off(self, index: int, msg: _Answer, now: float) -> bool:
+        """An ``OVERLOADED`` for ``index``: hold the session for the hint and hold the
+        utterance for a resend; ``False`` when it is given up (or not ours): then the
+        refusal is its answer."""
+        assert self._hold is not None and self._rng is not None
+        asked = self._asked.get(index)
+        sent = self.pending.get(index)
+        if asked is None or sent is None:
+            return False
+        self.tally.refusals += 1
+        hint = (msg.details or {}).get("retry_after_ms")
+        hint_ms = hint if isinstance(hint, int) and hint >= 0 else None
+        until = now + backoff_delay(hint_ms, asked.resends, self._rng.random())
+        if asked.resends >= HINT_RESENDS:
+            self.tally.given_up += 1
+            self._hold.refused(until)
+            self._arm()
+            return False
+        del self.pending[index]
+        self.order.remove(index)
+        # Each refusal is an OVERLOADED answer seen, as fast as the scheduler gave it.
+        waited = self.tally.reject_rtt.setdefault(SHED_CODE, array("d"))
+        waited.append(sent)
+        waited.append(now - sent)
+        asked.resends += 1
+        self._hold.refused(until, asked.ticket, index)
+        self._arm()
+        return True
+
+    def _arm(self) -> None:
+        """The hold's one timer."""
+        if self._timer is None and self._hold is not None:
+            wait = max(0.0, self._hold.wait(time.perf_counter()))
+            self._timer = asyncio.get_running_loop().call_later(wait, self._release)
+
+    def _release(self) -> None:
+        """The hold has passed (unless a refusal lengthened it): send what it held, in
+        order, at once, and lift it."""
+        self._timer = None
+        hold = self._hold
+        if hold is None or self.ws is None:
+            return
+        if hold.wait(time.perf_counter()) > 0:
+            self._arm()
+            return
+        self._releasing = True
+        try:
+            while (index := hold.release()) is not None:
+                asked = self._asked.get(index)
+                if asked is not None:
+                    self._write(index, asked.pair, asked)
+        finally:
+            self._releasing = False
 
     def _on_message(self, payload: bytes) -> None:
         now = time.perf_counter()
@@ -325,15 +449,25 @@ class FakeSession:
             return
         self._answered(index, "error" if "job_id" in details else "rejected", msg, now)
 
+    def _hinted(self, index: int, kind: str, msg: _Answer, now: float) -> bool:
+        """A hint-following session's answer: ``True`` when it was an ``OVERLOADED`` backed
+        off on (not the utterance's answer yet)."""
+        if kind != "result" and msg.code == SHED_CODE and self._back_off(index, msg, now):
+            return True
+        asked = self._asked.pop(index, None)
+        if asked is not None and index in self.pending and msg.code != SHED_CODE:
+            self.tally.first_rtt.append(asked.at)
+            self.tally.first_rtt.append(now - asked.at)
+        return False
+
     def _answered(self, index: int, kind: str, msg: _Answer, now: float) -> None:
+        if self._hold is not None and self._hinted(index, kind, msg, now):
+            return
+        if index not in self.pending:
+            self.tally.stray += 1
         sent = self.pending.pop(index, None)
         if kind != "result":
-            self.tally.failed.append(sent if sent is not None else now)
-            if sent is not None:
-                by_code = self.tally.reject_rtt if kind == "rejected" else self.tally.error_rtt
-                waited = by_code.setdefault(msg.code or "?", array("d"))
-                waited.append(sent)
-                waited.append(now - sent)
+            self._failed(sent, kind, msg, now)
         if kind == "rejected":
             self.tally.rejected[msg.code or "?"] += 1
             if sent is not None:
@@ -351,16 +485,31 @@ class FakeSession:
             else:
                 self.tally.errors[msg.code or "?"] += 1
         if self.answers is not None:
-            job_id = msg.job_id or _str((msg.details or {}).get("job_id"))
-            node_id = msg.node_id or _str((msg.details or {}).get("node_id"))
-            self.answers.append(Answer(index, kind, job_id, node_id, msg.code, now))
+            self._log(index, kind, msg, now)
         if self.on_answer is not None:
             self.on_answer(self)
 
+    def _failed(self, sent: float | None, kind: str, msg: _Answer, now: float) -> None:
+        self.tally.failed.append(sent if sent is not None else now)
+        if sent is not None:
+            by_code = self.tally.reject_rtt if kind == "rejected" else self.tally.error_rtt
+            waited = by_code.setdefault(msg.code or "?", array("d"))
+            waited.append(sent)
+            waited.append(now - sent)
+
+    def _log(self, index: int, kind: str, msg: _Answer, now: float) -> None:
+        assert self.answers is not None
+        job_id = msg.job_id or _str((msg.details or {}).get("job_id"))
+        node_id = msg.node_id or _str((msg.details or {}).get("node_id"))
+        self.answers.append(Answer(index, kind, job_id, node_id, msg.code, now))
+
     def close(self) -> None:
         """``session_close``; pending utterances go unanswered (contract §2 "Ending")."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.ws is not None:
-            self.tally.dropped_unanswered += len(self.pending)
+            self.tally.dropped_unanswered += self.owed
             self.ws.send(
                 _encode({"type": "session_close", "session_id": self.session_id, "reason": "done"})
             )
@@ -369,8 +518,11 @@ class FakeSession:
 
     def abandon(self) -> None:
         """Disconnect without a word, as a crashed client does."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.ws is not None:
-            self.tally.dropped_unanswered += len(self.pending)
+            self.tally.dropped_unanswered += self.owed
             self.ws.abort()
 
 

@@ -10,8 +10,10 @@ Plans:
 ``idle``    (memory) sessions connect, say nothing, and wait for the orchestrator.
 ``paced``   (E5) each group of sessions (``groups``: a tenant, a priority class, or everyone)
             offers its ``rate`` utterances/s for ``duration`` on a fixed schedule, round robin
-            over its sessions, whatever the scheduler answers; then the answers owed are awaited
-            for ``drain_timeout`` and what is still owed is counted.
+            over its sessions, whatever the scheduler answers (``clients="open"``), or backing
+            off after ``OVERLOADED`` as the SDK does (``clients="hint"``: fakes.py); then the
+            answers owed, held utterances included (they were offered: they are still sent),
+            are awaited for ``drain_timeout`` and what is still owed is counted.
 
 A process holds nodes, sessions or both (``role``).  E0 can put the nodes and the sessions in
 two processes (``split_roles`` in scenarios.py), as they are different machines in a
@@ -95,6 +97,7 @@ class GenSpec:
     connect_concurrency: int = 100
     role: str = "both"  # "both", "nodes" (none of the sessions) or "sessions" (none of the nodes)
     groups: tuple[SessionGroup, ...] = ()  # paced: sessions beyond ``session_pairs``, by group
+    clients: str = "open"  # paced: "open" ignores OVERLOADED's hint, "hint" backs off on it
 
 
 @dataclass(slots=True)
@@ -145,7 +148,10 @@ class _Run:
         self.groups: list[tuple[SessionGroup, list[FakeSession]]] = []
         for group in spec.groups:
             tally = self.group_tallies.setdefault(group.name, Tally())
-            members = [FakeSession(p, tally=tally, audio=self.audio) for p in group.pairs]
+            members = [
+                FakeSession(p, tally=tally, audio=self.audio, hint=self._hint())
+                for p in group.pairs
+            ]
             for session, pair in zip(members, group.pairs, strict=True):
                 self.inits[id(session)] = group.init(pair)
             self.groups.append((group, members))
@@ -154,6 +160,10 @@ class _Run:
         self.storm = Storm(
             self.nodes, spec.storm, make_node=self._churn_node, connect=self._join, rng=self.rng
         )
+
+    def _hint(self) -> random.Random | None:
+        """A group session's jitter source when it follows OVERLOADED's hint."""
+        return random.Random(self.rng.random()) if self.spec.clients == "hint" else None
 
     def _node(self, spec: NodeSpec) -> FakeNode:
         return FakeNode(
@@ -200,7 +210,7 @@ class _Run:
             self.queue.put(("progress", self.spec.index, sent, answered))
 
     def unanswered(self) -> int:
-        return sum(len(s.pending) for s in self.sessions)
+        return sum(s.owed for s in self.sessions)
 
     async def drain(self) -> None:
         """Wait for the answers still owed, up to ``drain_timeout``."""

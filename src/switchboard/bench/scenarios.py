@@ -110,6 +110,8 @@ class BenchConfig:
     e5_tenant_ratio: float = 10.0  # the big tenant offers this many times the small one's
     e5_priority_load: float = 2.0  # the two classes' offers together (equal halves), × C
     e5_max_concurrency: int = 64  # slots per node: never the limit
+    # "open": sessions ignore OVERLOADED's hint; "hint": they back off on it as the SDK does.
+    e5_clients: str = "open"
     e3_trace: Path | None = None  # None: the seeded sample trace (tracegen), generated afresh
     e3_speed: float = 8.0
     generators: int = 1

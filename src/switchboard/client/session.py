@@ -24,10 +24,12 @@ too long), answering each like any other::
     print((await stream.answer()).text_translated)
 
 A scheduler that is saturated refuses a new utterance with ``OVERLOADED`` and a
-``retry_after_ms`` hint (protocol.md §3).  The SDK then resends it by itself, after the hint
-stretched by random jitter and doubled at each retry, up to ``overload_retries`` times
-(:meth:`Session.connect`); only then does the handle raise :class:`Overloaded`.  Streamed
-utterances are not resent (the SDK does not keep their audio).
+``retry_after_ms`` hint (protocol.md §3).  The whole session then backs off
+(:mod:`switchboard.client.backoff`): it holds the refused utterance and every one it is asked
+to send from then on until the hint, stretched by random jitter and doubled at each retry, has
+passed, then sends them in their order, the refused one first.  An utterance is resent up to
+``overload_retries`` times (:meth:`Session.connect`); only then does its handle raise
+:class:`Overloaded`.  Streamed utterances are not resent (the SDK does not keep their audio).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import aiohttp
 import msgspec
 
 from switchboard import __version__
+from switchboard.client.backoff import Hold, backoff_delay
 from switchboard.client.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -65,11 +68,6 @@ log = logging.getLogger("switchboard.client")
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 _SEND_ERRORS: Final = (ConnectionError, RuntimeError, aiohttp.ClientError)
-# Back-off after OVERLOADED: the server's hint (or this, without one), doubled at each retry,
-# stretched by up to half again at random so refused clients do not come back in step.
-DEFAULT_RETRY_AFTER_S: Final = 0.25
-MAX_BACKOFF_S: Final = 10.0
-JITTER: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +121,7 @@ class PendingTranslation:
 
     def __init__(self, utterance_index: int, future: asyncio.Future[Translation]) -> None:
         self.utterance_index = utterance_index
-        self.sent_at = time.perf_counter()
+        self.sent_at = time.perf_counter()  # asked for: a back-off's hold counts in its latency
         self.resends = 0  # times the SDK sent it again after OVERLOADED: it answers later
         self._future = future
 
@@ -261,8 +259,10 @@ class Session:
         self._pending: dict[int, tuple[PendingTranslation, asyncio.Future[Translation]]] = {}
         # Kept only while resending is on: an utterance refused OVERLOADED is sent again.
         self._overload_retries = overload_retries
-        self._unanswered: dict[int, tuple[dict[str, Any], int]] = {}  # index → (frame, retries)
-        self._resends: set[asyncio.Task[None]] = set()
+        # index → (frame, retries, ticket: its place in the session's order)
+        self._unanswered: dict[int, tuple[dict[str, Any], int, int]] = {}
+        self._hold = Hold() if overload_retries else None  # None: never resend, never hold
+        self._releaser: asyncio.Task[None] | None = None  # the one timer of a hold that is on
         self._rng = random.Random()
         self._next_index = 0
         self._streams: set[PartialStream] = set()
@@ -300,9 +300,10 @@ class Session:
         arguments go into ``session_init`` as they are (``dialect``, ``features``,
         ``tenant_id``, ``mode`` … contract §2).  Raises :class:`ConnectFailed`, or the
         error of the scheduler's refusal (:class:`Unauthorized` …).  An utterance answered
-        ``OVERLOADED`` is resent after the server's ``retry_after_ms`` (with jitter, doubling)
-        up to ``overload_retries`` times (0: never) before its handle raises
-        :class:`Overloaded`.
+        ``OVERLOADED`` puts the session on hold for the server's ``retry_after_ms`` (with
+        jitter, doubling): it and the utterances sent meanwhile go out, in order, once the
+        hold has passed.  It is resent up to ``overload_retries`` times (0: never, and the
+        session never holds) before its handle raises :class:`Overloaded`.
         """
         if overload_retries < 0:
             raise ValueError("overload_retries must be 0 or more")
@@ -341,8 +342,13 @@ class Session:
 
     @property
     def pending(self) -> int:
-        """Utterances sent and not yet answered."""
+        """Utterances sent and not yet answered (held ones included)."""
         return len(self._pending)
+
+    @property
+    def held(self) -> int:
+        """Utterances held back by the back-off after ``OVERLOADED``: not on the wire now."""
+        return 0 if self._hold is None else len(self._hold)
 
     async def send(
         self,
@@ -361,6 +367,8 @@ class Session:
 
         ``utterance_index`` defaults to one more than the last used.  Extra keyword arguments
         are sent as opaque utterance fields (``manual_cut``, ``dialect``, ``features`` …).
+        While the session backs off after ``OVERLOADED``, the utterance is held and goes out
+        after those held before it.
         """
         if self.closed:
             raise _fresh(self._end_reason or SessionClosed("the session is closed"))
@@ -385,9 +393,14 @@ class Session:
         future: asyncio.Future[Translation] = asyncio.get_running_loop().create_future()
         handle = PendingTranslation(index, future)
         self._pending[index] = (handle, future)
-        if self._overload_retries:
-            self._unanswered[index] = (frame, 0)
         self._next_index = max(self._next_index, index + 1)
+        hold = self._hold
+        if hold is not None:
+            ticket = hold.ticket()
+            self._unanswered[index] = (frame, 0, ticket)
+            if hold.on:  # backing off: it goes out with the held ones, in its turn
+                hold.defer(ticket, index)
+                return handle
         if not await self._send(frame):
             self._pending.pop(index, None)
             self._unanswered.pop(index, None)
@@ -529,35 +542,56 @@ class Session:
             log.warning("session %s: %s", self.session_id, error)
 
     def _resend_later(self, index: int, error: Overloaded) -> bool:
-        """Schedule the resend of an utterance refused ``OVERLOADED``; ``False`` when it is
-        not ours to resend or its retries are used up (its handle then raises)."""
+        """Back off after an ``OVERLOADED``: hold the session, and the refused utterance with
+        it; ``False`` when it is not ours to resend or its retries are used up (its handle
+        then raises, and the session still holds the others)."""
+        hold = self._hold
         kept = self._unanswered.get(index)
-        if kept is None or index not in self._pending or self.closed:
+        if hold is None or kept is None or index not in self._pending or self.closed:
             return False
-        frame, retries = kept
+        frame, retries, ticket = kept
+        delay = backoff_delay(error.retry_after_ms, retries, self._rng.random())
+        until = asyncio.get_running_loop().time() + delay
         if retries >= self._overload_retries:
+            hold.refused(until)
+            self._start_releaser()
             return False
-        self._unanswered[index] = (frame, retries + 1)
+        self._unanswered[index] = (frame, retries + 1, ticket)
         self._pending[index][0].resends = retries + 1
-        hint = error.retry_after_ms
-        base = DEFAULT_RETRY_AFTER_S if hint is None else hint / 1000
-        delay = min(base * 2**retries, MAX_BACKOFF_S) * (1 + JITTER * self._rng.random())
-        task = asyncio.get_running_loop().create_task(self._resend(index, frame, delay))
-        self._resends.add(task)
-        task.add_done_callback(self._resends.discard)
+        hold.refused(until, ticket, index)
+        self._start_releaser()
         return True
 
-    async def _resend(self, index: int, frame: dict[str, Any], delay: float) -> None:
-        await asyncio.sleep(delay)
-        if index not in self._pending or self.closed:
-            return  # the session ended meanwhile: its handles have failed already
-        if not await self._send(frame):
-            entry = self._pending.pop(index, None)
-            self._unanswered.pop(index, None)
-            if entry is not None and not entry[1].done():
-                entry[1].set_exception(
-                    _fresh(self._end_reason or ConnectionLost("the connection is gone"))
-                )
+    def _start_releaser(self) -> None:
+        if self._releaser is None:
+            self._releaser = asyncio.get_running_loop().create_task(self._release())
+
+    async def _release(self) -> None:
+        """The hold's one timer: sleep until it has passed (a refusal meanwhile lengthens it),
+        send the held utterances in order, and lift it once none is left."""
+        hold = self._hold
+        assert hold is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.closed:
+                wait = hold.wait(loop.time())
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                index = hold.release()
+                if index is None:
+                    return  # lifted: nothing awaited since the last look, so nothing slipped by
+                kept = self._unanswered.get(index)
+                if kept is not None and index in self._pending and not await self._send(kept[0]):
+                    self._fail(index, ConnectionLost("the connection is gone"))
+        finally:
+            self._releaser = None
+
+    def _fail(self, index: int, reason: SessionClosed) -> None:
+        entry = self._pending.pop(index, None)
+        self._unanswered.pop(index, None)
+        if entry is not None and not entry[1].done():
+            entry[1].set_exception(_fresh(self._end_reason or reason))
 
     def _streamed(self, index: int, answer: Translation | ServerError) -> None:
         """An answer to no utterance this SDK sent: a streamed one.  Later indexes chosen by
@@ -591,8 +625,10 @@ class Session:
                 future.add_done_callback(_retrieve)
         self._pending.clear()
         self._unanswered.clear()
-        for task in self._resends:
-            task.cancel()
+        if self._hold is not None:
+            self._hold.clear()
+        if self._releaser is not None:
+            self._releaser.cancel()
         for stream in self._streams:
             stream.end()
         self._streams.clear()
