@@ -162,23 +162,30 @@ def merge(tallies: Iterable[Tally]) -> Tally:
         for mine, theirs in ((total.error_rtt, t.error_rtt), (total.reject_rtt, t.reject_rtt)):
             for code, pairs in theirs.items():
                 mine.setdefault(code, array("d")).extend(pairs)
-        total.sent += t.sent
-        total.results += t.results
         total.errors.update(t.errors)
         total.rejected.update(t.rejected)
-        total.out_of_order += t.out_of_order
-        total.assigns += t.assigns
-        total.dropped_unanswered += t.dropped_unanswered
-        total.unsent += t.unsent
-        total.stray += t.stray
         total.first_rtt.extend(t.first_rtt)
-        total.asked += t.asked
-        total.deferred += t.deferred
-        total.resends += t.resends
-        total.refusals += t.refusals
-        total.given_up += t.given_up
-        total.sent_while_held += t.sent_while_held
+        for name in _COUNTS:
+            setattr(total, name, getattr(total, name) + getattr(t, name))
     return total
+
+
+# The tally's plain counts, added up across processes by ``merge``.
+_COUNTS = (
+    "sent",
+    "results",
+    "out_of_order",
+    "assigns",
+    "dropped_unanswered",
+    "unsent",
+    "stray",
+    "asked",
+    "deferred",
+    "resends",
+    "refusals",
+    "given_up",
+    "sent_while_held",
+)
 
 
 def _latencies(pairs: Iterable[array[float]]) -> stats.Summary | None:
