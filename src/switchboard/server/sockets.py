@@ -115,8 +115,10 @@ class ServerSocket(web.WebSocketResponse):
                 rest.add_done_callback(_ignore_outcome)
 
     def abort(self) -> None:
-        """Drop the TCP connection now, unsent frames and all."""
-        if self._transport is not None and not self._transport.is_closing():
+        """Drop the TCP connection now, unsent frames and all.  Even when the transport is
+        closing already: aiohttp's ``close()``, cut short by our timeout, leaves it closing
+        with its buffer unsent, which a peer that never reads would hold open for good."""
+        if self._transport is not None:
             self._transport.abort()
 
 
