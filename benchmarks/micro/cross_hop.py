@@ -22,28 +22,15 @@ process of the machine), per job:
   b_write   B writes it to the node's socket (``LocalNode.write``)
   n_recv    the node has read it
 
-and it reports the hops' percentiles in µs.
-
-``--reserve`` adds the reservation in front, as a job pays it: A reserves a slot on ``n1``
-(``RedisStore``, one candidate, the node held by ``b``) and the frame crosses two ways, one
-run each, alternately:
-
-  two-step  the reservation's reply, then ``RemoteNode.write`` (``try_reserve_many.lua``, then
-            ``cluster_send.lua``: two round trips from A)
-  one-step  ``reserve_handing_soon``: ``try_reserve_send_many.lua`` reserves and adds the frame
-            to B's inbox in one script, and A writes nothing after the reply
-
-with ``a_write`` standing for the moment A asks for the reservation.
-
-``--floor`` adds a baseline, outside the project's code: two bare hiredis connections, one
-``XADD``-ing, one blocked in ``XREADGROUP``, in two processes, at the same pace: one Redis
-round trip plus one process wake-up, which is what any design that crosses through Redis pays.
+and it reports the hops' percentiles in µs.  ``--floor`` adds a baseline, outside the project's
+code: two bare hiredis connections, one ``XADD``-ing, one blocked in ``XREADGROUP``, in two
+processes, at the same pace: one Redis round trip plus one process wake-up, which is what any
+design that crosses through Redis pays.
 
 Run (from the repo root, the project's .venv; redis-server on PATH):
 
     cat /proc/loadavg
-    .venv/bin/python benchmarks/micro/cross_hop.py [--rate 300] [--count 3000] [--floor] \
-        [--reserve]
+    .venv/bin/python benchmarks/micro/cross_hop.py [--rate 300] [--count 3000] [--floor]
 """
 
 from __future__ import annotations
@@ -52,7 +39,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import functools
 import json
 import os
 import statistics
@@ -68,10 +54,8 @@ from prometheus_client import CollectorRegistry
 
 from switchboard.cluster.relay import Relay
 from switchboard.dispatch.driver import DispatchDriver
-from switchboard.store.base import Candidate, Handoff
 from switchboard.store.cluster import ClusterStore
-from switchboard.store.cluster_values import TO_NODE, InboxEntry
-from switchboard.store.redis_store import RedisStore
+from switchboard.store.cluster_values import InboxEntry
 from switchboard.tools.procs import RedisProcess
 
 NAMESPACE = "xhop"
@@ -191,57 +175,6 @@ async def run_a(url: str, rate: float, count: int, out: Path) -> None:
         peer.write(frame)
         stamps[i].append(time.perf_counter())
     await asyncio.sleep(0.5)
-    await store.close()
-    out.write_text(json.dumps(stamps))
-
-
-async def run_a_reserving(url: str, rate: float, count: int, out: Path, *, fused: bool) -> None:
-    """A reserves, then the frame crosses: in two steps, or handed over by the reservation."""
-    store = ClusterStore.from_url(url, namespace=NAMESPACE)
-    leases = RedisStore.from_url(url, namespace=NAMESPACE)
-    await store.announce("a", "{}", ttl_s=600)
-    relay = Relay(
-        store,
-        "a",
-        dispatcher=cast(DispatchDriver, None),
-        local_node=lambda node_id: None,
-        registry=CollectorRegistry(),
-    )
-    peer = relay.peer("n1", "b")
-    cands = [Candidate("n1", 1 << 30)]  # never full: every job is granted n1
-    mode = "one" if fused else "two"
-    stamps: dict[int, list[float]] = {}
-
-    def two_step(i: int, frame: bytes, results: Any, error: BaseException | None) -> None:
-        stamps[i].append(time.perf_counter())
-        if error is None and results[0] == "n1":
-            peer.write(frame)
-
-    def one_step(i: int, handoff: Handoff, results: Any, error: BaseException | None) -> None:
-        stamps[i].append(time.perf_counter())
-        if error is None and results[0] == "n1":
-            peer.handed(handoff.status)
-
-    frames = [job_assign(i, 0.0) for i in range(count + WARMUP)]
-    interval = 1.0 / rate
-    start = time.perf_counter()
-    for i, frame in enumerate(frames):
-        delay = start + i * interval - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        holder = f"{mode}-job-{i}:1"
-        t = time.perf_counter()
-        stamps[i] = [t]
-        if fused:
-            handoff = Handoff(frame, "a", TO_NODE, {"n1": "b"})
-            done = functools.partial(one_step, i, handoff)
-            leases.reserve_handing_soon(cands, holder, handoff, lease_s=600, done=done)
-        else:
-            done = functools.partial(two_step, i, frame)
-            leases.reserve_soon([(cands, holder)], lease_s=600, done=done)
-        stamps[i].append(time.perf_counter())
-    await asyncio.sleep(0.5)
-    await leases.close()
     await store.close()
     out.write_text(json.dumps(stamps))
 
@@ -401,26 +334,6 @@ async def main(args: argparse.Namespace) -> None:
         }
         results["relay"] = report("relay (the project's code)", rows)
         results["relay"]["missing"] = lost
-        if args.reserve:
-            for mode in ("two-step", "one-step"):
-                recv, a_st, b_st = await run_pair(
-                    mode,
-                    ["--role", "b", "--url", redis.url],
-                    ["--role", mode, "--url", redis.url, *common],
-                    args.count,
-                    work,
-                )
-                jobs = [i for i in range(WARMUP, args.count + WARMUP) if i in recv and i in b_st]
-                rows = {
-                    "A reserve -> A's call returns": [a_st[i][1] - a_st[i][0] for i in jobs],
-                    "A reserve -> reservation reply": [a_st[i][2] - a_st[i][0] for i in jobs],
-                    "A reserve -> B XREADGROUP returns": [b_st[i][0] - a_st[i][0] for i in jobs],
-                    "B read returns -> B socket write": [b_st[i][1] - b_st[i][0] for i in jobs],
-                    "B socket write -> node receives": [recv[i] - b_st[i][1] for i in jobs],
-                    "A reserve -> node receives (total)": [recv[i] - a_st[i][0] for i in jobs],
-                }
-                results[mode] = report(f"{mode} (reservation, then the crossing)", rows)
-                results[mode]["missing"] = args.count - len(jobs)
         if args.floor:
             recv, a_st, b_st = await run_pair(
                 "floor",
@@ -458,9 +371,6 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="jobs/s (default 300)")
     parser.add_argument("--count", type=int, default=3000, help="jobs measured (default 3000)")
     parser.add_argument("--floor", action="store_true", help="also the bare-hiredis baseline")
-    parser.add_argument(
-        "--reserve", action="store_true", help="also reserve first: two-step and one-step"
-    )
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     out = Path(args.out)
@@ -468,8 +378,6 @@ def cli() -> None:
         "main": lambda: main(args),
         "b": lambda: run_b(args.url, args.node_port, out),
         "a": lambda: run_a(args.url, args.rate, args.count, out),
-        "two-step": lambda: run_a_reserving(args.url, args.rate, args.count, out, fused=False),
-        "one-step": lambda: run_a_reserving(args.url, args.rate, args.count, out, fused=True),
         "floor-b": lambda: run_floor_b(args.port, args.node_port, args.count, out),
         "floor-a": lambda: run_floor_a(args.port, args.rate, args.count, out),
     }[args.role]

@@ -32,18 +32,17 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
 from switchboard.dispatch.driver import DispatchDriver
-from switchboard.dispatch.jobs import RemotePeer
 from switchboard.errors import ProtocolError, StoreError, StoreUnavailable
 from switchboard.protocol import codec
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted
-from switchboard.store.base import DEAD_LETTERED
-from switchboard.store.cluster_values import TO_NODE, InboxEntry, Outgoing
+from switchboard.store.cluster_values import InboxEntry, Outgoing
 
 if TYPE_CHECKING:
     from switchboard.store.cluster import ClusterStore
 
 log = logging.getLogger("switchboard.cluster")
 
+TO_NODE: Final = "to_node"  # job_assign / job_cancel for a node held by the receiver
 FROM_NODE: Final = "from_node"  # a node's frame about a job the receiver placed
 DRAIN: Final = "drain"  # the operator drained, on another instance, a node held by the receiver
 UNDRAIN: Final = "undrain"  # and undrained it
@@ -116,7 +115,7 @@ class _Seen:
         return True
 
 
-class RemoteNode(RemotePeer):
+class RemoteNode:
     """A node held by another instance, as the dispatch core sees it (``NodePeer``)."""
 
     __slots__ = ("_relay", "node_id", "owner")
@@ -126,15 +125,8 @@ class RemoteNode(RemotePeer):
         self.owner = owner
         self._relay = relay
 
-    @property
-    def origin(self) -> str:
-        return self._relay.instance_id
-
     def write(self, frame: bytes) -> bool:
         return self._relay.send(self.owner, TO_NODE, self.node_id, frame)
-
-    def handed(self, status: int) -> None:
-        self._relay.handed(status)
 
 
 class Relay:
@@ -192,13 +184,6 @@ class Relay:
             [Outgoing(target, kind, node_id, self.instance_id, frame)], self._sent
         )
         return True
-
-    def handed(self, status: int) -> None:
-        """A ``job_assign`` that the reservation's own script handed over (``Handoff``):
-        counted as ``send`` and ``_sent`` count one."""
-        self._sent_out.inc()
-        if status == DEAD_LETTERED:
-            self.dead_letters.labels("no_instance").inc()
 
     def _sent(self, results: Sequence[bool] | None, error: BaseException | None) -> None:
         if error is not None or results is None:

@@ -7,8 +7,7 @@ action           the driver                                then tells the core
 ===============  ========================================  ==================================
 ``Reserve``      ``store.try_reserve`` (one job)           ``reserved`` / ``reserve_failed``
 ``ReserveMany``  one store call for a whole wake round     ``round_reserved`` / ``round_failed``
-``Assign``       writes ``job_assign`` to the node, unless  ``assign_failed`` if it broke
-                 ``handed`` (the store handed it over)
+``Assign``       writes ``job_assign`` to the node         ``assign_failed`` if it broke
 ``Cancel``       writes ``job_cancel``, *then* releases    (as ``Release``)
 ``Release``      ``store.release``                         ``released``
 ``Push``         queues a frame for the session            —
@@ -49,7 +48,6 @@ class Assign(NamedTuple):
     frame: bytes
     job: Job
     attempt: int
-    handed: bool = False  # the store has handed ``frame`` over already: nothing to write
 
 
 class Release(NamedTuple):

@@ -404,31 +404,14 @@ class DispatchCore:
 
     # --- the store's answers -----------------------------------------------------------------
 
-    def reserved(
-        self,
-        reserve: Reserve,
-        node_id: str | None,
-        *,
-        now: float,
-        frame: bytes | None = None,
-        handed: bool = False,
-    ) -> list[Action]:
-        """The store answered one ``Reserve``: a node, or ``None`` when all were full.
-        ``frame``: the attempt's ``job_assign``, encoded before reserving (``assign_frame``);
-        ``handed``: the store has already handed it to the node (its owner's inbox), so the
-        ``Assign`` only records that."""
+    def reserved(self, reserve: Reserve, node_id: str | None, *, now: float) -> list[Action]:
+        """The store answered one ``Reserve``: a node, or ``None`` when all were full."""
         out: list[Action] = []
         self.store_up = True
         job, attempt = reserve.job, reserve.attempt
         if job.state is not JobState.RESERVING:  # answered or dropped meanwhile
             if node_id is not None:
-                release = Release(node_id, reserve.holder, counted=False, wake=True)
-                node = self._nodes.get(node_id) if handed else None
-                if node is None:
-                    out.append(release)
-                else:  # the node has the job already: cancelled before its slot is given back
-                    cancel = codec.job_cancel(job.job_id, job.trace_id, "ended while placing")
-                    out.append(Cancel(node, cancel, release))
+                out.append(Release(node_id, reserve.holder, counted=False, wake=True))
             return out
         if node_id is None:
             self._stats.full += 1
@@ -441,7 +424,7 @@ class DispatchCore:
             out.append(Release(node_id, reserve.holder, counted=False, wake=False))
             self._wait(job, now, out)
             return out
-        self._assign(job, node, attempt, out, now, frame=frame, handed=handed)
+        self._assign(job, node, attempt, out, now)
         return out
 
     def reserve_failed(self, reserve: Reserve, *, unreachable: bool = True) -> list[Action]:
@@ -547,15 +530,7 @@ class DispatchCore:
         self._finish_error(job, code, "no eligible node had a free slot in time", out)
 
     def _assign(
-        self,
-        job: Job,
-        node: NodePeer,
-        attempt: int,
-        out: list[Action],
-        now: float,
-        *,
-        frame: bytes | None = None,
-        handed: bool = False,
+        self, job: Job, node: NodePeer, attempt: int, out: list[Action], now: float
     ) -> None:
         self._stats.reserved += 1
         node_id = node.node_id
@@ -568,18 +543,8 @@ class DispatchCore:
         self._set_state(job, JobState.ASSIGNED)
         self._node_jobs.setdefault(node_id, {})[job.job_id] = job
         self._load[node_id] += 1
-        if frame is None:
-            frame = self.assign_frame(job, attempt)
-        # The timer first: if the write fails, the failover that follows stops it.
-        timer = job.timer = Timer(TimerKind.JOB, job)
-        out.append(StartTimer(timer, self._cfg.job_timeout))
-        out.append(Assign(node, frame, job, attempt, handed))
-
-    def assign_frame(self, job: Job, attempt: int) -> bytes:
-        """``job_assign`` for ``attempt``: nothing in it depends on the node chosen, so it
-        can be encoded before reserving (a reservation that hands it over, ``reserved``)."""
         session = job.session
-        return codec.job_assign(
+        frame = codec.job_assign(
             job.raw,
             job_id=job.job_id,
             attempt_id=attempt,
@@ -593,6 +558,10 @@ class DispatchCore:
             cut=job.cut,
             streaming_asr=self._cfg.streaming_asr,
         )
+        # The timer first: if the write fails, the failover that follows stops it.
+        timer = job.timer = Timer(TimerKind.JOB, job)
+        out.append(StartTimer(timer, self._cfg.job_timeout))
+        out.append(Assign(node, frame, job, attempt))
 
     def assign_failed(self, job: Job, attempt: int, *, now: float) -> list[Action]:
         """The node's socket broke while ``job_assign`` was written.  The node is gone for
@@ -821,10 +790,6 @@ class DispatchCore:
         return out
 
     # --- nodes ------------------------------------------------------------------------------
-
-    def peer(self, node_id: str) -> NodePeer | None:
-        """The node's peer as dispatch holds it, ``None`` if it has left."""
-        return self._nodes.get(node_id)
 
     def node_attached(self, node: NodePeer) -> None:
         self._nodes[node.node_id] = node

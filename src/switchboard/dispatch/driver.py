@@ -36,7 +36,7 @@ from switchboard.dispatch.actions import (
     StopTimer,
 )
 from switchboard.dispatch.core import DispatchCore
-from switchboard.dispatch.jobs import NodePeer, RemotePeer, Session, SessionPeer, Timer
+from switchboard.dispatch.jobs import NodePeer, Session, SessionPeer, Timer
 from switchboard.errors import StoreError, StoreUnavailable
 from switchboard.metrics import Metrics
 from switchboard.protocol.codes import ErrorCode
@@ -44,16 +44,7 @@ from switchboard.protocol.cuts import Cut
 from switchboard.protocol.messages import AsrPartial, JobAck, JobResult, JobStarted, Utterance
 from switchboard.protocol.profile import SessionProfile
 from switchboard.runtime.snapshot import RuntimeSnapshot, SnapshotHolder
-from switchboard.store.base import (
-    NOT_HANDED,
-    Claim,
-    HandingStore,
-    Handoff,
-    InlineStore,
-    ReservationStore,
-    awaited,
-)
-from switchboard.store.cluster_values import TO_NODE
+from switchboard.store.base import Claim, InlineStore, ReservationStore, awaited
 
 log = logging.getLogger("switchboard.dispatch")
 _PROBE_S = 0.5  # the store's health probe: an outage is noticed within this and a timeout
@@ -78,11 +69,6 @@ class DispatchDriver:
         self.core = core
         self._store = store
         self._inline: InlineStore | None = store if isinstance(store, InlineStore) else None
-        # A job that may go to another instance's node: its job_assign rides with the
-        # reservation, on a store that can hand it over in the same step (one Redis).
-        self._hands: HandingStore | None = None
-        if isinstance(store, HandingStore) and store.hands_off:
-            self._hands = store
         self._stats = metrics.dispatch  # plain attributes: the per-job metric updates
         self._steps = steps.enabled()  # read once: at the default level a step costs a branch
         self._lease = reservation_lease
@@ -289,7 +275,7 @@ class DispatchDriver:
                     self._reserve_round(action, queue)
 
     def _assign(self, action: Assign, queue: deque[Action]) -> None:
-        sent = action.handed or action.node.write(action.frame)
+        sent = action.node.write(action.frame)
         if action.attempt == 1:
             self._stats.dispatch_latency.observe(time.perf_counter() - action.job.received_at)
             self.dispatched_total += 1
@@ -311,8 +297,6 @@ class DispatchDriver:
             if not self.core.store_up:
                 self._reassert_first()
             self._overload.store_owed += 1
-            if self._hands is not None and self._hand_over(action, self._hands):
-                return
             self._store.reserve_soon(
                 [(action.candidates, action.holder)],
                 lease_s=self._lease,
@@ -323,32 +307,6 @@ class DispatchDriver:
             action.candidates, action.holder, lease_s=self._lease
         )
         self._follow(queue, self.core.reserved(action, node_id, now=time.monotonic()))
-
-    def _hand_over(self, action: Reserve, store: HandingStore) -> bool:
-        """Reserve with the ``job_assign`` handed over in the same step, if any candidate is
-        another instance's node (``Handoff``): one Redis round trip for a crossing, not two.
-        ``False``: none is, and the reservation is the plain one."""
-        owners: dict[str, str] | None = None
-        peer_of = self.core.peer
-        remote: RemotePeer | None = None
-        for cand in action.candidates:
-            peer = peer_of(cand.node_id)
-            if isinstance(peer, RemotePeer):
-                if owners is None:
-                    owners, remote = {}, peer
-                owners[cand.node_id] = peer.owner
-        if owners is None or remote is None:
-            return False
-        frame = self.core.assign_frame(action.job, action.attempt)
-        handoff = Handoff(frame, remote.origin, TO_NODE, owners)
-        store.reserve_handing_soon(
-            action.candidates,
-            action.holder,
-            handoff,
-            lease_s=self._lease,
-            done=functools.partial(self._reserved_handing, action, handoff, remote),
-        )
-        return True
 
     def _reserve_round(self, action: ReserveMany, queue: deque[Action]) -> None:
         requests = [(r.candidates, r.holder) for r in action.items]
@@ -386,31 +344,6 @@ class DispatchDriver:
             log.error("reserving for job %s failed: %r", action.job.job_id, error)
             actions = self.core.reserve_failed(action, unreachable=False)
         self.run(actions)
-
-    def _reserved_handing(
-        self,
-        action: Reserve,
-        handoff: Handoff,
-        remote: RemotePeer,
-        results: Sequence[str | None] | None,
-        error: BaseException | None,
-    ) -> None:
-        """``_reserved`` for a reservation that carried its ``job_assign``: the ``Assign``
-        writes nothing if the store handed it to the node's owner, and that owner still holds
-        the node (one that changed hands meanwhile gets it written, the old owner
-        dead-letters its copy)."""
-        if error is not None or results is None:
-            self._reserved(action, results, error)
-            return
-        self._overload.store_owed -= 1
-        node_id, status = results[0], handoff.status
-        handed = False
-        if status != NOT_HANDED and node_id is not None:
-            remote.handed(status)
-            peer = self.core.peer(node_id)
-            handed = isinstance(peer, RemotePeer) and peer.owner == handoff.owners.get(node_id)
-        now = time.monotonic()
-        self.run(self.core.reserved(action, node_id, now=now, frame=handoff.frame, handed=handed))
 
     def _round_reserved(
         self, count: int, results: Sequence[str | None] | None, error: BaseException | None

@@ -50,30 +50,6 @@ class NodePeer(Protocol):
         connection is gone."""
 
 
-class RemotePeer:
-    """A node another instance of the cluster holds (``cluster/relay.py``'s ``RemoteNode``).
-    Its ``job_assign`` can go to the owner's inbox in the reservation's own step, where the
-    store offers that (``store.base.Handoff``): the driver then writes nothing, and tells
-    the peer what became of the frame (``handed``)."""
-
-    __slots__ = ()
-    node_id: str
-    owner: str  # the instance holding the node's socket
-
-    @property
-    def origin(self) -> str:
-        """This instance's id (the inbox entry's origin)."""
-        raise NotImplementedError
-
-    def write(self, frame: bytes) -> bool:
-        raise NotImplementedError
-
-    def handed(self, status: int) -> None:
-        """The store handed this node's ``job_assign`` over in the reservation's step
-        (``store.base.HANDED``, ``DEAD_LETTERED``, ``HANDED_BEFORE``): counted as a send."""
-        raise NotImplementedError
-
-
 @dataclass(slots=True, eq=False)
 class Session:
     """Dispatch's record of one open session: the one owner of its pending utterances and of

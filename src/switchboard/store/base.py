@@ -42,52 +42,6 @@ class Candidate:
     tier: int = 0
 
 
-# What became of a handed-over frame (``Handoff.status``, ``try_reserve_send_many.lua``).
-HANDED = 1  # in the chosen node's owner's inbox
-DEAD_LETTERED = 0  # its owner was not present: in the dead-letter stream
-NOT_HANDED = -1  # no node, or the chosen node is this instance's own: the caller writes it
-HANDED_BEFORE = 2  # a repeated request (a retry after a lost connection): it went the first time
-
-
-class Handoff:
-    """A job's ``job_assign``, given to a reservation so that the store hands it to the
-    chosen node's owner (another instance of the cluster) in the reservation's own atomic
-    step (docs/scale-out.md, "One step for a crossing").  ``owners`` names the owner of each
-    candidate that another instance holds; ``status`` is the store's answer."""
-
-    __slots__ = ("frame", "kind", "origin", "owners", "status")
-
-    def __init__(self, frame: bytes, origin: str, kind: str, owners: dict[str, str]) -> None:
-        self.frame = frame
-        self.origin = origin  # the instance reserving (the inbox entry's origin)
-        self.kind = kind  # the inbox entry's kind (``cluster_values.TO_NODE``)
-        self.owners = owners
-        self.status = NOT_HANDED
-
-
-@runtime_checkable
-class HandingStore(Protocol):
-    """A store that can reserve and hand a frame over in one step (``Handoff``): the Redis
-    store on one Redis (``hands_off``), not on a Redis Cluster, where the inbox and the
-    lease live in different slots."""
-
-    @property
-    def hands_off(self) -> bool: ...
-
-    def reserve_handing_soon(
-        self,
-        candidates: Sequence[Candidate],
-        holder: str,
-        handoff: Handoff,
-        *,
-        lease_s: float,
-        done: Outcome[str | None],
-    ) -> None:
-        """``reserve_soon`` of one request, batched with the others, that also hands
-        ``handoff``'s frame over when the node granted is one of its ``owners``' (its
-        ``status`` is set before ``done`` is called)."""
-
-
 class ReservationStore(abc.ABC):
     """One interface, two implementations with identical semantics."""
 

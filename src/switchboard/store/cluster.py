@@ -49,7 +49,6 @@ from switchboard.store.batching import Batcher
 from switchboard.store.cluster_values import DeadLetter, InboxEntry, NodeChange, Outgoing
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.redis_store import (
-    STREAM_BOUND,
     AnyRedis,
     _config_errors,
     _HotCall,
@@ -62,7 +61,7 @@ from switchboard.store.redis_store import (
 T = TypeVar("T")
 GROUP: Final = "switchboard"
 CHANGES_BOUND: Final = 10_000  # entries kept on the change stream (approximately)
-INBOX_BOUND: Final = STREAM_BOUND  # a backstop only: handled entries are deleted at once
+INBOX_BOUND: Final = 100_000  # a backstop only: handled entries are deleted at once
 DEAD_BOUND: Final = 10_000
 
 

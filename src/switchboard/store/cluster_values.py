@@ -5,10 +5,6 @@ the embedded store included, which must not load redis-py for it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
-
-# An inbox entry's kind: job_assign / job_cancel for a node the receiver holds (cluster/relay.py).
-TO_NODE: Final = "to_node"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,16 +49,7 @@ from switchboard.config import redact_url
 from switchboard.errors import ConfigError, StoreError, StoreUnavailable
 from switchboard.store import groups as grouping
 from switchboard.store import pipelined
-from switchboard.store.base import (
-    NOT_HANDED,
-    Candidate,
-    Claim,
-    Handoff,
-    Outcome,
-    ReservationStore,
-    _then,
-    awaited,
-)
+from switchboard.store.base import Candidate, Claim, Outcome, ReservationStore, _then, awaited
 from switchboard.store.batching import Batcher
 from switchboard.store.keys import DEFAULT_NAMESPACE, StoreKeys
 from switchboard.store.memory import check_lease
@@ -69,8 +60,7 @@ T = TypeVar("T")
 AnyRedis = Redis | RedisCluster
 # The hot path: one pipelined connection, or one per primary of a Cluster.
 HotClient = pipelined.PipelinedClient | ShardRouter
-# candidates, holder, lease ms, and the frame to hand over with it (one Redis only)
-_ReserveRequest = tuple[tuple[Candidate, ...], str, int, Handoff | None]
+_ReserveRequest = tuple[tuple[Candidate, ...], str, int]  # candidates, holder, lease ms
 
 # Redis errors that mean "the server cannot serve us right now" rather than "the request was
 # wrong": connection/timeout (incl. LOADING and auth, which subclass ConnectionError), a replica
@@ -99,9 +89,6 @@ _UNAVAILABLE_REPLIES: Final = frozenset(
 # some: a pause of a few timeouts keeps it (and its order: a late reserve still runs before the
 # release that undoes it), a vanished peer does not hold it for TCP's hours.
 _STALL_TIMEOUTS: Final = 3
-# A handed-over frame's stream bound: cluster_send.lua's (store/cluster.py's INBOX_BOUND),
-# which bounds both the inbox and the dead letters it writes.
-STREAM_BOUND: Final = 100_000
 
 
 @functools.cache
@@ -140,22 +127,6 @@ def _nodes_of(reply: Any, count: int) -> list[str | None]:
     if not isinstance(reply, list) or len(reply) != count:
         raise StoreError(f"unexpected reply from try_reserve_many: {reply!r}")
     return [node or None for node in reply]
-
-
-def _handed(reply: Any, requests: Sequence[_ReserveRequest]) -> list[str | None]:
-    """``try_reserve_send_many``'s reply, two values per request: the node id (``''`` for no
-    room) and what became of the frame, which goes to the request's ``Handoff``."""
-    if not isinstance(reply, list) or len(reply) != 2 * len(requests):
-        raise StoreError(f"unexpected reply from try_reserve_send_many: {reply!r}")
-    nodes: list[str | None] = []
-    for i, (_, _, _, handoff) in enumerate(requests):
-        status = _as_int(reply[2 * i + 1])
-        if handoff is not None:
-            handoff.status = status
-        elif status != NOT_HANDED:
-            raise StoreError(f"unexpected reply from try_reserve_send_many: {reply!r}")
-        nodes.append(reply[2 * i] or None)
-    return nodes
 
 
 def _lease_ms(lease_s: float) -> int:
@@ -280,7 +251,6 @@ class RedisStore(ReservationStore):
         self._keys = StoreKeys(namespace, sharded=isinstance(client, RedisCluster))
         self._timeout_s = timeout_s
         self._try_reserve = pipelined.Script(_load_lua("try_reserve_many"))
-        self._try_reserve_send = pipelined.Script(_load_lua("try_reserve_send_many"))
         self._release = pipelined.Script(_load_lua("release_many"))
         self._reassert = pipelined.Script(_load_lua("reassert"))
         # Requests made in the same loop tick share one script call (store/batching.py).
@@ -357,7 +327,7 @@ class RedisStore(ReservationStore):
         done: Outcome[str | None],
     ) -> None:
         lease_ms = _lease_ms(lease_s)
-        wanted = [(tuple(cands), holder, lease_ms, None) for cands, holder in requests if cands]
+        wanted = [(tuple(cands), holder, lease_ms) for cands, holder in requests if cands]
         if not wanted:  # nothing to ask Redis; still answered from the loop, as always
             asyncio.get_running_loop().call_soon(done, [None] * len(requests), None)
             return
@@ -371,38 +341,14 @@ class RedisStore(ReservationStore):
 
         self._reserve_batch.submit(wanted, spread)
 
-    @property
-    def hands_off(self) -> bool:
-        """Reservations can hand a frame over in their own step (``HandingStore``): on one
-        Redis, where leases, presence and inboxes share one hash tag."""
-        return not self._keys.sharded
-
-    def reserve_handing_soon(
-        self,
-        candidates: Sequence[Candidate],
-        holder: str,
-        handoff: Handoff,
-        *,
-        lease_s: float,
-        done: Outcome[str | None],
-    ) -> None:
-        if not candidates or self._keys.sharded:  # nothing to choose, or two steps (Cluster)
-            self.reserve_soon([(candidates, holder)], lease_s=lease_s, done=done)
-            return
-        request = (tuple(candidates), holder, _lease_ms(lease_s), handoff)
-        self._reserve_batch.submit((request,), done)
-
     def _reserve_many(self, requests: Sequence[_ReserveRequest], done: Outcome[str | None]) -> None:
         nodes_key = self._keys.nodes
         if self._keys.sharded:
-            group = self._one_group(c.node_id for cands, _, _, _ in requests for c in cands)
+            group = self._one_group(c.node_id for cands, _, _ in requests for c in cands)
             if group is None:  # candidates in several groups: rounds (groups.py)
                 _then(self._reserve_rounds(requests), done)
                 return
             nodes_key = self._keys.group_nodes(group)  # one group: one script, as on one Redis
-        elif any(handoff is not None for _, _, _, handoff in requests):
-            self._reserve_send_many(requests, done)
-            return
         keys, args = self._reserve_call(nodes_key, requests)
 
         def parse(reply: Any, error: StoreError | None) -> None:
@@ -422,68 +368,11 @@ class RedisStore(ReservationStore):
         """``try_reserve_many``'s keys and arguments for ``requests``."""
         keys = [nodes_key]
         args: list[pipelined.Arg] = [len(requests)]
-        for candidates, holder, lease_ms, _ in requests:
+        for candidates, holder, lease_ms in requests:
             args += [holder, lease_ms, len(candidates)]
             for cand in candidates:
                 keys.append(self._keys.slots(cand.node_id))
                 args += [cand.node_id, cand.capacity, cand.tier]
-        return keys, args
-
-    def _reserve_send_many(
-        self, requests: Sequence[_ReserveRequest], done: Outcome[str | None]
-    ) -> None:
-        """A batch with frames to hand over: ``try_reserve_send_many.lua``, whose choice is
-        ``try_reserve_many.lua``'s, and which hands each frame to the owner of the node it
-        was granted, if another instance holds that node (one Redis only)."""
-        keys, args = self._reserve_send_call(requests)
-
-        def parse(reply: Any, error: StoreError | None) -> None:
-            if error is None:
-                try:
-                    nodes = _handed(reply, requests)
-                except StoreError as exc:
-                    error = exc
-                else:
-                    done(nodes, None)
-                    return
-            done(None, error)
-
-        self._run_hot(self._try_reserve_send, keys, args, parse)
-
-    def _reserve_send_call(
-        self, requests: Sequence[_ReserveRequest]
-    ) -> tuple[list[str], list[pipelined.Arg]]:
-        """``try_reserve_send_many``'s keys and arguments for ``requests``."""
-        k = self._keys
-        owners: dict[str, int] = {}  # owner -> its index (from 1) in the owners' keys
-        origin = kind = ""
-        for _, _, _, handoff in requests:
-            if handoff is not None:
-                origin, kind = handoff.origin, handoff.kind
-                for owner in handoff.owners.values():
-                    owners.setdefault(owner, len(owners) + 1)
-        keys = [k.nodes, k.dead_letters]
-        for owner in owners:
-            keys += [k.presence(owner), k.inbox(owner)]
-        args: list[pipelined.Arg] = [len(requests), STREAM_BOUND, origin, kind, len(owners)]
-        args += owners
-        for candidates, holder, lease_ms, handoff in requests:
-            held = handoff.owners if handoff is not None else {}
-            args += [
-                holder,
-                lease_ms,
-                handoff.frame if handoff is not None else "",
-                len(candidates),
-            ]
-            for cand in candidates:
-                keys.append(k.slots(cand.node_id))
-                held_by = held.get(cand.node_id)
-                args += [
-                    cand.node_id,
-                    cand.capacity,
-                    cand.tier,
-                    0 if held_by is None else owners[held_by],
-                ]
         return keys, args
 
     def _hot_future(
@@ -529,7 +418,7 @@ class RedisStore(ReservationStore):
         fails, the leases the batch already took are released before the error is raised, so
         a failed batch holds nothing."""
         results: list[str | None] = [None] * len(requests)
-        left = {i: grouping.unique(cands) for i, (cands, _, _, _) in enumerate(requests)}
+        left = {i: grouping.unique(cands) for i, (cands, _, _) in enumerate(requests)}
         group_of = {c.node_id: self._keys.group_of(c.node_id) for cs in left.values() for c in cs}
         try:
             while left:
@@ -551,7 +440,7 @@ class RedisStore(ReservationStore):
         """Probe, plan, reserve: fills ``results`` with what was granted and returns the
         requests to try again, each with the candidates of the groups it has not tried."""
         probe = await self._probe_round(left, requests, group_of)
-        holders = [holder for _, holder, _, _ in requests]
+        holders = [holder for _, holder, _ in requests]
         sends: dict[int, list[int]] = {}
         for index, group in grouping.plan(list(left.items()), group_of, probe, holders).items():
             if group is not None:
@@ -566,7 +455,6 @@ class RedisStore(ReservationStore):
                             tuple(c for c in left[i] if group_of[c.node_id] == group),
                             requests[i][1],
                             requests[i][2],
-                            None,
                         )
                         for i in indices
                     ],
