@@ -162,10 +162,7 @@ class Overload:
     def loop_lag(self, now: float) -> float:
         """The lag now: the average, or more if the running probe is late already (a long
         loop iteration shows while it lasts, not only once it has ended)."""
-        due = self._probe_due
-        if due is not None and now - due > self._lag:
-            return now - due
-        return self._lag
+        return max(self._lag, self._overdue(now))
 
     # --- the verdict ------------------------------------------------------------------------
 

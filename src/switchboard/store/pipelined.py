@@ -232,30 +232,23 @@ class _Connection(asyncio.Protocol):
     # -- use
     def send(self, command: bytes) -> asyncio.Future[Any]:
         """Queue one encoded command; the future gets its reply (or the connection's end)."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._owe(future, command)
+        return future
+
+    def send_then(self, command: bytes, reply: Reply) -> None:
+        """``send`` for a caller that takes its reply as a callback (see :class:`_Then`)."""
+        self._owe(_Then(reply), command)
+
+    def _owe(self, waiter: asyncio.Future[Any] | _Then, command: bytes) -> None:
+        """Put ``waiter`` in the FIFO and write ``command`` (or hold it until set-up is done)."""
         if self._failure is not None:
             raise ConnectionFailed(str(self._failure))
         if len(self._owed) >= self._max_in_flight:
             raise Overloaded(f"{len(self._owed)} redis commands in flight")
         if not self._owed:
             self._last_read = self._loop.time()  # the stall clock starts with the first owed
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._owed.append(future)
-        if self._held is None:
-            assert self._transport is not None
-            self._transport.write(command)
-        else:
-            self._held.append(command)
-        return future
-
-    def send_then(self, command: bytes, reply: Reply) -> None:
-        """``send`` for a caller that takes its reply as a callback (see :class:`_Then`)."""
-        if self._failure is not None:
-            raise ConnectionFailed(str(self._failure))
-        if len(self._owed) >= self._max_in_flight:
-            raise Overloaded(f"{len(self._owed)} redis commands in flight")
-        if not self._owed:
-            self._last_read = self._loop.time()
-        self._owed.append(_Then(reply))
+        self._owed.append(waiter)
         if self._held is None:
             assert self._transport is not None
             self._transport.write(command)
